@@ -1,0 +1,19 @@
+//! Step "csi": the CSI Identity and Node services on a unix socket. The
+//! services only translate: requests go to `publish`, errors come back
+//! through `status`, the one place that picks gRPC codes.
+
+mod identity_service;
+mod node_service;
+mod server;
+mod status;
+
+#[allow(clippy::all, clippy::pedantic)]
+mod proto {
+    tonic::include_proto!("csi.v1");
+}
+
+pub use identity_service::IdentityService;
+pub use node_service::NodeService;
+pub use proto::*;
+pub use server::{Endpoint, serve};
+pub use status::status_of;

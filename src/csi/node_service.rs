@@ -1,0 +1,137 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::proto::node_server::Node;
+use super::proto::*;
+use super::status::status_of;
+use crate::publish::{PublishError, Published, Publisher};
+use crate::request;
+
+/// CSI Node: publish and unpublish. No optional node capability is
+/// advertised: kubelet never stages ephemeral volumes, and stats or expansion
+/// mean nothing for a secrets volume.
+pub struct NodeService {
+    node_id: String,
+    publisher: Arc<Publisher>,
+}
+
+impl NodeService {
+    pub fn new(node_id: String, publisher: Arc<Publisher>) -> Self {
+        NodeService { node_id, publisher }
+    }
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn node_publish_volume(
+        &self,
+        request: Request<NodePublishVolumeRequest>,
+    ) -> Result<Response<NodePublishVolumeResponse>, Status> {
+        let started = Instant::now();
+        let req =
+            request::parse_publish(request.get_ref()).map_err(|e| reject(PublishError::from(e)))?;
+        let (volume_id, namespace, pod, class) = (
+            req.volume_id.clone(),
+            req.pod.namespace.clone(),
+            req.pod.name.clone(),
+            req.class_name.clone(),
+        );
+        match self.publisher.publish(req).await {
+            Ok(Published::Mounted { files }) => {
+                tracing::info!(%volume_id, %namespace, %pod, %class, files, elapsed_ms = started.elapsed().as_millis() as u64, "volume published");
+                Ok(Response::new(NodePublishVolumeResponse {}))
+            }
+            Ok(Published::AlreadyMounted) => {
+                tracing::debug!(%volume_id, %namespace, %pod, "volume already published");
+                Ok(Response::new(NodePublishVolumeResponse {}))
+            }
+            Err(e) => {
+                tracing::warn!(%volume_id, %namespace, %pod, %class, error = %e, "publish failed");
+                Err(status_of(&e))
+            }
+        }
+    }
+
+    async fn node_unpublish_volume(
+        &self,
+        request: Request<NodeUnpublishVolumeRequest>,
+    ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
+        let req = request.into_inner();
+        if req.volume_id.is_empty() {
+            return Err(Status::invalid_argument("volume id is missing"));
+        }
+        if req.target_path.is_empty() {
+            return Err(Status::invalid_argument("target path is missing"));
+        }
+        match self
+            .publisher
+            .unpublish(&req.volume_id, PathBuf::from(&req.target_path))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(volume_id = %req.volume_id, "volume unpublished");
+                Ok(Response::new(NodeUnpublishVolumeResponse {}))
+            }
+            Err(e) => {
+                tracing::warn!(volume_id = %req.volume_id, error = %e, "unpublish failed");
+                Err(status_of(&e))
+            }
+        }
+    }
+
+    async fn node_get_capabilities(
+        &self,
+        _: Request<NodeGetCapabilitiesRequest>,
+    ) -> Result<Response<NodeGetCapabilitiesResponse>, Status> {
+        Ok(Response::new(NodeGetCapabilitiesResponse {
+            capabilities: Vec::new(),
+        }))
+    }
+
+    async fn node_get_info(
+        &self,
+        _: Request<NodeGetInfoRequest>,
+    ) -> Result<Response<NodeGetInfoResponse>, Status> {
+        Ok(Response::new(NodeGetInfoResponse {
+            node_id: self.node_id.clone(),
+            max_volumes_per_node: 0,
+            accessible_topology: None,
+        }))
+    }
+
+    async fn node_stage_volume(
+        &self,
+        _: Request<NodeStageVolumeRequest>,
+    ) -> Result<Response<NodeStageVolumeResponse>, Status> {
+        Err(Status::unimplemented("NodeStageVolume is not supported"))
+    }
+
+    async fn node_unstage_volume(
+        &self,
+        _: Request<NodeUnstageVolumeRequest>,
+    ) -> Result<Response<NodeUnstageVolumeResponse>, Status> {
+        Err(Status::unimplemented("NodeUnstageVolume is not supported"))
+    }
+
+    async fn node_get_volume_stats(
+        &self,
+        _: Request<NodeGetVolumeStatsRequest>,
+    ) -> Result<Response<NodeGetVolumeStatsResponse>, Status> {
+        Err(Status::unimplemented("NodeGetVolumeStats is not supported"))
+    }
+
+    async fn node_expand_volume(
+        &self,
+        _: Request<NodeExpandVolumeRequest>,
+    ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
+        Err(Status::unimplemented("NodeExpandVolume is not supported"))
+    }
+}
+
+fn reject(e: PublishError) -> Status {
+    tracing::warn!(error = %e, "publish request refused");
+    status_of(&e)
+}

@@ -1,0 +1,186 @@
+//! Step "fetch": a [`MountPlan`] and credentials -> one value per object.
+//! Secrets Manager current versions go through `BatchGetSecretValue` (20 ids
+//! a call), pinned versions through `GetSecretValue`; SSM parameters through
+//! `GetParameters` (10 names a call). The failover region is asked only for
+//! objects whose primary fetch failed for a reason other than a 4xx.
+
+mod failure;
+mod secretsmanager;
+mod ssm;
+
+use std::fmt;
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+pub use failure::{FailureKind, ObjectFailure};
+
+use crate::identity::AwsIdentity;
+use crate::secret::SecretBytes;
+use crate::spc::{MountPlan, ObjectRef, ObjectType};
+
+/// One fetched value with the version AWS reported for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedValue {
+    pub bytes: SecretBytes,
+    pub version: Option<String>,
+}
+
+/// Objects that could not be fetched, each with the AWS error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub failures: Vec<ObjectFailure>,
+}
+
+impl FetchError {
+    /// The kind that decides the gRPC code: the first failure's.
+    pub fn kind(&self) -> FailureKind {
+        self.failures
+            .first()
+            .map(|f| f.kind())
+            .unwrap_or(FailureKind::Unavailable)
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 5;
+        write!(f, "failed to fetch {} object(s): ", self.failures.len())?;
+        for (i, failure) in self.failures.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{failure}")?;
+        }
+        if self.failures.len() > SHOWN {
+            write!(f, "; and {} more", self.failures.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+/// A request for one object in one region, tagged with its place in the plan.
+#[derive(Debug, Clone)]
+pub(crate) struct Wanted<'a> {
+    pub index: usize,
+    pub object: &'a ObjectRef,
+}
+
+pub(crate) type Outcome = Result<FetchedValue, ObjectFailure>;
+
+/// Fetches values from AWS with the SDK configuration it was built with
+/// (endpoints, retries, timeouts come from the standard AWS settings).
+#[derive(Clone)]
+pub struct Fetcher {
+    base: SdkConfig,
+}
+
+impl Fetcher {
+    pub fn new(base: SdkConfig) -> Self {
+        Fetcher { base }
+    }
+
+    /// Fetches every object of `plan`; values are in plan order.
+    pub async fn fetch(
+        &self,
+        plan: &MountPlan,
+        identity: &AwsIdentity,
+    ) -> Result<Vec<FetchedValue>, FetchError> {
+        let primary: Vec<Wanted<'_>> = plan
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(index, o)| Wanted {
+                index,
+                object: &o.primary,
+            })
+            .collect();
+        let mut outcomes = self
+            .fetch_region(plan, &plan.region, &primary, identity)
+            .await;
+
+        if let Some(failover_region) = &plan.failover_region {
+            let retry: Vec<Wanted<'_>> = outcomes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| matches!(r, Err(f) if !f.is_client_error()))
+                .filter_map(|(index, _)| {
+                    plan.objects[index]
+                        .failover
+                        .as_ref()
+                        .map(|object| Wanted { index, object })
+                })
+                .collect();
+            if !retry.is_empty() {
+                let second = self
+                    .fetch_region(plan, failover_region, &retry, identity)
+                    .await;
+                for (wanted, outcome) in retry.iter().zip(second) {
+                    // Keep the primary's error when both fail: it names the
+                    // region users look at first.
+                    if outcome.is_ok() {
+                        outcomes[wanted.index] = outcome;
+                    }
+                }
+            }
+        }
+
+        let mut values = Vec::with_capacity(outcomes.len());
+        let mut failures = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(v) => values.push(v),
+                Err(f) => failures.push(f),
+            }
+        }
+        if failures.is_empty() {
+            Ok(values)
+        } else {
+            Err(FetchError { failures })
+        }
+    }
+
+    /// Fetches `wanted` in one region; one outcome per plan object (objects
+    /// not in `wanted` get a placeholder error that the caller never reads).
+    async fn fetch_region(
+        &self,
+        plan: &MountPlan,
+        region: &str,
+        wanted: &[Wanted<'_>],
+        identity: &AwsIdentity,
+    ) -> Vec<Outcome> {
+        let (sm, ssm): (Vec<_>, Vec<_>) = wanted
+            .iter()
+            .cloned()
+            .partition(|w| plan.objects[w.index].object_type == ObjectType::SecretsManager);
+        let credentials = match identity {
+            AwsIdentity::Pod(c) => Some(SharedCredentialsProvider::new(c.clone())),
+            AwsIdentity::Ambient => None,
+        };
+        let (sm_out, ssm_out) = tokio::join!(
+            secretsmanager::fetch(&self.base, region, credentials.clone(), &sm),
+            ssm::fetch(&self.base, region, credentials, &ssm),
+        );
+        let mut outcomes: Vec<Outcome> = (0..plan.objects.len())
+            .map(|i| {
+                Err(ObjectFailure::not_requested(
+                    &plan.objects[i].primary.name,
+                    region,
+                ))
+            })
+            .collect();
+        let mut result: Vec<Outcome> = Vec::with_capacity(wanted.len());
+        for (w, o) in sm.iter().zip(sm_out).chain(ssm.iter().zip(ssm_out)) {
+            outcomes[w.index] = o;
+        }
+        for w in wanted {
+            result.push(std::mem::replace(
+                &mut outcomes[w.index],
+                Err(ObjectFailure::not_requested(&w.object.name, region)),
+            ));
+        }
+        result
+    }
+}

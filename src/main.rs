@@ -1,0 +1,57 @@
+use clap::{Parser, Subcommand};
+
+use aws_secrets_csi::commands::{self, CheckArgs, MountArgs, ServeArgs};
+use aws_secrets_csi::telemetry::{self, LogFormat};
+
+/// CSI node driver that mounts AWS Secrets Manager and SSM Parameter Store
+/// values into pods, from SecretProviderClass manifests.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format (RUST_LOG sets the level).
+    #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve CSI Identity and Node on a unix socket (the DaemonSet).
+    Serve(ServeArgs),
+    /// Validate a SecretProviderClass offline and list its files.
+    Check(CheckArgs),
+    /// Fetch a SecretProviderClass's objects into a directory, without Kubernetes.
+    Mount(MountArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    // One TLS crypto provider for both the AWS SDK and kube (two would panic).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Serve(args) => commands::serve(args).await,
+            Command::Check(args) => commands::check(args),
+            Command::Mount(args) => commands::mount(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

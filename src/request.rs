@@ -1,0 +1,270 @@
+//! Step "request": a kubelet NodePublishVolume request -> [`PublishRequest`].
+//! Pure: checks the arguments and reads the pod's attributes and tokens.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::csi::NodePublishVolumeRequest;
+use crate::secret::Token;
+
+pub const ATTR_CLASS: &str = "secretProviderClass";
+pub const ATTR_POD_NAME: &str = "csi.storage.k8s.io/pod.name";
+pub const ATTR_POD_NAMESPACE: &str = "csi.storage.k8s.io/pod.namespace";
+pub const ATTR_POD_UID: &str = "csi.storage.k8s.io/pod.uid";
+pub const ATTR_SERVICE_ACCOUNT: &str = "csi.storage.k8s.io/serviceAccount.name";
+pub const ATTR_TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+
+/// Token audience for IRSA (`AssumeRoleWithWebIdentity`).
+pub const AUDIENCE_STS: &str = "sts.amazonaws.com";
+/// Token audience for EKS Pod Identity.
+pub const AUDIENCE_POD_IDENTITY: &str = "pods.eks.amazonaws.com";
+
+/// The pod a volume belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub service_account: String,
+}
+
+/// A validated NodePublishVolume request.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub volume_id: String,
+    pub target: PathBuf,
+    pub class_name: String,
+    pub pod: Pod,
+    /// Service-account tokens by audience, as kubelet minted them.
+    pub tokens: HashMap<String, Token>,
+}
+
+/// A request kubelet should not have sent: all are InvalidArgument.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("volume id is missing")]
+    VolumeId,
+    #[error("target path is missing")]
+    TargetPath,
+    #[error("target path {0:?} is not absolute")]
+    RelativeTarget(String),
+    #[error("volume capability is missing")]
+    Capability,
+    #[error("only mount volumes are supported, not block volumes")]
+    BlockCapability,
+    #[error("volume must be mounted readOnly: set `readOnly: true` on the pod's csi volume")]
+    NotReadOnly,
+    #[error(
+        "volume attribute {ATTR_CLASS:?} is missing: name the SecretProviderClass in the pod's volumeAttributes"
+    )]
+    ClassName,
+    #[error("pod information is missing ({0}): the CSIDriver object must set podInfoOnMount: true")]
+    PodInfo(&'static str),
+    #[error("{ATTR_TOKENS} is not valid JSON from kubelet: {0}")]
+    Tokens(String),
+}
+
+#[derive(Deserialize)]
+struct TokenStatus {
+    #[serde(default)]
+    token: String,
+}
+
+/// Reads a NodePublishVolume request. The tokens come from `secrets` first
+/// (Kubernetes >= 1.35 `serviceAccountTokenInSecrets`), then from the volume
+/// context.
+pub fn parse_publish(req: &NodePublishVolumeRequest) -> Result<PublishRequest, RequestError> {
+    if req.volume_id.is_empty() {
+        return Err(RequestError::VolumeId);
+    }
+    if req.target_path.is_empty() {
+        return Err(RequestError::TargetPath);
+    }
+    if !req.target_path.starts_with('/') {
+        return Err(RequestError::RelativeTarget(req.target_path.clone()));
+    }
+    let capability = req
+        .volume_capability
+        .as_ref()
+        .ok_or(RequestError::Capability)?;
+    if let Some(crate::csi::volume_capability::AccessType::Block(_)) = capability.access_type {
+        return Err(RequestError::BlockCapability);
+    }
+    if !req.readonly {
+        return Err(RequestError::NotReadOnly);
+    }
+    let ctx = &req.volume_context;
+    let class_name = non_empty(ctx, ATTR_CLASS).ok_or(RequestError::ClassName)?;
+    let pod = Pod {
+        namespace: non_empty(ctx, ATTR_POD_NAMESPACE)
+            .ok_or(RequestError::PodInfo(ATTR_POD_NAMESPACE))?,
+        name: non_empty(ctx, ATTR_POD_NAME).ok_or(RequestError::PodInfo(ATTR_POD_NAME))?,
+        uid: non_empty(ctx, ATTR_POD_UID).unwrap_or_default(),
+        service_account: non_empty(ctx, ATTR_SERVICE_ACCOUNT)
+            .ok_or(RequestError::PodInfo(ATTR_SERVICE_ACCOUNT))?,
+    };
+    let tokens_json = req
+        .secrets
+        .get(ATTR_TOKENS)
+        .or_else(|| ctx.get(ATTR_TOKENS))
+        .filter(|s| !s.is_empty());
+    let tokens = match tokens_json {
+        None => HashMap::new(),
+        Some(json) => parse_tokens(json)?,
+    };
+    Ok(PublishRequest {
+        volume_id: req.volume_id.clone(),
+        target: PathBuf::from(&req.target_path),
+        class_name,
+        pod,
+        tokens,
+    })
+}
+
+fn non_empty(map: &HashMap<String, String>, key: &str) -> Option<String> {
+    map.get(key).filter(|v| !v.is_empty()).cloned()
+}
+
+/// `{"<audience>": {"token": "...", "expirationTimestamp": "..."}}`. The error
+/// says where the JSON broke, never what it held.
+pub fn parse_tokens(json: &str) -> Result<HashMap<String, Token>, RequestError> {
+    let map: BTreeMap<String, TokenStatus> = serde_json::from_str(json).map_err(|e| {
+        RequestError::Tokens(format!(
+            "{:?} at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    Ok(map
+        .into_iter()
+        .filter(|(_, t)| !t.token.is_empty())
+        .map(|(aud, t)| (aud, Token::new(t.token)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::csi::{VolumeCapability, volume_capability};
+
+    fn request() -> NodePublishVolumeRequest {
+        NodePublishVolumeRequest {
+            volume_id: "csi-abc".into(),
+            target_path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/s/mount".into(),
+            volume_capability: Some(VolumeCapability {
+                access_type: Some(volume_capability::AccessType::Mount(Default::default())),
+                access_mode: None,
+            }),
+            readonly: true,
+            volume_context: [
+                (ATTR_CLASS, "db-creds"),
+                (ATTR_POD_NAME, "web-1"),
+                (ATTR_POD_NAMESPACE, "shop"),
+                (ATTR_POD_UID, "uid-1"),
+                (ATTR_SERVICE_ACCOUNT, "web"),
+                ("csi.storage.k8s.io/ephemeral", "true"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_pod_info_and_class() {
+        let r = parse_publish(&request()).unwrap();
+        assert_eq!(r.class_name, "db-creds");
+        assert_eq!(
+            r.pod,
+            Pod {
+                namespace: "shop".into(),
+                name: "web-1".into(),
+                uid: "uid-1".into(),
+                service_account: "web".into()
+            }
+        );
+        assert!(r.tokens.is_empty());
+    }
+
+    #[test]
+    fn each_missing_argument_has_its_error() {
+        let mut r = request();
+        r.volume_id.clear();
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::VolumeId);
+        let mut r = request();
+        r.target_path.clear();
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::TargetPath);
+        let mut r = request();
+        r.target_path = "relative/mount".into();
+        assert!(matches!(
+            parse_publish(&r).unwrap_err(),
+            RequestError::RelativeTarget(_)
+        ));
+        let mut r = request();
+        r.volume_capability = None;
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::Capability);
+        let mut r = request();
+        r.volume_capability.as_mut().unwrap().access_type =
+            Some(volume_capability::AccessType::Block(Default::default()));
+        assert_eq!(
+            parse_publish(&r).unwrap_err(),
+            RequestError::BlockCapability
+        );
+        let mut r = request();
+        r.readonly = false;
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::NotReadOnly);
+        let mut r = request();
+        r.volume_context.remove(ATTR_CLASS);
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::ClassName);
+        let mut r = request();
+        r.volume_context.remove(ATTR_POD_NAMESPACE);
+        assert_eq!(
+            parse_publish(&r).unwrap_err(),
+            RequestError::PodInfo(ATTR_POD_NAMESPACE)
+        );
+        let mut r = request();
+        r.volume_context.remove(ATTR_SERVICE_ACCOUNT);
+        assert!(
+            parse_publish(&r)
+                .unwrap_err()
+                .to_string()
+                .contains("podInfoOnMount")
+        );
+    }
+
+    #[test]
+    fn tokens_come_from_secrets_before_volume_context() {
+        let mut r = request();
+        r.volume_context.insert(ATTR_TOKENS.into(), r#"{"sts.amazonaws.com":{"token":"from-context","expirationTimestamp":"2026-11-28T12:00:00Z"}}"#.into());
+        assert_eq!(
+            parse_publish(&r).unwrap().tokens[AUDIENCE_STS].expose(),
+            "from-context"
+        );
+        r.secrets.insert(ATTR_TOKENS.into(), r#"{"sts.amazonaws.com":{"token":"from-secrets"},"pods.eks.amazonaws.com":{"token":"pi"}}"#.into());
+        let p = parse_publish(&r).unwrap();
+        assert_eq!(p.tokens[AUDIENCE_STS].expose(), "from-secrets");
+        assert_eq!(p.tokens[AUDIENCE_POD_IDENTITY].expose(), "pi");
+    }
+
+    #[test]
+    fn broken_token_json_never_echoes_its_content() {
+        let mut r = request();
+        r.volume_context.insert(
+            ATTR_TOKENS.into(),
+            r#"{"sts.amazonaws.com":{"token":"eyJsecret"#.into(),
+        );
+        let e = parse_publish(&r).unwrap_err().to_string();
+        assert!(e.starts_with(ATTR_TOKENS), "{e}");
+        assert!(!e.contains("eyJsecret"));
+    }
+
+    #[test]
+    fn empty_tokens_are_dropped() {
+        let t = parse_tokens(r#"{"sts.amazonaws.com":{"token":""}}"#).unwrap();
+        assert!(t.is_empty());
+    }
+}

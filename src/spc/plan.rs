@@ -1,0 +1,749 @@
+//! SecretProviderClass parameters -> [`MountPlan`]: every rule of the AWS
+//! provider (same parameter names, defaults and error texts), plus stricter
+//! checks on every file name. Pure: no I/O.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::paths::{FilePath, PathRule, PathTranslation};
+
+/// File mode when neither the object nor the jmesPath entry sets one; the
+/// upstream driver hands the AWS provider 0644.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// Which AWS service holds an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectType {
+    SecretsManager,
+    SsmParameter,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::SecretsManager => "secretsmanager",
+            ObjectType::SsmParameter => "ssmparameter",
+        }
+    }
+}
+
+/// How the pod's service account becomes AWS credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// IAM Roles for Service Accounts: the ServiceAccount's role annotation and
+    /// `AssumeRoleWithWebIdentity`.
+    Irsa,
+    /// EKS Pod Identity through the node agent.
+    PodIdentity,
+}
+
+/// Which address of the Pod Identity agent to use (`preferredAddressType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPreference {
+    Auto,
+    Ipv4,
+    Ipv6,
+}
+
+/// One object as it is asked for in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub name: String,
+    pub version_id: Option<String>,
+    pub version_label: Option<String>,
+}
+
+/// A file to write: where and with which mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: FilePath,
+    pub mode: u32,
+}
+
+/// A file cut out of a JSON secret with a JMESPath expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JmesFile {
+    pub expression: String,
+    pub file: FileSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedObject {
+    pub object_type: ObjectType,
+    /// What to ask the primary region for.
+    pub primary: ObjectRef,
+    /// What to ask the failover region for (the `failoverObject`, or the same
+    /// object), present only when the class names a failover region.
+    pub failover: Option<ObjectRef>,
+    /// The file holding the whole value.
+    pub file: FileSpec,
+    pub jmes: Vec<JmesFile>,
+}
+
+impl PlannedObject {
+    /// The name users gave this object (`objectName`), for messages.
+    pub fn name(&self) -> &str {
+        &self.primary.name
+    }
+}
+
+/// Everything a mount needs to know, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub region: String,
+    pub failover_region: Option<String>,
+    pub auth: AuthMode,
+    pub address_preference: AddressPreference,
+    pub objects: Vec<PlannedObject>,
+    /// Things that are accepted (the AWS provider accepts them) but are
+    /// probably mistakes, such as an unknown key in an object.
+    pub warnings: Vec<String>,
+}
+
+impl MountPlan {
+    /// Every file the plan produces, with the object it comes from.
+    pub fn files(&self) -> impl Iterator<Item = (&FileSpec, &PlannedObject)> {
+        self.objects.iter().flat_map(|o| {
+            std::iter::once((&o.file, o)).chain(o.jmes.iter().map(move |j| (&j.file, o)))
+        })
+    }
+}
+
+/// Why a class was refused. Texts follow the AWS provider's where it has one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("provider is {0:?}, but this driver serves only provider \"aws\"")]
+    Provider(String),
+    #[error(
+        "Region not found: the SecretProviderClass names no region and the driver has none configured"
+    )]
+    RegionNotFound,
+    #[error("{0}: failover region cannot be the same as the primary region")]
+    FailoverSameAsPrimary(String),
+    #[error("pathTranslation must be either 'False' or a single character string")]
+    PathTranslation,
+    #[error("failed to parse usePodIdentity value, error: invalid boolean {0:?}")]
+    UsePodIdentity(String),
+    #[error("the objects parameter is missing or empty: nothing to mount")]
+    NoObjects,
+    #[error("Failed to load SecretProviderClass: {0}")]
+    Load(String),
+    #[error("Empty descriptor entry in SecretProviderClass")]
+    EmptyDescriptor,
+    #[error("Object name must be specified")]
+    ObjectNameMissing,
+    #[error("Invalid ARN format in object name: {0}")]
+    InvalidArn(String),
+    #[error("ARN region must match region {region}: {name}")]
+    ArnRegion { region: String, name: String },
+    #[error("Must use objectType when a full ARN is not specified: {0}")]
+    ObjectTypeMissing(String),
+    #[error("Invalid service in ARN: {0}")]
+    ArnService(String),
+    #[error("Invalid objectType: {0}")]
+    InvalidObjectType(String),
+    #[error("objectType does not match ARN: {0}")]
+    ObjectTypeMismatch(String),
+    #[error("ssm parameters can not specify both objectVersion and objectVersionLabel: {0}")]
+    SsmVersionAndLabel(String),
+    #[error("Invalid File Permission: {0}")]
+    FilePermission(String),
+    #[error("Path must be specified for JMES object")]
+    JmesPathMissing,
+    #[error("Object alias must be specified for JMES object")]
+    JmesAliasMissing,
+    #[error("Invalid JMES Path: {0}.")]
+    JmesInvalid(String),
+    #[error("object alias must be specified for objects with failover entries: {0}")]
+    FailoverAliasMissing(String),
+    #[error("failover object allowed only when failover region is defined: {0}")]
+    FailoverWithoutRegion(String),
+    #[error("object versions must match between primary and failover regions: {0}")]
+    FailoverVersionMismatch(String),
+    #[error(
+        "found descriptor with duplicate object name {0}, objectAlias or objectVersionLabel must differ"
+    )]
+    DuplicateObject(String),
+    #[error("found duplicate object alias {0}")]
+    DuplicateAlias(String),
+    #[error(
+        "Name already in use for objectAlias: found duplicate object alias {alias} in JMES path entry {path}"
+    )]
+    DuplicateJmesAlias { alias: String, path: String },
+    #[error("invalid file name {file:?} for object {object}: {rule}")]
+    BadFileName {
+        file: String,
+        object: String,
+        rule: PathRule,
+    },
+    #[error(
+        "file name collision: {file:?} (object {first}) and {other:?} (object {second}) cannot both be written"
+    )]
+    FileCollision {
+        file: String,
+        first: String,
+        other: String,
+        second: String,
+    },
+}
+
+/// Builds the plan for a whole class: the provider must be `aws`.
+pub fn plan_class(
+    spec: &super::SecretProviderClassSpec,
+    default_region: Option<&str>,
+) -> Result<MountPlan, PlanError> {
+    if spec.provider != "aws" {
+        return Err(PlanError::Provider(spec.provider.clone()));
+    }
+    plan(&spec.parameters, default_region)
+}
+
+/// Builds the plan for a class's `parameters`. `default_region` is the
+/// driver's own region, used when the class names none.
+pub fn plan(
+    parameters: &BTreeMap<String, String>,
+    default_region: Option<&str>,
+) -> Result<MountPlan, PlanError> {
+    let param = |k: &str| parameters.get(k).map(String::as_str).unwrap_or("");
+
+    let region = match param("region") {
+        "" => default_region
+            .filter(|r| !r.is_empty())
+            .ok_or(PlanError::RegionNotFound)?
+            .to_owned(),
+        r => r.to_owned(),
+    };
+    let failover_region = match param("failoverRegion") {
+        "" => None,
+        r if r == region => return Err(PlanError::FailoverSameAsPrimary(r.to_owned())),
+        r => Some(r.to_owned()),
+    };
+    let translation = match param("pathTranslation") {
+        "" => PathTranslation::Replace('_'),
+        t if t.eq_ignore_ascii_case("false") => PathTranslation::Off,
+        // Go's len() counts bytes: only a one-byte character is accepted.
+        t if t.len() == 1 => PathTranslation::Replace(t.chars().next().unwrap_or('_')),
+        _ => return Err(PlanError::PathTranslation),
+    };
+    let auth = match param("usePodIdentity") {
+        "" => AuthMode::Irsa,
+        v => match parse_go_bool(v) {
+            Some(true) => AuthMode::PodIdentity,
+            Some(false) => AuthMode::Irsa,
+            None => return Err(PlanError::UsePodIdentity(v.to_owned())),
+        },
+    };
+    let mut warnings = Vec::new();
+    let address_preference = match param("preferredAddressType").to_ascii_lowercase().as_str() {
+        "ipv4" => AddressPreference::Ipv4,
+        "ipv6" => AddressPreference::Ipv6,
+        "" | "auto" => AddressPreference::Auto,
+        other => {
+            // The AWS provider silently treats any other value as auto; keep
+            // that meaning, but say so.
+            warnings.push(format!(
+                "preferredAddressType {other:?} is not ipv4, ipv6 or auto; using auto"
+            ));
+            AddressPreference::Auto
+        }
+    };
+
+    let descriptors = parse_objects(param("objects"), &mut warnings)?;
+    if descriptors.is_empty() {
+        return Err(PlanError::NoObjects);
+    }
+
+    let regions = Regions {
+        primary: &region,
+        failover: failover_region.as_deref(),
+    };
+    let mut objects = Vec::with_capacity(descriptors.len());
+    for d in &descriptors {
+        objects.push(validate(d, regions, translation)?);
+    }
+    check_duplicates(&descriptors)?;
+    check_collisions(&objects)?;
+
+    Ok(MountPlan {
+        region,
+        failover_region,
+        auth,
+        address_preference,
+        objects,
+        warnings,
+    })
+}
+
+/// `strconv.ParseBool`, which the AWS provider uses for `usePodIdentity`.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Regions<'a> {
+    primary: &'a str,
+    failover: Option<&'a str>,
+}
+
+/// One entry of `objects` as written, keys already matched.
+#[derive(Debug, Default)]
+struct Descriptor {
+    object_name: String,
+    object_alias: String,
+    object_version: String,
+    object_version_label: String,
+    object_type: String,
+    file_permission: String,
+    jmes_path: Vec<JmesEntry>,
+    failover: Option<FailoverEntry>,
+}
+
+#[derive(Debug, Default)]
+struct JmesEntry {
+    path: String,
+    object_alias: String,
+    file_permission: String,
+}
+
+#[derive(Debug, Default)]
+struct FailoverEntry {
+    object_name: String,
+    object_version: String,
+    object_version_label: String,
+}
+
+/// Parses the `objects` YAML the way the AWS provider does (YAML -> JSON ->
+/// Go struct): keys match case-insensitively, unknown keys are ignored (we
+/// warn), every value must be a string.
+fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descriptor>, PlanError> {
+    if yaml.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only true/false are booleans: `objectAlias: y` is the name "y", not
+    // YAML 1.1's yes.
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        budget: serde_saphyr::budget! {
+            max_aliases: 64,
+            max_depth: 32,
+            max_nodes: 200_000,
+        },
+    };
+    let value: Value = serde_saphyr::from_str_with_options(yaml, options)
+        .map_err(|e| PlanError::Load(first_line(&e.to_string())))?;
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => {
+            return Err(PlanError::Load(format!(
+                "objects must be a list, found {}",
+                kind_of(&other)
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let map = match item {
+            Value::Null => return Err(PlanError::EmptyDescriptor),
+            Value::Object(map) => map,
+            other => {
+                return Err(PlanError::Load(format!(
+                    "objects[{index}] must be a mapping, found {}",
+                    kind_of(&other)
+                )));
+            }
+        };
+        let mut d = Descriptor::default();
+        for (key, value) in map {
+            let at = || format!("objects[{index}].{key}");
+            match key.to_ascii_lowercase().as_str() {
+                "objectname" => d.object_name = string_field(&value, at)?,
+                "objectalias" => d.object_alias = string_field(&value, at)?,
+                "objectversion" => d.object_version = string_field(&value, at)?,
+                "objectversionlabel" => d.object_version_label = string_field(&value, at)?,
+                "objecttype" => d.object_type = string_field(&value, at)?,
+                "filepermission" => d.file_permission = string_field(&value, at)?,
+                "jmespath" => d.jmes_path = jmes_entries(value, &at(), warnings)?,
+                "failoverobject" => d.failover = failover_entry(value, &at(), warnings)?,
+                _ => warnings.push(format!("{}: unknown key, ignored", at())),
+            }
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+fn jmes_entries(
+    value: Value,
+    at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<JmesEntry>, PlanError> {
+    let items = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => {
+            return Err(PlanError::Load(format!(
+                "{at} must be a list, found {}",
+                kind_of(&other)
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let map = match item {
+            Value::Null => Default::default(),
+            Value::Object(map) => map,
+            other => {
+                return Err(PlanError::Load(format!(
+                    "{at}[{i}] must be a mapping, found {}",
+                    kind_of(&other)
+                )));
+            }
+        };
+        let mut e = JmesEntry::default();
+        for (key, value) in map {
+            let here = || format!("{at}[{i}].{key}");
+            match key.to_ascii_lowercase().as_str() {
+                "path" => e.path = string_field(&value, here)?,
+                "objectalias" => e.object_alias = string_field(&value, here)?,
+                "filepermission" => e.file_permission = string_field(&value, here)?,
+                _ => warnings.push(format!("{}: unknown key, ignored", here())),
+            }
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+fn failover_entry(
+    value: Value,
+    at: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Option<FailoverEntry>, PlanError> {
+    let map = match value {
+        Value::Null => return Ok(None),
+        Value::Object(map) => map,
+        other => {
+            return Err(PlanError::Load(format!(
+                "{at} must be a mapping, found {}",
+                kind_of(&other)
+            )));
+        }
+    };
+    let mut f = FailoverEntry::default();
+    for (key, value) in map {
+        let here = || format!("{at}.{key}");
+        match key.to_ascii_lowercase().as_str() {
+            "objectname" => f.object_name = string_field(&value, here)?,
+            "objectversion" => f.object_version = string_field(&value, here)?,
+            "objectversionlabel" => f.object_version_label = string_field(&value, here)?,
+            _ => warnings.push(format!("{}: unknown key, ignored", here())),
+        }
+    }
+    Ok((!f.object_name.is_empty()).then_some(f))
+}
+
+fn string_field(value: &Value, at: impl Fn() -> String) -> Result<String, PlanError> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Null => Ok(String::new()),
+        // The AWS provider fails here too (all its fields are Go strings); say
+        // how to fix it, since `filePermission: 0600` is an easy slip.
+        Value::Number(_) | Value::Bool(_) => Err(PlanError::Load(format!(
+            "{} must be a string; quote the value",
+            at()
+        ))),
+        other => Err(PlanError::Load(format!(
+            "{} must be a string, found {}",
+            at(),
+            kind_of(other)
+        ))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+fn validate(
+    d: &Descriptor,
+    regions: Regions<'_>,
+    translation: PathTranslation,
+) -> Result<PlannedObject, PlanError> {
+    if d.object_name.is_empty() {
+        return Err(PlanError::ObjectNameMissing);
+    }
+    let object_type = infer_type(&d.object_name, &d.object_type, regions.primary)?;
+    if object_type == ObjectType::SsmParameter
+        && !d.object_version.is_empty()
+        && !d.object_version_label.is_empty()
+    {
+        return Err(PlanError::SsmVersionAndLabel(d.object_name.clone()));
+    }
+    let mode = match d.file_permission.as_str() {
+        "" => DEFAULT_FILE_MODE,
+        p => parse_mode(p)?,
+    };
+    let file = file_spec(
+        if d.object_alias.is_empty() {
+            &d.object_name
+        } else {
+            &d.object_alias
+        },
+        mode,
+        translation,
+        &d.object_name,
+    )?;
+
+    let mut jmes = Vec::with_capacity(d.jmes_path.len());
+    for e in &d.jmes_path {
+        if e.path.is_empty() {
+            return Err(PlanError::JmesPathMissing);
+        }
+        if e.object_alias.is_empty() {
+            return Err(PlanError::JmesAliasMissing);
+        }
+        if jmespath::compile(&e.path).is_err() {
+            return Err(PlanError::JmesInvalid(e.path.clone()));
+        }
+        let mode = match e.file_permission.as_str() {
+            "" => mode,
+            p => parse_mode(p)?,
+        };
+        jmes.push(JmesFile {
+            expression: e.path.clone(),
+            file: file_spec(&e.object_alias, mode, translation, &d.object_name)?,
+        });
+    }
+
+    let failover = match (&d.failover, regions.failover) {
+        (Some(f), failover_region) => {
+            if d.object_alias.is_empty() {
+                return Err(PlanError::FailoverAliasMissing(d.object_name.clone()));
+            }
+            let Some(failover_region) = failover_region else {
+                return Err(PlanError::FailoverWithoutRegion(d.object_name.clone()));
+            };
+            let failover_type = infer_type(&f.object_name, &d.object_type, failover_region)?;
+            if failover_type != object_type {
+                return Err(PlanError::ObjectTypeMismatch(f.object_name.clone()));
+            }
+            if object_type == ObjectType::SsmParameter
+                && !f.object_version.is_empty()
+                && !f.object_version_label.is_empty()
+            {
+                return Err(PlanError::SsmVersionAndLabel(d.object_name.clone()));
+            }
+            if f.object_version != d.object_version {
+                return Err(PlanError::FailoverVersionMismatch(d.object_name.clone()));
+            }
+            Some(ObjectRef {
+                name: f.object_name.clone(),
+                version_id: non_empty(&f.object_version),
+                // Like the AWS provider: the failover entry's label if set,
+                // else the primary's.
+                version_label: non_empty(&f.object_version_label)
+                    .or_else(|| non_empty(&d.object_version_label)),
+            })
+        }
+        (None, Some(_)) => Some(ObjectRef {
+            name: d.object_name.clone(),
+            version_id: non_empty(&d.object_version),
+            version_label: non_empty(&d.object_version_label),
+        }),
+        (None, None) => None,
+    };
+
+    Ok(PlannedObject {
+        object_type,
+        primary: ObjectRef {
+            name: d.object_name.clone(),
+            version_id: non_empty(&d.object_version),
+            version_label: non_empty(&d.object_version_label),
+        },
+        failover,
+        file,
+        jmes,
+    })
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn file_spec(
+    name: &str,
+    mode: u32,
+    translation: PathTranslation,
+    object: &str,
+) -> Result<FileSpec, PlanError> {
+    let file = translation.apply(name);
+    let path = FilePath::parse(&file).map_err(|rule| PlanError::BadFileName {
+        file,
+        object: object.to_owned(),
+        rule,
+    })?;
+    Ok(FileSpec { path, mode })
+}
+
+/// A 4-digit octal string, as the AWS provider requires (`^[0-7]{4}$`).
+fn parse_mode(p: &str) -> Result<u32, PlanError> {
+    if p.len() == 4 && p.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        u32::from_str_radix(p, 8).map_err(|_| PlanError::FilePermission(p.to_owned()))
+    } else {
+        Err(PlanError::FilePermission(p.to_owned()))
+    }
+}
+
+/// The parts of an ARN the rules look at.
+struct Arn<'a> {
+    service: &'a str,
+    region: &'a str,
+}
+
+fn parse_arn(name: &str) -> Option<Arn<'_>> {
+    // arn:partition:service:region:account:resource (resource may hold ':').
+    let mut parts = name.splitn(6, ':');
+    let (
+        Some("arn"),
+        Some(_partition),
+        Some(service),
+        Some(region),
+        Some(_account),
+        Some(_resource),
+    ) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    )
+    else {
+        return None;
+    };
+    Some(Arn { service, region })
+}
+
+/// The AWS provider's `validateObjectName` and type inference, in its order.
+fn infer_type(name: &str, declared: &str, region: &str) -> Result<ObjectType, PlanError> {
+    let arn = if name.starts_with("arn:") {
+        let arn = parse_arn(name).ok_or_else(|| PlanError::InvalidArn(name.to_owned()))?;
+        if arn.region != region {
+            return Err(PlanError::ArnRegion {
+                region: region.to_owned(),
+                name: name.to_owned(),
+            });
+        }
+        Some(arn)
+    } else {
+        None
+    };
+    let from_service = |s: &str| match s {
+        "secretsmanager" => Some(ObjectType::SecretsManager),
+        "ssm" | "ssmparameter" => Some(ObjectType::SsmParameter),
+        _ => None,
+    };
+    match (declared, arn) {
+        ("", None) => Err(PlanError::ObjectTypeMissing(name.to_owned())),
+        ("", Some(arn)) => {
+            from_service(arn.service).ok_or_else(|| PlanError::ArnService(arn.service.to_owned()))
+        }
+        (declared, arn) => {
+            let t = match declared {
+                "secretsmanager" => ObjectType::SecretsManager,
+                "ssmparameter" => ObjectType::SsmParameter,
+                _ => return Err(PlanError::InvalidObjectType(declared.to_owned())),
+            };
+            match arn {
+                Some(arn) if from_service(arn.service) != Some(t) => {
+                    Err(PlanError::ObjectTypeMismatch(name.to_owned()))
+                }
+                _ => Ok(t),
+            }
+        }
+    }
+}
+
+/// The AWS provider's duplicate rules: the same objectName twice is an error
+/// unless the aliases or the version labels differ; an alias may appear once.
+fn check_duplicates(descriptors: &[Descriptor]) -> Result<(), PlanError> {
+    let mut seen: HashMap<&str, Vec<&Descriptor>> = HashMap::new();
+    let mut aliases: HashMap<&str, ()> = HashMap::new();
+    for d in descriptors {
+        let same_name = seen.entry(d.object_name.as_str()).or_default();
+        if same_name.iter().any(|o| {
+            o.object_alias == d.object_alias && o.object_version_label == d.object_version_label
+        }) {
+            return Err(PlanError::DuplicateObject(d.object_name.clone()));
+        }
+        same_name.push(d);
+        if !d.object_alias.is_empty() && aliases.insert(&d.object_alias, ()).is_some() {
+            return Err(PlanError::DuplicateAlias(d.object_alias.clone()));
+        }
+    }
+    for d in descriptors {
+        for e in &d.jmes_path {
+            if aliases.insert(&e.object_alias, ()).is_some() {
+                return Err(PlanError::DuplicateJmesAlias {
+                    alias: e.object_alias.clone(),
+                    path: e.path.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stricter than the AWS provider, which lets the last write win: no two
+/// files may land on the same path, nor one inside the other.
+fn check_collisions(objects: &[PlannedObject]) -> Result<(), PlanError> {
+    // Every file, and every directory some file needs, by path.
+    let mut files: HashMap<&str, (&FilePath, &str)> = HashMap::new();
+    let mut dirs: HashMap<&str, (&FilePath, &str)> = HashMap::new();
+    let all = objects.iter().flat_map(|o| {
+        std::iter::once((&o.file.path, o.name()))
+            .chain(o.jmes.iter().map(move |j| (&j.file.path, o.name())))
+    });
+    let collision = |a: (&FilePath, &str), b: (&FilePath, &str)| PlanError::FileCollision {
+        file: a.0.to_string(),
+        first: a.1.to_owned(),
+        other: b.0.to_string(),
+        second: b.1.to_owned(),
+    };
+    for (path, object) in all {
+        let s = path.as_str();
+        if let Some(&earlier) = files.get(s).or_else(|| dirs.get(s)) {
+            return Err(collision(earlier, (path, object)));
+        }
+        for (i, _) in s.match_indices('/') {
+            let dir = &s[..i];
+            if let Some(&earlier) = files.get(dir) {
+                return Err(collision(earlier, (path, object)));
+            }
+            dirs.entry(dir).or_insert((path, object));
+        }
+        files.insert(s, (path, object));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

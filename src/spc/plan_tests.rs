@@ -1,0 +1,632 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn plan_objects(objects: &str) -> Result<MountPlan, PlanError> {
+    plan(
+        &params(&[("region", "us-east-1"), ("objects", objects)]),
+        None,
+    )
+}
+
+fn err(objects: &str) -> String {
+    plan_objects(objects).unwrap_err().to_string()
+}
+
+fn paths(p: &MountPlan) -> Vec<(String, u32)> {
+    p.files()
+        .map(|(f, _)| (f.path.to_string(), f.mode))
+        .collect()
+}
+
+#[test]
+fn a_full_class_plans_every_file_with_its_mode() {
+    let p = plan_objects(
+        r#"
+- objectName: "prod/db"
+  objectType: secretsmanager
+  filePermission: "0600"
+  jmesPath:
+    - {path: username, objectAlias: db-user}
+    - {path: password, objectAlias: db-pass, filePermission: "0400"}
+- objectName: "/shop/flags"
+  objectType: ssmparameter
+  objectAlias: flags
+  objectVersion: "3"
+"#,
+    )
+    .unwrap();
+    assert_eq!(p.region, "us-east-1");
+    assert_eq!(p.auth, AuthMode::Irsa);
+    assert_eq!(
+        paths(&p),
+        vec![
+            ("prod_db".into(), 0o600),
+            ("db-user".into(), 0o600),
+            ("db-pass".into(), 0o400),
+            ("flags".into(), 0o644),
+        ]
+    );
+    assert_eq!(p.objects[1].object_type, ObjectType::SsmParameter);
+    assert_eq!(p.objects[1].primary.version_id.as_deref(), Some("3"));
+    assert!(p.objects[0].failover.is_none());
+    assert!(p.warnings.is_empty());
+}
+
+#[test]
+fn keys_match_case_insensitively_like_the_aws_provider() {
+    let p = plan_objects(
+        "- ObjectName: a\n  OBJECTTYPE: secretsmanager\n  jmesPath:\n    - Path: x\n      ObjectAlias: ax\n",
+    )
+    .unwrap();
+    assert_eq!(paths(&p), vec![("a".into(), 0o644), ("ax".into(), 0o644)]);
+}
+
+#[test]
+fn unknown_keys_are_accepted_with_a_warning() {
+    let p =
+        plan_objects("- objectName: a\n  objectType: secretsmanager\n  objectAlais: b\n").unwrap();
+    assert_eq!(paths(&p), vec![("a".into(), 0o644)]);
+    assert_eq!(
+        p.warnings,
+        vec!["objects[0].objectAlais: unknown key, ignored".to_string()]
+    );
+}
+
+#[test]
+fn region_comes_from_the_class_then_the_driver() {
+    let objects = "- {objectName: a, objectType: secretsmanager}";
+    let p = plan(&params(&[("objects", objects)]), Some("eu-west-1")).unwrap();
+    assert_eq!(p.region, "eu-west-1");
+    let p = plan(
+        &params(&[("objects", objects), ("region", "us-east-2")]),
+        Some("eu-west-1"),
+    )
+    .unwrap();
+    assert_eq!(p.region, "us-east-2");
+    let e = plan(&params(&[("objects", objects)]), None).unwrap_err();
+    assert_eq!(e, PlanError::RegionNotFound);
+    assert!(e.to_string().starts_with("Region not found"));
+}
+
+#[test]
+fn failover_region_must_differ_from_primary() {
+    let e = plan(
+        &params(&[
+            ("region", "us-east-1"),
+            ("failoverRegion", "us-east-1"),
+            ("objects", "- {objectName: a, objectType: secretsmanager}"),
+        ]),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "us-east-1: failover region cannot be the same as the primary region"
+    );
+}
+
+#[test]
+fn failover_region_asks_for_the_same_object_when_no_failover_object() {
+    let p = plan(
+        &params(&[
+            ("region", "us-east-1"),
+            ("failoverRegion", "us-west-2"),
+            (
+                "objects",
+                "- {objectName: a, objectType: secretsmanager, objectVersionLabel: AWSPREVIOUS}",
+            ),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(p.failover_region.as_deref(), Some("us-west-2"));
+    let f = p.objects[0].failover.as_ref().unwrap();
+    assert_eq!(f.name, "a");
+    assert_eq!(f.version_label.as_deref(), Some("AWSPREVIOUS"));
+}
+
+#[test]
+fn path_translation_values() {
+    let objects = "- {objectName: /a/b, objectType: secretsmanager}";
+    let with = |t: &str| {
+        plan(
+            &params(&[
+                ("region", "r"),
+                ("objects", objects),
+                ("pathTranslation", t),
+            ]),
+            None,
+        )
+    };
+    assert_eq!(paths(&with("").unwrap())[0].0, "_a_b");
+    assert_eq!(paths(&with("-").unwrap())[0].0, "-a-b");
+    assert_eq!(paths(&with("False").unwrap())[0].0, "a/b");
+    assert_eq!(paths(&with("FALSE").unwrap())[0].0, "a/b");
+    for bad in ["--", "no", "é"] {
+        assert_eq!(
+            with(bad).unwrap_err().to_string(),
+            "pathTranslation must be either 'False' or a single character string"
+        );
+    }
+}
+
+#[test]
+fn use_pod_identity_parses_like_go() {
+    let objects = "- {objectName: a, objectType: secretsmanager}";
+    let with = |v: &str| {
+        plan(
+            &params(&[("region", "r"), ("objects", objects), ("usePodIdentity", v)]),
+            None,
+        )
+    };
+    for t in ["1", "t", "T", "TRUE", "true", "True"] {
+        assert_eq!(with(t).unwrap().auth, AuthMode::PodIdentity, "{t}");
+    }
+    for f in ["0", "f", "F", "FALSE", "false", "False", ""] {
+        assert_eq!(with(f).unwrap().auth, AuthMode::Irsa, "{f}");
+    }
+    assert_eq!(
+        with("yes").unwrap_err().to_string(),
+        "failed to parse usePodIdentity value, error: invalid boolean \"yes\""
+    );
+}
+
+#[test]
+fn preferred_address_type_falls_back_to_auto_with_a_warning() {
+    let objects = "- {objectName: a, objectType: secretsmanager}";
+    let with = |v: &str| {
+        plan(
+            &params(&[
+                ("region", "r"),
+                ("objects", objects),
+                ("preferredAddressType", v),
+            ]),
+            None,
+        )
+        .unwrap()
+    };
+    assert_eq!(with("IPv4").address_preference, AddressPreference::Ipv4);
+    assert_eq!(with("ipv6").address_preference, AddressPreference::Ipv6);
+    assert_eq!(with("auto").address_preference, AddressPreference::Auto);
+    let p = with("ipv5");
+    assert_eq!(p.address_preference, AddressPreference::Auto);
+    assert_eq!(p.warnings.len(), 1);
+}
+
+#[test]
+fn empty_or_missing_objects_is_an_error() {
+    assert_eq!(
+        plan(&params(&[("region", "r")]), None).unwrap_err(),
+        PlanError::NoObjects
+    );
+    assert_eq!(plan_objects("[]").unwrap_err(), PlanError::NoObjects);
+    assert_eq!(plan_objects("  \n").unwrap_err(), PlanError::NoObjects);
+}
+
+#[test]
+fn malformed_yaml_fails_to_load() {
+    assert!(err("- objectName: [unclosed").starts_with("Failed to load SecretProviderClass: "));
+    assert_eq!(
+        err("objectName: a"),
+        "Failed to load SecretProviderClass: objects must be a list, found a mapping"
+    );
+    assert_eq!(
+        err("- just-a-string"),
+        "Failed to load SecretProviderClass: objects[0] must be a mapping, found a string"
+    );
+    assert_eq!(err("- ~"), "Empty descriptor entry in SecretProviderClass");
+}
+
+#[test]
+fn unquoted_numbers_fail_with_a_hint() {
+    assert_eq!(
+        err("- {objectName: a, objectType: secretsmanager, filePermission: 0600}"),
+        "Failed to load SecretProviderClass: objects[0].filePermission must be a string; quote the value"
+    );
+    assert_eq!(
+        err("- {objectName: a, objectType: ssmparameter, objectVersion: 1}"),
+        "Failed to load SecretProviderClass: objects[0].objectVersion must be a string; quote the value"
+    );
+}
+
+#[test]
+fn yaml_alias_bombs_are_refused() {
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    assert!(err(bomb).starts_with("Failed to load SecretProviderClass: "));
+}
+
+#[test]
+fn object_name_rules() {
+    assert_eq!(
+        err("- {objectType: secretsmanager}"),
+        "Object name must be specified"
+    );
+    assert_eq!(
+        err("- {objectName: a}"),
+        "Must use objectType when a full ARN is not specified: a"
+    );
+    assert_eq!(
+        err("- {objectName: a, objectType: ssm}"),
+        "Invalid objectType: ssm"
+    );
+    assert_eq!(
+        err("- {objectName: a, objectType: vault}"),
+        "Invalid objectType: vault"
+    );
+}
+
+#[test]
+fn arn_rules() {
+    let sm = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf";
+    let p = plan_objects(&format!("- {{objectName: \"{sm}\"}}")).unwrap();
+    assert_eq!(p.objects[0].object_type, ObjectType::SecretsManager);
+    assert_eq!(
+        paths(&p)[0].0,
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod_db-AbCdEf"
+    );
+
+    let ssm = "arn:aws:ssm:us-east-1:123456789012:parameter/shop/flags";
+    let p = plan_objects(&format!("- {{objectName: \"{ssm}\", objectAlias: flags}}")).unwrap();
+    assert_eq!(p.objects[0].object_type, ObjectType::SsmParameter);
+    let p = plan_objects(&format!(
+        "- {{objectName: \"{ssm}\", objectAlias: flags, objectType: ssmparameter}}"
+    ))
+    .unwrap();
+    assert_eq!(p.objects[0].object_type, ObjectType::SsmParameter);
+
+    assert_eq!(
+        err("- {objectName: \"arn:aws:secretsmanager:us-east-1\"}"),
+        "Invalid ARN format in object name: arn:aws:secretsmanager:us-east-1"
+    );
+    assert_eq!(
+        err("- {objectName: \"arn:aws:secretsmanager:us-west-2:1:secret:x\"}"),
+        "ARN region must match region us-east-1: arn:aws:secretsmanager:us-west-2:1:secret:x"
+    );
+    assert_eq!(
+        err("- {objectName: \"arn:aws:s3:us-east-1:1:bucket\"}"),
+        "Invalid service in ARN: s3"
+    );
+    assert_eq!(
+        err(&format!(
+            "- {{objectName: \"{sm}\", objectType: ssmparameter}}"
+        )),
+        format!("objectType does not match ARN: {sm}")
+    );
+    assert_eq!(
+        err("- {objectName: \"arn:aws:s3:us-east-1:1:bucket\", objectType: secretsmanager}"),
+        "objectType does not match ARN: arn:aws:s3:us-east-1:1:bucket"
+    );
+}
+
+#[test]
+fn cross_account_arns_are_allowed() {
+    let p = plan_objects(
+        "- {objectName: \"arn:aws:secretsmanager:us-east-1:999999999999:secret:shared\"}",
+    )
+    .unwrap();
+    assert_eq!(p.objects.len(), 1);
+}
+
+#[test]
+fn ssm_cannot_pin_version_and_label() {
+    assert_eq!(
+        err(
+            "- {objectName: p, objectType: ssmparameter, objectVersion: \"1\", objectVersionLabel: blue}"
+        ),
+        "ssm parameters can not specify both objectVersion and objectVersionLabel: p"
+    );
+    // Secrets Manager may (both are sent).
+    let p = plan_objects("- {objectName: s, objectType: secretsmanager, objectVersion: v1, objectVersionLabel: AWSCURRENT}").unwrap();
+    assert_eq!(p.objects[0].primary.version_id.as_deref(), Some("v1"));
+    assert_eq!(
+        p.objects[0].primary.version_label.as_deref(),
+        Some("AWSCURRENT")
+    );
+}
+
+#[test]
+fn file_permission_rules() {
+    for bad in ["600", "0800", "00600", "rw-r", "0x10"] {
+        assert_eq!(
+            err(&format!(
+                "- {{objectName: a, objectType: secretsmanager, filePermission: \"{bad}\"}}"
+            )),
+            format!("Invalid File Permission: {bad}")
+        );
+    }
+    assert_eq!(
+        err(
+            "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: x, objectAlias: y, filePermission: \"999\"}]}"
+        ),
+        "Invalid File Permission: 999"
+    );
+    let p = plan_objects("- {objectName: a, objectType: secretsmanager, filePermission: \"0777\"}")
+        .unwrap();
+    assert_eq!(p.objects[0].file.mode, 0o777);
+}
+
+#[test]
+fn jmes_entry_rules() {
+    assert_eq!(
+        err("- {objectName: a, objectType: secretsmanager, jmesPath: [{objectAlias: y}]}"),
+        "Path must be specified for JMES object"
+    );
+    assert_eq!(
+        err("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: x}]}"),
+        "Object alias must be specified for JMES object"
+    );
+    assert_eq!(
+        err(
+            "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: \"a[\", objectAlias: y}]}"
+        ),
+        "Invalid JMES Path: a[."
+    );
+    // Hyphenated keys must be quoted identifiers, as upstream documents.
+    assert!(plan_objects("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: '\"a-b\"', objectAlias: y}]}").is_ok());
+}
+
+#[test]
+fn failover_object_rules() {
+    let two = |objects: &str| {
+        plan(
+            &params(&[
+                ("region", "us-east-1"),
+                ("failoverRegion", "us-west-2"),
+                ("objects", objects),
+            ]),
+            None,
+        )
+    };
+    let p = two("- {objectName: \"arn:aws:secretsmanager:us-east-1:1:secret:a\", objectAlias: a, failoverObject: {objectName: \"arn:aws:secretsmanager:us-west-2:1:secret:a\"}}").unwrap();
+    assert_eq!(
+        p.objects[0].failover.as_ref().unwrap().name,
+        "arn:aws:secretsmanager:us-west-2:1:secret:a"
+    );
+
+    assert_eq!(
+        two("- {objectName: a, objectType: secretsmanager, failoverObject: {objectName: b}}")
+            .unwrap_err()
+            .to_string(),
+        "object alias must be specified for objects with failover entries: a"
+    );
+    assert_eq!(
+        err(
+            "- {objectName: a, objectAlias: x, objectType: secretsmanager, failoverObject: {objectName: b}}"
+        ),
+        "failover object allowed only when failover region is defined: a"
+    );
+    assert_eq!(
+        two("- {objectName: a, objectAlias: x, objectType: secretsmanager, failoverObject: {objectName: \"arn:aws:secretsmanager:us-east-1:1:secret:b\"}}").unwrap_err().to_string(),
+        "ARN region must match region us-west-2: arn:aws:secretsmanager:us-east-1:1:secret:b"
+    );
+    assert_eq!(
+        two("- {objectName: a, objectAlias: x, objectType: secretsmanager, objectVersion: v1, failoverObject: {objectName: b, objectVersion: v2}}").unwrap_err().to_string(),
+        "object versions must match between primary and failover regions: a"
+    );
+    assert_eq!(
+        two("- {objectName: a, objectAlias: x, objectType: ssmparameter, failoverObject: {objectName: b, objectVersion: \"1\", objectVersionLabel: l}}").unwrap_err().to_string(),
+        "ssm parameters can not specify both objectVersion and objectVersionLabel: a"
+    );
+    assert_eq!(
+        two("- {objectName: \"arn:aws:ssm:us-east-1:1:parameter/a\", objectAlias: x, failoverObject: {objectName: \"arn:aws:secretsmanager:us-west-2:1:secret:b\"}}").unwrap_err().to_string(),
+        "objectType does not match ARN: arn:aws:secretsmanager:us-west-2:1:secret:b"
+    );
+}
+
+#[test]
+fn duplicate_object_rules_follow_the_aws_provider_table() {
+    // Allowed: same name with different aliases, or different labels plus aliases.
+    assert!(plan_objects("- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: a, objectType: secretsmanager, objectAlias: y}").is_ok());
+    assert!(plan_objects("- {objectName: a, objectType: secretsmanager, objectAlias: cur, objectVersionLabel: AWSCURRENT}\n- {objectName: a, objectType: secretsmanager, objectAlias: prev, objectVersionLabel: AWSPREVIOUS}").is_ok());
+    // (4) no aliases, no labels
+    assert_eq!(
+        err(
+            "- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: secretsmanager}"
+        ),
+        "found descriptor with duplicate object name a, objectAlias or objectVersionLabel must differ"
+    );
+    // (2) no aliases, equal labels
+    assert!(err("- {objectName: a, objectType: secretsmanager, objectVersionLabel: L}\n- {objectName: a, objectType: secretsmanager, objectVersionLabel: L}").starts_with("found descriptor with duplicate object name a"));
+    // (3) equal aliases and labels
+    assert!(err("- {objectName: a, objectType: secretsmanager, objectAlias: x, objectVersionLabel: L}\n- {objectName: a, objectType: secretsmanager, objectAlias: x, objectVersionLabel: L}").starts_with("found descriptor with duplicate object name a"));
+    // Repeated alias on different objects.
+    assert_eq!(
+        err(
+            "- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, objectAlias: x}"
+        ),
+        "found duplicate object alias x"
+    );
+    // jmes alias clashing with an object alias.
+    assert_eq!(
+        err(
+            "- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, jmesPath: [{path: p, objectAlias: x}]}"
+        ),
+        "Name already in use for objectAlias: found duplicate object alias x in JMES path entry p"
+    );
+}
+
+#[test]
+fn stricter_than_upstream_same_name_different_labels_without_alias_collide() {
+    // The AWS provider accepts this and the second write wins; we refuse.
+    let e = err(
+        "- {objectName: a, objectType: secretsmanager, objectVersionLabel: AWSCURRENT}\n- {objectName: a, objectType: secretsmanager, objectVersionLabel: AWSPREVIOUS}",
+    );
+    assert_eq!(
+        e,
+        "file name collision: \"a\" (object a) and \"a\" (object a) cannot both be written"
+    );
+}
+
+#[test]
+fn collisions_after_translation_are_refused() {
+    let e = err(
+        "- {objectName: a/b, objectType: secretsmanager}\n- {objectName: a_b, objectType: ssmparameter}",
+    );
+    assert_eq!(
+        e,
+        "file name collision: \"a_b\" (object a/b) and \"a_b\" (object a_b) cannot both be written"
+    );
+    // An un-aliased object against a jmes alias.
+    let e = err(
+        "- {objectName: a, objectType: secretsmanager}\n- {objectName: b, objectType: secretsmanager, jmesPath: [{path: p, objectAlias: a}]}",
+    );
+    assert!(e.starts_with("file name collision: \"a\""), "{e}");
+}
+
+#[test]
+fn a_file_inside_another_files_path_collides() {
+    let objects = "- {objectName: a, objectType: secretsmanager}\n- {objectName: a-x, objectType: secretsmanager}\n- {objectName: a/b, objectType: secretsmanager}";
+    let e = plan(
+        &params(&[
+            ("region", "r"),
+            ("pathTranslation", "False"),
+            ("objects", objects),
+        ]),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "file name collision: \"a\" (object a) and \"a/b\" (object a/b) cannot both be written"
+    );
+    // Order does not matter.
+    let objects = "- {objectName: a/b, objectType: secretsmanager}\n- {objectName: a, objectType: secretsmanager}";
+    let e = plan(
+        &params(&[
+            ("region", "r"),
+            ("pathTranslation", "False"),
+            ("objects", objects),
+        ]),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().starts_with("file name collision"), "{e}");
+    // Siblings in one directory are fine.
+    let objects = "- {objectName: d/a, objectType: secretsmanager}\n- {objectName: d/b, objectType: secretsmanager}";
+    assert!(
+        plan(
+            &params(&[
+                ("region", "r"),
+                ("pathTranslation", "False"),
+                ("objects", objects)
+            ]),
+            None
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn traversal_is_refused_in_every_name_field() {
+    let off = |objects: &str| {
+        plan(
+            &params(&[
+                ("region", "r"),
+                ("pathTranslation", "False"),
+                ("objects", objects),
+            ]),
+            None,
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    // objectName, objectAlias, jmes alias; with translation off.
+    assert_eq!(
+        off("- {objectName: ../etc/x, objectType: secretsmanager}"),
+        "invalid file name \"../etc/x\" for object ../etc/x: path can not contain ../ or ./ components"
+    );
+    assert_eq!(
+        off("- {objectName: a, objectAlias: x/../../y, objectType: secretsmanager}"),
+        "invalid file name \"x/../../y\" for object a: path can not contain ../ or ./ components"
+    );
+    assert_eq!(
+        off(
+            "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: p, objectAlias: ../../host}]}"
+        ),
+        "invalid file name \"../../host\" for object a: path can not contain ../ or ./ components"
+    );
+    // Bare "." and "..", which the AWS provider's regex misses.
+    assert!(
+        err("- {objectName: a, objectAlias: \"..\", objectType: secretsmanager}")
+            .contains("path can not contain")
+    );
+    assert!(
+        err("- {objectName: a, objectAlias: \".\", objectType: secretsmanager}")
+            .contains("path can not contain")
+    );
+    assert!(err("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: p, objectAlias: \"..\"}]}").contains("path can not contain"));
+    // kubelet's reserved names.
+    assert!(
+        err("- {objectName: a, objectAlias: ..data, objectType: secretsmanager}")
+            .contains("reserved")
+    );
+    // NUL and empty components.
+    assert!(
+        err("- {objectName: a, objectAlias: \"x\\0y\", objectType: secretsmanager}")
+            .contains("NUL")
+    );
+    assert!(
+        off("- {objectName: a, objectAlias: \"x//y\", objectType: secretsmanager}")
+            .contains("empty path component")
+    );
+    // With translation on, slashes cannot make directories, so "a/../b" is a plain name.
+    let p = plan_objects("- {objectName: a/../b, objectType: secretsmanager}").unwrap();
+    assert_eq!(paths(&p)[0].0, "a_.._b");
+}
+
+#[test]
+fn leading_slashes_are_stripped_with_translation_off_as_upstream() {
+    let p = plan(
+        &params(&[
+            ("region", "r"),
+            ("pathTranslation", "false"),
+            (
+                "objects",
+                "- {objectName: /shop/db, objectType: ssmparameter}",
+            ),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(paths(&p)[0].0, "shop/db");
+}
+
+#[test]
+fn thousands_of_objects_plan_quickly() {
+    let mut yaml = String::new();
+    for i in 0..3000 {
+        yaml.push_str(&format!(
+            "- {{objectName: s{i}, objectType: secretsmanager}}\n"
+        ));
+    }
+    assert_eq!(plan_objects(&yaml).unwrap().objects.len(), 3000);
+}
+
+#[test]
+fn a_class_for_another_provider_is_refused() {
+    let spec = crate::spc::SecretProviderClassSpec {
+        provider: "azure".into(),
+        parameters: params(&[
+            ("region", "r"),
+            ("objects", "- {objectName: a, objectType: secretsmanager}"),
+        ]),
+        ..Default::default()
+    };
+    assert_eq!(
+        plan_class(&spec, None).unwrap_err().to_string(),
+        "provider is \"azure\", but this driver serves only provider \"aws\""
+    );
+    let aws = crate::spc::SecretProviderClassSpec {
+        provider: "aws".into(),
+        ..spec
+    };
+    assert!(plan_class(&aws, None).is_ok());
+}

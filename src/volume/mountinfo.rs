@@ -1,0 +1,78 @@
+//! Reading `/proc/self/mountinfo`: is a path a mount point, and of what type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+}
+
+/// Parses mountinfo text (proc(5)). Lines that do not parse are skipped.
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            let fs_type = right.split(' ').next()?;
+            Some(MountEntry {
+                mount_point: PathBuf::from(unescape(mount_point)),
+                fs_type: fs_type.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The kernel writes space, tab, newline and backslash as `\ooo` octal.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') as u32 * 64
+                + (bytes[i + 2] - b'0') as u32 * 8
+                + (bytes[i + 3] - b'0') as u32;
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mount_point_and_type() {
+        let text = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                    97 29 0:45 / /var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/s/mount rw,nosuid,nodev,noexec,relatime shared:50 - tmpfs tmpfs rw,size=4096k,mode=755\n\
+                    98 29 0:46 / /tmp/with\\040space rw - tmpfs tmpfs rw\n\
+                    garbage line\n";
+        let entries = parse_mountinfo(text);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(
+            entries[1].mount_point,
+            PathBuf::from("/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/s/mount")
+        );
+        assert_eq!(entries[1].fs_type, "tmpfs");
+        assert_eq!(entries[2].mount_point, PathBuf::from("/tmp/with space"));
+    }
+
+    #[test]
+    fn unescapes_octal_sequences_only() {
+        assert_eq!(unescape("a\\134b"), "a\\b");
+        assert_eq!(unescape("a\\011b\\012"), "a\tb\n");
+        assert_eq!(unescape("a\\9"), "a\\9");
+        assert_eq!(unescape("trail\\"), "trail\\");
+    }
+}
