@@ -50,7 +50,8 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Our errors already carry their causes in their text.
+            eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,0 +1,331 @@
+//! Real peers for the integration tests: a moto server (AWS), a small
+//! in-process Kubernetes API stand-in, the driver binary itself over its CSI
+//! socket, and real tmpfs mounts (so these tests must run as root).
+#![allow(dead_code)]
+
+pub mod kube;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use aws_secrets_csi::csi::identity_client::IdentityClient;
+use aws_secrets_csi::csi::node_client::NodeClient;
+use aws_secrets_csi::csi::{
+    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, ProbeRequest, VolumeCapability, volume_capability,
+};
+use tonic::transport::Channel;
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+pub const READER_ROLE: &str = "arn:aws:iam::123456789012:role/reader";
+pub const NOBODY_ROLE: &str = "arn:aws:iam::123456789012:role/nobody";
+
+/// Mounting a tmpfs needs CAP_SYS_ADMIN: say so plainly instead of failing
+/// somewhere deep in a test.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("these integration tests mount tmpfs file systems and must run as root");
+    }
+}
+
+/// One moto server per test binary, with IAM enforced. It exits by itself
+/// when the test binary does.
+pub struct Moto {
+    _child: Child,
+    pub endpoint: String,
+    access_key: String,
+    secret_key: String,
+}
+
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/moto_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg("--port")
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto (pip install 'moto[server]')");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("moto stdout"))
+            .read_line(&mut line)
+            .expect("read moto bootstrap line");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("moto did not start (is moto[server] installed?): {e}: {line:?}"));
+        Moto {
+            _child: child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            access_key: v["access_key"].as_str().unwrap().to_owned(),
+            secret_key: v["secret_key"].as_str().unwrap().to_owned(),
+        }
+    })
+}
+
+impl Moto {
+    fn config(&self) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new(&self.access_key, &self.secret_key, None, None, "test-admin"),
+            ))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build()
+    }
+
+    /// A Secrets Manager client with admin rights, for fixtures.
+    pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.config())
+    }
+
+    /// An SSM client with admin rights, for fixtures.
+    pub fn ssm(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.config())
+    }
+
+    pub async fn create_secret(&self, name: &str, value: &str) -> String {
+        self.secrets_manager()
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .arn()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn put_parameter(&self, name: &str, value: &str) -> i64 {
+        self.ssm()
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap()
+            .version()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A per-test directory that plays kubelet's root. Everything mounted below
+/// it is unmounted when the test ends, whatever happened.
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    pub fn new() -> Self {
+        TestDir {
+            dir: tempfile::Builder::new().prefix("asc-test-").tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A kubelet-shaped target path for a pod volume; its parent exists, as
+    /// kubelet guarantees, the target itself does not.
+    pub fn target(&self, pod_uid: &str) -> PathBuf {
+        let parent = self.path().join("pods").join(pod_uid).join("volumes/kubernetes.io~csi/secrets");
+        std::fs::create_dir_all(&parent).unwrap();
+        parent.join("mount")
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        for m in mounts_under(self.path()) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Mount points at or below `root`, from /proc/self/mountinfo.
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    aws_secrets_csi::volume::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .filter(|p| p.starts_with(&root))
+        .collect()
+}
+
+/// The mountinfo line of `target`, if it is a mount point.
+pub fn mount_line(target: &Path) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let t = target.to_str().unwrap();
+    text.lines().find(|l| l.split(' ').nth(4) == Some(t)).map(str::to_owned)
+}
+
+/// The driver binary serving on a socket in a test directory.
+pub struct Driver {
+    child: Child,
+    pub socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Driver {
+    pub async fn start(dir: &Path, kubeconfig: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let socket = dir.join("csi.sock");
+        let log = dir.join("driver.log");
+        let moto = moto();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"));
+        cmd.arg("serve")
+            .arg("--endpoint")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--node-id")
+            .arg("test-node")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_REGION", REGION)
+            // No credentials of its own: every AWS call must use the pod's.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the driver");
+        let driver = Driver { child, socket, log };
+        driver.wait_ready().await;
+        driver
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.socket.exists()
+                && let Ok(channel) = self.channel().await
+                && IdentityClient::new(channel).probe(ProbeRequest {}).await.is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "driver did not become ready:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        tonic::transport::Endpoint::from_shared(format!("unix://{}", self.socket.display()))
+            .unwrap()
+            .connect()
+            .await
+    }
+
+    pub async fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel().await.unwrap())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pod as kubelet describes it to the driver.
+#[derive(Clone)]
+pub struct PodSpec {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub service_account: String,
+    pub token: Option<String>,
+}
+
+impl PodSpec {
+    pub fn new(namespace: &str, name: &str, service_account: &str) -> Self {
+        PodSpec {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            service_account: service_account.into(),
+            token: Some(format!("eyJ-test-token-for-{name}")),
+        }
+    }
+}
+
+/// The NodePublishVolume request kubelet sends for an inline CSI volume with
+/// `podInfoOnMount: true` and `tokenRequests` (csi-contract B1/B2).
+pub fn publish_request(target: &Path, class: &str, pod: &PodSpec) -> NodePublishVolumeRequest {
+    let mut ctx: std::collections::HashMap<String, String> = [
+        ("secretProviderClass", class.to_owned()),
+        ("csi.storage.k8s.io/pod.name", pod.name.clone()),
+        ("csi.storage.k8s.io/pod.namespace", pod.namespace.clone()),
+        ("csi.storage.k8s.io/pod.uid", pod.uid.clone()),
+        ("csi.storage.k8s.io/serviceAccount.name", pod.service_account.clone()),
+        ("csi.storage.k8s.io/ephemeral", "true".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    if let Some(token) = &pod.token {
+        ctx.insert(
+            "csi.storage.k8s.io/serviceAccount.tokens".into(),
+            serde_json::json!({
+                "sts.amazonaws.com": {"token": token, "expirationTimestamp": "2026-11-28T13:00:00Z"}
+            })
+            .to_string(),
+        );
+    }
+    NodePublishVolumeRequest {
+        volume_id: format!("csi-{}", pod.uid),
+        target_path: target.to_str().unwrap().to_owned(),
+        volume_capability: Some(VolumeCapability {
+            access_type: Some(volume_capability::AccessType::Mount(Default::default())),
+            access_mode: Some(volume_capability::AccessMode {
+                mode: volume_capability::access_mode::Mode::SingleNodeWriter as i32,
+            }),
+        }),
+        readonly: true,
+        volume_context: ctx,
+        ..Default::default()
+    }
+}
+
+pub fn unpublish_request(target: &Path, pod: &PodSpec) -> NodeUnpublishVolumeRequest {
+    NodeUnpublishVolumeRequest {
+        volume_id: format!("csi-{}", pod.uid),
+        target_path: target.to_str().unwrap().to_owned(),
+    }
+}
+
+/// Asserts that none of `needles` appears in the driver's log.
+pub fn assert_no_leak(driver: &Driver, needles: &[&str]) {
+    let logs = driver.logs();
+    assert!(!logs.is_empty(), "the driver wrote no log at all");
+    for n in needles {
+        assert!(!logs.contains(n), "the driver log contains {n:?}:\n{logs}");
+    }
+}
