@@ -30,12 +30,20 @@ fn read(target: &Path, name: &str) -> String {
 }
 
 fn mode(target: &Path, name: &str) -> u32 {
-    std::fs::metadata(target.join(name)).unwrap().permissions().mode() & 0o7777
+    std::fs::metadata(target.join(name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
 }
 
 /// Nothing is left at a target after a failed publish: no mount, no directory.
 fn assert_nothing_left(target: &Path) {
-    assert!(mount_line(target).is_none(), "a mount was left at {}", target.display());
+    assert!(
+        mount_line(target).is_none(),
+        "a mount was left at {}",
+        target.display()
+    );
     assert!(!target.exists(), "{} was left behind", target.display());
 }
 
@@ -43,7 +51,8 @@ fn assert_nothing_left(target: &Path) {
 async fn publish_writes_secrets_and_parameters_then_unpublish_removes_them() {
     let w = world().await;
     let moto = moto();
-    moto.create_secret("t1/db", r#"{"username":"admin-t1","password":"pw-t1-Zq8"}"#).await;
+    moto.create_secret("t1/db", r#"{"username":"admin-t1","password":"pw-t1-Zq8"}"#)
+        .await;
     let bin: Vec<u8> = (0..=255u8).rev().collect();
     moto.secrets_manager()
         .create_secret()
@@ -87,9 +96,14 @@ async fn publish_writes_secrets_and_parameters_then_unpublish_removes_them() {
     let pod = PodSpec::new("shop", "web-1", "web");
     let target = w.dir.target(&pod.uid);
     let mut node = w.driver.node().await;
-    node.node_publish_volume(publish_request(&target, "db-creds", &pod)).await.unwrap();
+    node.node_publish_volume(publish_request(&target, "db-creds", &pod))
+        .await
+        .unwrap();
 
-    assert_eq!(read(&target, "t1_db"), r#"{"username":"admin-t1","password":"pw-t1-Zq8"}"#);
+    assert_eq!(
+        read(&target, "t1_db"),
+        r#"{"username":"admin-t1","password":"pw-t1-Zq8"}"#
+    );
     assert_eq!(read(&target, "db-user"), "admin-t1");
     assert_eq!(read(&target, "db-pass"), "pw-t1-Zq8");
     assert_eq!(std::fs::read(target.join("bin")).unwrap(), bin);
@@ -100,8 +114,16 @@ async fn publish_writes_secrets_and_parameters_then_unpublish_removes_them() {
     assert_eq!(mode(&target, "db-pass"), 0o400);
     assert_eq!(mode(&target, "bin"), 0o600);
     // kubelet's atomic layout: every name is a symlink through ..data.
-    assert_eq!(std::fs::read_link(target.join("db-user")).unwrap(), Path::new("..data/db-user"));
-    assert!(std::fs::symlink_metadata(target.join("..data")).unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_link(target.join("db-user")).unwrap(),
+        Path::new("..data/db-user")
+    );
+    assert!(
+        std::fs::symlink_metadata(target.join("..data"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     // A real tmpfs with the safe options and a size cap.
     let line = mount_line(&target).expect("target is a mount point");
     let (opts, rest) = line.split_once(" - ").unwrap();
@@ -111,9 +133,19 @@ async fn publish_writes_secrets_and_parameters_then_unpublish_removes_them() {
     }
     assert!(rest.contains("size=16384k"), "{line}");
 
-    node.node_unpublish_volume(unpublish_request(&target, &pod)).await.unwrap();
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
     assert_nothing_left(&target);
-    assert_no_leak(&w.driver, &["admin-t1", "pw-t1-Zq8", "flags-v1", "eyJ-test-token-for-web-1"]);
+    assert_no_leak(
+        &w.driver,
+        &[
+            "admin-t1",
+            "pw-t1-Zq8",
+            "flags-v1",
+            "eyJ-test-token-for-web-1",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,26 +154,37 @@ async fn more_than_twenty_secrets_and_ten_parameters_in_one_class() {
     let moto = moto();
     let mut objects = String::new();
     for i in 0..25 {
-        moto.create_secret(&format!("t2/s{i}"), &format!("secret-value-{i}")).await;
-        objects.push_str(&format!("- {{objectName: t2/s{i}, objectType: secretsmanager, objectAlias: s{i}}}\n"));
+        moto.create_secret(&format!("t2/s{i}"), &format!("secret-value-{i}"))
+            .await;
+        objects.push_str(&format!(
+            "- {{objectName: t2/s{i}, objectType: secretsmanager, objectAlias: s{i}}}\n"
+        ));
     }
     for i in 0..13 {
-        moto.put_parameter(&format!("/t2/p{i}"), &format!("param-value-{i}")).await;
-        objects.push_str(&format!("- {{objectName: /t2/p{i}, objectType: ssmparameter, objectAlias: p{i}}}\n"));
+        moto.put_parameter(&format!("/t2/p{i}"), &format!("param-value-{i}"))
+            .await;
+        objects.push_str(&format!(
+            "- {{objectName: /t2/p{i}, objectType: ssmparameter, objectAlias: p{i}}}\n"
+        ));
     }
     w.kube.put_service_account("t2", "app", Some(READER_ROLE));
-    w.kube.put_class("t2", "many", &[("region", REGION), ("objects", &objects)]);
+    w.kube
+        .put_class("t2", "many", &[("region", REGION), ("objects", &objects)]);
     let pod = PodSpec::new("t2", "many-1", "app");
     let target = w.dir.target(&pod.uid);
     let mut node = w.driver.node().await;
-    node.node_publish_volume(publish_request(&target, "many", &pod)).await.unwrap();
+    node.node_publish_volume(publish_request(&target, "many", &pod))
+        .await
+        .unwrap();
     for i in 0..25 {
         assert_eq!(read(&target, &format!("s{i}")), format!("secret-value-{i}"));
     }
     for i in 0..13 {
         assert_eq!(read(&target, &format!("p{i}")), format!("param-value-{i}"));
     }
-    node.node_unpublish_volume(unpublish_request(&target, &pod)).await.unwrap();
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
     assert_nothing_left(&target);
 }
 
@@ -153,15 +196,22 @@ async fn objects_named_by_full_arn() {
     moto.put_parameter("/t3/param", "param-by-arn").await;
     let param_arn = format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/t3/param");
     w.kube.put_service_account("t3", "app", Some(READER_ROLE));
-    let objects = format!("- {{objectName: \"{arn}\", objectAlias: secret}}\n- {{objectName: \"{param_arn}\", objectAlias: param}}\n");
-    w.kube.put_class("t3", "arns", &[("region", REGION), ("objects", &objects)]);
+    let objects = format!(
+        "- {{objectName: \"{arn}\", objectAlias: secret}}\n- {{objectName: \"{param_arn}\", objectAlias: param}}\n"
+    );
+    w.kube
+        .put_class("t3", "arns", &[("region", REGION), ("objects", &objects)]);
     let pod = PodSpec::new("t3", "arn-1", "app");
     let target = w.dir.target(&pod.uid);
     let mut node = w.driver.node().await;
-    node.node_publish_volume(publish_request(&target, "arns", &pod)).await.unwrap();
+    node.node_publish_volume(publish_request(&target, "arns", &pod))
+        .await
+        .unwrap();
     assert_eq!(read(&target, "secret"), "arn-value");
     assert_eq!(read(&target, "param"), "param-by-arn");
-    node.node_unpublish_volume(unpublish_request(&target, &pod)).await.unwrap();
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,11 +226,25 @@ async fn a_missing_secret_fails_with_not_found_and_leaves_nothing() {
     );
     let pod = PodSpec::new("t4", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w.driver.node().await.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = w
+        .driver
+        .node()
+        .await
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(err.message().contains("t4/absent"), "{}", err.message());
-    assert!(err.message().contains("ResourceNotFoundException"), "{}", err.message());
-    assert!(err.message().contains("SecretProviderClass t4/c"), "{}", err.message());
+    assert!(
+        err.message().contains("ResourceNotFoundException"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("SecretProviderClass t4/c"),
+        "{}",
+        err.message()
+    );
     assert!(!err.message().contains("present-value"));
     assert_nothing_left(&target);
 }
@@ -189,10 +253,26 @@ async fn a_missing_secret_fails_with_not_found_and_leaves_nothing() {
 async fn a_missing_parameter_fails_with_not_found() {
     let w = world().await;
     w.kube.put_service_account("t5", "app", Some(READER_ROLE));
-    w.kube.put_class("t5", "c", &[("region", REGION), ("objects", "- {objectName: /t5/absent, objectType: ssmparameter}")]);
+    w.kube.put_class(
+        "t5",
+        "c",
+        &[
+            ("region", REGION),
+            (
+                "objects",
+                "- {objectName: /t5/absent, objectType: ssmparameter}",
+            ),
+        ],
+    );
     let pod = PodSpec::new("t5", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w.driver.node().await.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = w
+        .driver
+        .node()
+        .await
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(err.message().contains("/t5/absent"), "{}", err.message());
     assert_nothing_left(&target);
@@ -203,10 +283,26 @@ async fn a_role_without_permission_is_denied_and_leaves_nothing() {
     let w = world().await;
     moto().create_secret("t6/locked", "locked-value").await;
     w.kube.put_service_account("t6", "app", Some(NOBODY_ROLE));
-    w.kube.put_class("t6", "c", &[("region", REGION), ("objects", "- {objectName: t6/locked, objectType: secretsmanager}")]);
+    w.kube.put_class(
+        "t6",
+        "c",
+        &[
+            ("region", REGION),
+            (
+                "objects",
+                "- {objectName: t6/locked, objectType: secretsmanager}",
+            ),
+        ],
+    );
     let pod = PodSpec::new("t6", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w.driver.node().await.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = w
+        .driver
+        .node()
+        .await
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("t6/locked"), "{}", err.message());
     assert!(err.message().contains("AccessDenied"), "{}", err.message());
@@ -231,12 +327,25 @@ async fn a_bad_class_is_invalid_argument_with_the_aws_provider_text() {
     let pod = PodSpec::new("t7", "p", "app");
     let target = w.dir.target(&pod.uid);
     let mut node = w.driver.node().await;
-    let err = node.node_publish_volume(publish_request(&target, "dup", &pod)).await.unwrap_err();
+    let err = node
+        .node_publish_volume(publish_request(&target, "dup", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(err.message(), "SecretProviderClass t7/dup: found duplicate object alias x");
-    let err = node.node_publish_volume(publish_request(&target, "escape", &pod)).await.unwrap_err();
+    assert_eq!(
+        err.message(),
+        "SecretProviderClass t7/dup: found duplicate object alias x"
+    );
+    let err = node
+        .node_publish_volume(publish_request(&target, "escape", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("path can not contain ../"), "{}", err.message());
+    assert!(
+        err.message().contains("path can not contain ../"),
+        "{}",
+        err.message()
+    );
     assert_nothing_left(&target);
     assert!(!w.dir.path().join("etc").exists());
 }
@@ -247,7 +356,13 @@ async fn a_missing_class_is_not_found() {
     w.kube.put_service_account("t8", "app", Some(READER_ROLE));
     let pod = PodSpec::new("t8", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w.driver.node().await.node_publish_volume(publish_request(&target, "nope", &pod)).await.unwrap_err();
+    let err = w
+        .driver
+        .node()
+        .await
+        .node_publish_volume(publish_request(&target, "nope", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "SecretProviderClass t8/nope not found");
     assert_nothing_left(&target);
@@ -256,36 +371,67 @@ async fn a_missing_class_is_not_found() {
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_problems_have_clear_errors() {
     let w = world().await;
-    w.kube.put_class("t9", "c", &[("region", REGION), ("objects", "- {objectName: x, objectType: secretsmanager}")]);
+    w.kube.put_class(
+        "t9",
+        "c",
+        &[
+            ("region", REGION),
+            ("objects", "- {objectName: x, objectType: secretsmanager}"),
+        ],
+    );
     w.kube.put_service_account("t9", "plain", None);
-    w.kube.put_service_account("t9", "badarn", Some("not-an-arn"));
+    w.kube
+        .put_service_account("t9", "badarn", Some("not-an-arn"));
     w.kube.put_service_account("t9", "app", Some(READER_ROLE));
     let mut node = w.driver.node().await;
 
     let pod = PodSpec::new("t9", "p1", "plain");
     let target = w.dir.target(&pod.uid);
-    let err = node.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = node
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
-    assert_eq!(err.message(), "An IAM role must be associated with service account plain (namespace: t9)");
+    assert_eq!(
+        err.message(),
+        "An IAM role must be associated with service account plain (namespace: t9)"
+    );
     assert_nothing_left(&target);
 
     let pod = PodSpec::new("t9", "p2", "badarn");
     let target = w.dir.target(&pod.uid);
-    let err = node.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = node
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("invalid role ARN \"not-an-arn\""), "{}", err.message());
+    assert!(
+        err.message().contains("invalid role ARN \"not-an-arn\""),
+        "{}",
+        err.message()
+    );
 
     let mut pod = PodSpec::new("t9", "p3", "app");
     pod.token = None;
     let target = w.dir.target(&pod.uid);
-    let err = node.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = node
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    assert!(err.message().contains("sts.amazonaws.com"), "{}", err.message());
+    assert!(
+        err.message().contains("sts.amazonaws.com"),
+        "{}",
+        err.message()
+    );
     assert_nothing_left(&target);
 
     let pod = PodSpec::new("t9", "p4", "missing-sa");
     let target = w.dir.target(&pod.uid);
-    let err = node.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap_err();
+    let err = node
+        .node_publish_volume(publish_request(&target, "c", &pod))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "ServiceAccount t9/missing-sa not found");
 }
@@ -295,19 +441,39 @@ async fn republish_of_a_mounted_target_does_not_mount_again() {
     let w = world().await;
     moto().create_secret("t10/s", "republish-value").await;
     w.kube.put_service_account("t10", "app", Some(READER_ROLE));
-    w.kube.put_class("t10", "c", &[("region", REGION), ("objects", "- {objectName: t10/s, objectType: secretsmanager, objectAlias: s}")]);
+    w.kube.put_class(
+        "t10",
+        "c",
+        &[
+            ("region", REGION),
+            (
+                "objects",
+                "- {objectName: t10/s, objectType: secretsmanager, objectAlias: s}",
+            ),
+        ],
+    );
     let pod = PodSpec::new("t10", "p", "app");
     let target = w.dir.target(&pod.uid);
     let mut node = w.driver.node().await;
     for _ in 0..3 {
-        node.node_publish_volume(publish_request(&target, "c", &pod)).await.unwrap();
+        node.node_publish_volume(publish_request(&target, "c", &pod))
+            .await
+            .unwrap();
     }
-    assert_eq!(mounts_under(&target).len(), 1, "exactly one mount at the target");
+    assert_eq!(
+        mounts_under(&target).len(),
+        1,
+        "exactly one mount at the target"
+    );
     assert_eq!(read(&target, "s"), "republish-value");
-    node.node_unpublish_volume(unpublish_request(&target, &pod)).await.unwrap();
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
     assert_nothing_left(&target);
     // Unpublish is idempotent.
-    node.node_unpublish_volume(unpublish_request(&target, &pod)).await.unwrap();
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -315,7 +481,17 @@ async fn tokens_are_read_from_secrets_first() {
     let w = world().await;
     moto().create_secret("t11/s", "from-secrets-value").await;
     w.kube.put_service_account("t11", "app", Some(READER_ROLE));
-    w.kube.put_class("t11", "c", &[("region", REGION), ("objects", "- {objectName: t11/s, objectType: secretsmanager, objectAlias: s}")]);
+    w.kube.put_class(
+        "t11",
+        "c",
+        &[
+            ("region", REGION),
+            (
+                "objects",
+                "- {objectName: t11/s, objectType: secretsmanager, objectAlias: s}",
+            ),
+        ],
+    );
     let mut pod = PodSpec::new("t11", "p", "app");
     pod.token = None;
     let target = w.dir.target(&pod.uid);
@@ -327,7 +503,9 @@ async fn tokens_are_read_from_secrets_first() {
     let mut node = w.driver.node().await;
     node.node_publish_volume(req).await.unwrap();
     assert_eq!(read(&target, "s"), "from-secrets-value");
-    node.node_unpublish_volume(unpublish_request(&target, &pod)).await.unwrap();
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
     assert_no_leak(&w.driver, &["eyJ-token-in-secrets", "from-secrets-value"]);
 }
 

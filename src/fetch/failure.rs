@@ -67,25 +67,31 @@ impl ObjectFailure {
             SdkError::ResponseError(r) => Some(r.raw().status_code()),
             _ => None,
         };
-        let code = e.code().map(str::to_owned).unwrap_or_else(|| match (e, status) {
-            // An error body the SDK could not read (an emulator answering in
-            // another protocol, a proxy): the status still tells the class.
-            (_, Some(401 | 403)) => "AccessDenied".into(),
-            (_, Some(404)) => "NotFound".into(),
-            (_, Some(429)) => "Throttling".into(),
-            (_, Some(s)) => format!("HTTP{s}"),
-            (e, None) => match e {
-            SdkError::TimeoutError(_) => "TimeoutError".into(),
-            SdkError::DispatchFailure(d) if d.is_timeout() => "TimeoutError".into(),
-            SdkError::DispatchFailure(_) => "NetworkError".into(),
-            SdkError::ConstructionFailure(_) => "RequestError".into(),
-            _ => "UnknownError".into(),
-            },
-        });
-        let message = e.message().map(str::to_owned).unwrap_or_else(|| match status {
-            Some(s) => format!("HTTP status {s}"),
-            None => crate::identity::sdk_error_kind(e),
-        });
+        let code = e
+            .code()
+            .map(str::to_owned)
+            .unwrap_or_else(|| match (e, status) {
+                // An error body the SDK could not read (an emulator answering in
+                // another protocol, a proxy): the status still tells the class.
+                (_, Some(401 | 403)) => "AccessDenied".into(),
+                (_, Some(404)) => "NotFound".into(),
+                (_, Some(429)) => "Throttling".into(),
+                (_, Some(s)) => format!("HTTP{s}"),
+                (e, None) => match e {
+                    SdkError::TimeoutError(_) => "TimeoutError".into(),
+                    SdkError::DispatchFailure(d) if d.is_timeout() => "TimeoutError".into(),
+                    SdkError::DispatchFailure(_) => "NetworkError".into(),
+                    SdkError::ConstructionFailure(_) => "RequestError".into(),
+                    _ => "UnknownError".into(),
+                },
+            });
+        let message = e
+            .message()
+            .map(str::to_owned)
+            .unwrap_or_else(|| match status {
+                Some(s) => format!("HTTP status {s}"),
+                None => crate::identity::sdk_error_kind(e),
+            });
         ObjectFailure::new(object, region, &code, &message, status)
     }
 
@@ -180,7 +186,10 @@ mod tests {
             FailureKind::Unavailable
         );
         assert_eq!(f("NetworkError", None).kind(), FailureKind::Unavailable);
-        assert_eq!(f("UnknownError", Some(403)).kind(), FailureKind::AccessDenied);
+        assert_eq!(
+            f("UnknownError", Some(403)).kind(),
+            FailureKind::AccessDenied
+        );
         assert_eq!(f("UnknownError", Some(429)).kind(), FailureKind::Throttled);
     }
 

@@ -31,7 +31,9 @@ impl FakeKube {
         let served = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let state = served.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(req, state.clone()));
@@ -49,7 +51,11 @@ impl FakeKube {
             ),
         )
         .unwrap();
-        FakeKube { state, kubeconfig, task }
+        FakeKube {
+            state,
+            kubeconfig,
+            task,
+        }
     }
 
     fn put(&self, path: String, object: serde_json::Value) {
@@ -58,9 +64,15 @@ impl FakeKube {
 
     /// A SecretProviderClass with `provider: aws` and these parameters.
     pub fn put_class(&self, namespace: &str, name: &str, parameters: &[(&str, &str)]) {
-        let params: serde_json::Map<String, serde_json::Value> =
-            parameters.iter().map(|(k, v)| (k.to_string(), serde_json::Value::from(*v))).collect();
-        self.put_class_spec(namespace, name, serde_json::json!({"provider": "aws", "parameters": params}));
+        let params: serde_json::Map<String, serde_json::Value> = parameters
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        self.put_class_spec(
+            namespace,
+            name,
+            serde_json::json!({"provider": "aws", "parameters": params}),
+        );
     }
 
     pub fn put_class_spec(&self, namespace: &str, name: &str, spec: serde_json::Value) {
@@ -89,7 +101,13 @@ impl FakeKube {
 
     /// How many GETs a path received.
     pub fn gets(&self, path: &str) -> usize {
-        self.state.gets.lock().unwrap().get(path).copied().unwrap_or(0)
+        self.state
+            .gets
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 }
 

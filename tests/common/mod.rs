@@ -15,7 +15,8 @@ use aws_credential_types::Credentials;
 use aws_secrets_csi::csi::identity_client::IdentityClient;
 use aws_secrets_csi::csi::node_client::NodeClient;
 use aws_secrets_csi::csi::{
-    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, ProbeRequest, VolumeCapability, volume_capability,
+    NodePublishVolumeRequest, NodeUnpublishVolumeRequest, ProbeRequest, VolumeCapability,
+    volume_capability,
 };
 use tonic::transport::Channel;
 
@@ -59,8 +60,9 @@ pub fn moto() -> &'static Moto {
         BufReader::new(child.stdout.take().expect("moto stdout"))
             .read_line(&mut line)
             .expect("read moto bootstrap line");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("moto did not start (is moto[server] installed?): {e}: {line:?}"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!("moto did not start (is moto[server] installed?): {e}: {line:?}")
+        });
         Moto {
             _child: child,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -75,9 +77,15 @@ impl Moto {
         aws_config::SdkConfig::builder()
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new(&self.access_key, &self.secret_key, None, None, "test-admin"),
-            ))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    &self.access_key,
+                    &self.secret_key,
+                    None,
+                    None,
+                    "test-admin",
+                )),
+            )
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build()
     }
@@ -120,7 +128,11 @@ impl Moto {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A per-test directory that plays kubelet's root. Everything mounted below
@@ -132,7 +144,10 @@ pub struct TestDir {
 impl TestDir {
     pub fn new() -> Self {
         TestDir {
-            dir: tempfile::Builder::new().prefix("asc-test-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("asc-test-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -143,7 +158,11 @@ impl TestDir {
     /// A kubelet-shaped target path for a pod volume; its parent exists, as
     /// kubelet guarantees, the target itself does not.
     pub fn target(&self, pod_uid: &str) -> PathBuf {
-        let parent = self.path().join("pods").join(pod_uid).join("volumes/kubernetes.io~csi/secrets");
+        let parent = self
+            .path()
+            .join("pods")
+            .join(pod_uid)
+            .join("volumes/kubernetes.io~csi/secrets");
         std::fs::create_dir_all(&parent).unwrap();
         parent.join("mount")
     }
@@ -172,7 +191,9 @@ pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
 pub fn mount_line(target: &Path) -> Option<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let t = target.to_str().unwrap();
-    text.lines().find(|l| l.split(' ').nth(4) == Some(t)).map(str::to_owned)
+    text.lines()
+        .find(|l| l.split(' ').nth(4) == Some(t))
+        .map(str::to_owned)
 }
 
 /// The driver binary serving on a socket in a test directory.
@@ -218,11 +239,18 @@ impl Driver {
         loop {
             if self.socket.exists()
                 && let Ok(channel) = self.channel().await
-                && IdentityClient::new(channel).probe(ProbeRequest {}).await.is_ok()
+                && IdentityClient::new(channel)
+                    .probe(ProbeRequest {})
+                    .await
+                    .is_ok()
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "driver did not become ready:\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "driver did not become ready:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -284,7 +312,10 @@ pub fn publish_request(target: &Path, class: &str, pod: &PodSpec) -> NodePublish
         ("csi.storage.k8s.io/pod.name", pod.name.clone()),
         ("csi.storage.k8s.io/pod.namespace", pod.namespace.clone()),
         ("csi.storage.k8s.io/pod.uid", pod.uid.clone()),
-        ("csi.storage.k8s.io/serviceAccount.name", pod.service_account.clone()),
+        (
+            "csi.storage.k8s.io/serviceAccount.name",
+            pod.service_account.clone(),
+        ),
         ("csi.storage.k8s.io/ephemeral", "true".to_owned()),
     ]
     .into_iter()
