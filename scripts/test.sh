@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The full test suite: formatting, lints, unit tests, and the integration tests
+# against real peers (moto, csi-sanity, tmpfs mounts). Run as root: the
+# integration tests mount tmpfs file systems, as the driver does on a node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/peers.sh
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh must run as root (the integration tests mount tmpfs)" >&2
+  exit 1
+fi
+ensure_moto
+ensure_csi_sanity
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
