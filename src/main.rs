@@ -27,6 +27,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The AWS SDK logs request bodies (which hold web-identity tokens) at
+    // trace level when this is set; this process must never do that.
+    if std::env::var_os("LOG_SIGNABLE_BODY").is_some() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::remove_var("LOG_SIGNABLE_BODY") };
+        eprintln!("warning: LOG_SIGNABLE_BODY ignored: request bodies carry tokens");
+    }
     telemetry::init(cli.log_format);
     // One TLS crypto provider for both the AWS SDK and kube (two would panic).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -1,0 +1,227 @@
+//! The `check` and `mount` commands, as a user runs them. `mount` talks to a
+//! real moto server; the tmpfs case needs root.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"));
+    c.env_remove("AWS_REGION").env_remove("RUST_LOG");
+    c
+}
+
+fn class_file(dir: &std::path::Path, objects: &str, extra: &str) -> std::path::PathBuf {
+    let indented: String = objects.lines().map(|l| format!("      {l}\n")).collect();
+    let text = format!(
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: demo, namespace: shop}}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n{extra}    objects: |\n{indented}"
+    );
+    let path = dir.join("class.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn check_lists_files_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: prod/db, objectType: secretsmanager, jmesPath: [{path: u, objectAlias: user, filePermission: \"0400\"}]}",
+        "",
+    );
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0644  prod_db  (from prod/db)\n0400  user  (from prod/db)\n"
+    );
+
+    let out = bin()
+        .args(["check", "--json", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"path": "prod_db", "mode": "0644", "source": "prod/db"},
+            {"path": "user", "mode": "0400", "source": "prod/db"}
+        ])
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_class_with_the_driver_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: a, objectType: secretsmanager, filePermission: \"777\"}",
+        "",
+    );
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: SecretProviderClass shop/demo: Invalid File Permission: 777"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_warns_about_unknown_keys_but_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: a, objectType: secretsmanager, objectAlais: b}",
+        "",
+    );
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("objects[0].objectAlais: unknown key, ignored")
+    );
+}
+
+#[test]
+fn check_without_a_class_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pod.yaml");
+    std::fs::write(&file, "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n").unwrap();
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no SecretProviderClass"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_with_a_role_and_token_file_writes_the_files() {
+    let moto = moto();
+    moto.create_secret("cli/db", r#"{"password":"cli-pw-4471"}"#)
+        .await;
+    moto.put_parameter("/cli/param", "cli-param-value").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: cli/db, objectType: secretsmanager, jmesPath: [{path: password, objectAlias: pw}]}\n- {objectName: /cli/param, objectType: ssmparameter, objectAlias: param}",
+        "",
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJ-cli-token\n").unwrap();
+    let target = dir.path().join("out");
+    let out = bin()
+        .args(["mount", "--no-tmpfs", "-f"])
+        .arg(&file)
+        .arg("--target")
+        .arg(&target)
+        .args(["--role-arn", READER_ROLE, "--token-file"])
+        .arg(&token)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(target.join("pw")).unwrap(),
+        "cli-pw-4471"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("param")).unwrap(),
+        "cli-param-value"
+    );
+    assert!(!stderr.contains("cli-pw-4471") && !stderr.contains("eyJ-cli-token"));
+
+    // The nobody role: refused, clear message, nothing written.
+    let denied = dir.path().join("denied");
+    let out = bin()
+        .args(["mount", "--no-tmpfs", "-f"])
+        .arg(&file)
+        .arg("--target")
+        .arg(&denied)
+        .args(["--role-arn", NOBODY_ROLE, "--token-file"])
+        .arg(&token)
+        .env("AWS_ENDPOINT_URL", &moto.endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cli/db in us-east-1: AccessDenied"),
+        "{stderr}"
+    );
+    assert!(!denied.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_on_tmpfs_twice_swaps_in_place() {
+    require_root();
+    let moto = moto();
+    moto.create_secret("cli/tmpfs", "tmpfs-v1").await;
+    let dir = TestDir::new();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: cli/tmpfs, objectType: secretsmanager, objectAlias: s}",
+        "",
+    );
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJ-cli-token").unwrap();
+    let target = dir.path().join("mnt");
+    let run = || {
+        bin()
+            .args(["mount", "-f"])
+            .arg(&file)
+            .arg("--target")
+            .arg(&target)
+            .args(["--role-arn", READER_ROLE, "--token-file"])
+            .arg(&token)
+            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    };
+    assert!(run().status.success());
+    assert_eq!(
+        std::fs::read_to_string(target.join("s")).unwrap(),
+        "tmpfs-v1"
+    );
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("cli/tmpfs")
+        .secret_string("tmpfs-v2")
+        .send()
+        .await
+        .unwrap();
+    assert!(run().status.success());
+    assert_eq!(
+        std::fs::read_to_string(target.join("s")).unwrap(),
+        "tmpfs-v2"
+    );
+    assert_eq!(mounts_under(&target).len(), 1, "one tmpfs, not two");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_stops_cleanly_on_sigterm() {
+    require_root();
+    let dir = TestDir::new();
+    let kube = common::kube::FakeKube::start(dir.path()).await;
+    let mut driver = Driver::start(dir.path(), &kube.kubeconfig, &[]).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(driver.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = driver.wait_exit(std::time::Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", driver.logs());
+    assert!(!driver.socket.exists(), "the socket is removed on shutdown");
+    assert!(driver.logs().contains("SIGTERM"));
+}
