@@ -527,3 +527,73 @@ async fn invalid_requests_are_refused_before_anything_happens() {
     assert!(err.message().contains("secretProviderClass"));
     assert_nothing_left(&target);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_4xx_in_the_primary_region_does_not_ask_the_failover_region() {
+    let w = world().await;
+    let moto = moto();
+    // The secret exists only in the failover region: asking it would succeed.
+    moto.secrets_manager_in("us-west-2")
+        .create_secret()
+        .name("t13/only-west")
+        .secret_string("west-value")
+        .send()
+        .await
+        .unwrap();
+    moto.create_secret("t13/both", "east-both").await;
+    moto.secrets_manager_in("us-west-2")
+        .create_secret()
+        .name("t13/both")
+        .secret_string("west-both")
+        .send()
+        .await
+        .unwrap();
+    w.kube.put_service_account("t13", "app", Some(READER_ROLE));
+    w.kube.put_class(
+        "t13",
+        "missing-east",
+        &[
+            ("region", REGION),
+            ("failoverRegion", "us-west-2"),
+            (
+                "objects",
+                "- {objectName: t13/only-west, objectType: secretsmanager}",
+            ),
+        ],
+    );
+    w.kube.put_class(
+        "t13",
+        "both",
+        &[
+            ("region", REGION),
+            ("failoverRegion", "us-west-2"),
+            (
+                "objects",
+                "- {objectName: t13/both, objectType: secretsmanager, objectAlias: s}",
+            ),
+        ],
+    );
+    let pod = PodSpec::new("t13", "p", "app");
+    let target = w.dir.target(&pod.uid);
+    let mut node = w.driver.node().await;
+    let err = node
+        .node_publish_volume(publish_request(&target, "missing-east", &pod))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert!(
+        err.message()
+            .contains("t13/only-west in us-east-1: ResourceNotFoundException"),
+        "{}",
+        err.message()
+    );
+    assert_nothing_left(&target);
+    // When the primary answers, its value is used.
+    node.node_publish_volume(publish_request(&target, "both", &pod))
+        .await
+        .unwrap();
+    assert_eq!(read(&target, "s"), "east-both");
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
+}

@@ -142,8 +142,8 @@ impl Fetcher {
         }
     }
 
-    /// Fetches `wanted` in one region; one outcome per plan object (objects
-    /// not in `wanted` get a placeholder error that the caller never reads).
+    /// Fetches `wanted` in one region: one outcome per entry of `wanted`,
+    /// in the same order.
     async fn fetch_region(
         &self,
         plan: &MountPlan,
@@ -151,10 +151,10 @@ impl Fetcher {
         wanted: &[Wanted<'_>],
         identity: &AwsIdentity,
     ) -> Vec<Outcome> {
-        let (sm, ssm): (Vec<_>, Vec<_>) = wanted
-            .iter()
-            .cloned()
-            .partition(|w| plan.objects[w.index].object_type == ObjectType::SecretsManager);
+        let is_sm =
+            |w: &Wanted<'_>| plan.objects[w.index].object_type == ObjectType::SecretsManager;
+        let sm: Vec<Wanted<'_>> = wanted.iter().filter(|w| is_sm(w)).cloned().collect();
+        let ssm: Vec<Wanted<'_>> = wanted.iter().filter(|w| !is_sm(w)).cloned().collect();
         let credentials = match identity {
             AwsIdentity::Pod(c) => Some(SharedCredentialsProvider::new(c.clone())),
             AwsIdentity::Ambient => None,
@@ -163,24 +163,18 @@ impl Fetcher {
             secretsmanager::fetch(&self.base, region, credentials.clone(), &sm),
             ssm::fetch(&self.base, region, credentials, &ssm),
         );
-        let mut outcomes: Vec<Outcome> = (0..plan.objects.len())
-            .map(|i| {
-                Err(ObjectFailure::not_requested(
-                    &plan.objects[i].primary.name,
-                    region,
-                ))
+        // Each service answers in its own request order; merge back.
+        let (mut sm_out, mut ssm_out) = (sm_out.into_iter(), ssm_out.into_iter());
+        wanted
+            .iter()
+            .map(|w| {
+                let next = if is_sm(w) {
+                    sm_out.next()
+                } else {
+                    ssm_out.next()
+                };
+                next.unwrap_or_else(|| Err(ObjectFailure::not_requested(&w.object.name, region)))
             })
-            .collect();
-        let mut result: Vec<Outcome> = Vec::with_capacity(wanted.len());
-        for (w, o) in sm.iter().zip(sm_out).chain(ssm.iter().zip(ssm_out)) {
-            outcomes[w.index] = o;
-        }
-        for w in wanted {
-            result.push(std::mem::replace(
-                &mut outcomes[w.index],
-                Err(ObjectFailure::not_requested(&w.object.name, region)),
-            ));
-        }
-        result
+            .collect()
     }
 }

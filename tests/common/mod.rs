@@ -74,9 +74,13 @@ pub fn moto() -> &'static Moto {
 
 impl Moto {
     fn config(&self) -> aws_config::SdkConfig {
+        self.config_in(REGION)
+    }
+
+    fn config_in(&self, region: &str) -> aws_config::SdkConfig {
         aws_config::SdkConfig::builder()
             .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(REGION))
+            .region(aws_config::Region::new(region.to_owned()))
             .credentials_provider(
                 aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
                     &self.access_key,
@@ -93,6 +97,11 @@ impl Moto {
     /// A Secrets Manager client with admin rights, for fixtures.
     pub fn secrets_manager(&self) -> aws_sdk_secretsmanager::Client {
         aws_sdk_secretsmanager::Client::new(&self.config())
+    }
+
+    /// A Secrets Manager client for another region.
+    pub fn secrets_manager_in(&self, region: &str) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.config_in(region))
     }
 
     /// An SSM client with admin rights, for fixtures.
