@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -13,7 +14,24 @@ fn bin() -> Command {
     c
 }
 
-fn class_file(dir: &std::path::Path, objects: &str, extra: &str) -> std::path::PathBuf {
+/// `mount` with a role and token against moto.
+fn mount_cmd(file: &Path, target: &Path, role: &str, token: &Path, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.arg("mount")
+        .args(extra)
+        .arg("-f")
+        .arg(file)
+        .arg("--target")
+        .arg(target)
+        .args(["--role-arn", role, "--token-file"])
+        .arg(token)
+        .env("AWS_ENDPOINT_URL", &moto().endpoint)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_ACCESS_KEY_ID");
+    c
+}
+
+fn class_file(dir: &Path, objects: &str, extra: &str) -> std::path::PathBuf {
     let indented: String = objects.lines().map(|l| format!("      {l}\n")).collect();
     let text = format!(
         "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: demo, namespace: shop}}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n{extra}    objects: |\n{indented}"
@@ -116,16 +134,7 @@ async fn mount_with_a_role_and_token_file_writes_the_files() {
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJ-cli-token\n").unwrap();
     let target = dir.path().join("out");
-    let out = bin()
-        .args(["mount", "--no-tmpfs", "-f"])
-        .arg(&file)
-        .arg("--target")
-        .arg(&target)
-        .args(["--role-arn", READER_ROLE, "--token-file"])
-        .arg(&token)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_ACCESS_KEY_ID")
+    let out = mount_cmd(&file, &target, READER_ROLE, &token, &["--no-tmpfs"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -142,15 +151,7 @@ async fn mount_with_a_role_and_token_file_writes_the_files() {
 
     // The nobody role: refused, clear message, nothing written.
     let denied = dir.path().join("denied");
-    let out = bin()
-        .args(["mount", "--no-tmpfs", "-f"])
-        .arg(&file)
-        .arg("--target")
-        .arg(&denied)
-        .args(["--role-arn", NOBODY_ROLE, "--token-file"])
-        .arg(&token)
-        .env("AWS_ENDPOINT_URL", &moto.endpoint)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let out = mount_cmd(&file, &denied, NOBODY_ROLE, &token, &["--no-tmpfs"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -177,15 +178,7 @@ async fn mount_on_tmpfs_twice_swaps_in_place() {
     std::fs::write(&token, "eyJ-cli-token").unwrap();
     let target = dir.path().join("mnt");
     let run = || {
-        bin()
-            .args(["mount", "-f"])
-            .arg(&file)
-            .arg("--target")
-            .arg(&target)
-            .args(["--role-arn", READER_ROLE, "--token-file"])
-            .arg(&token)
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
+        mount_cmd(&file, &target, READER_ROLE, &token, &[])
             .output()
             .unwrap()
     };

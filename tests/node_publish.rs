@@ -533,21 +533,11 @@ async fn a_4xx_in_the_primary_region_does_not_ask_the_failover_region() {
     let w = world().await;
     let moto = moto();
     // The secret exists only in the failover region: asking it would succeed.
-    moto.secrets_manager_in("us-west-2")
-        .create_secret()
-        .name("t13/only-west")
-        .secret_string("west-value")
-        .send()
-        .await
-        .unwrap();
+    moto.create_secret_in("us-west-2", "t13/only-west", "west-value")
+        .await;
     moto.create_secret("t13/both", "east-both").await;
-    moto.secrets_manager_in("us-west-2")
-        .create_secret()
-        .name("t13/both")
-        .secret_string("west-both")
-        .send()
-        .await
-        .unwrap();
+    moto.create_secret_in("us-west-2", "t13/both", "west-both")
+        .await;
     w.kube.put_service_account("t13", "app", Some(READER_ROLE));
     w.kube.put_class(
         "t13",

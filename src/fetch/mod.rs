@@ -10,7 +10,7 @@ mod ssm;
 
 use std::fmt;
 
-use aws_config::SdkConfig;
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 pub use failure::{FailureKind, ObjectFailure};
@@ -155,13 +155,17 @@ impl Fetcher {
             |w: &Wanted<'_>| plan.objects[w.index].object_type == ObjectType::SecretsManager;
         let sm: Vec<Wanted<'_>> = wanted.iter().filter(|w| is_sm(w)).cloned().collect();
         let ssm: Vec<Wanted<'_>> = wanted.iter().filter(|w| !is_sm(w)).cloned().collect();
-        let credentials = match identity {
-            AwsIdentity::Pod(c) => Some(SharedCredentialsProvider::new(c.clone())),
-            AwsIdentity::Ambient => None,
-        };
+        let mut config = self
+            .base
+            .to_builder()
+            .region(Region::new(region.to_owned()));
+        if let AwsIdentity::Pod(c) = identity {
+            config = config.credentials_provider(SharedCredentialsProvider::new(c.clone()));
+        }
+        let config = config.build();
         let (sm_out, ssm_out) = tokio::join!(
-            secretsmanager::fetch(&self.base, region, credentials.clone(), &sm),
-            ssm::fetch(&self.base, region, credentials, &ssm),
+            secretsmanager::fetch(&config, region, &sm),
+            ssm::fetch(&config, region, &ssm),
         );
         // Each service answers in its own request order; merge back.
         let (mut sm_out, mut ssm_out) = (sm_out.into_iter(), ssm_out.into_iter());

@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::Region;
 use futures::future::join_all;
 
 use super::{FetchedValue, ObjectFailure, Outcome, Wanted};
@@ -15,21 +13,12 @@ use crate::secret::SecretBytes;
 /// BatchGetSecretValue takes at most 20 ids.
 pub const BATCH_SIZE: usize = 20;
 
-pub(crate) async fn fetch(
-    base: &SdkConfig,
-    region: &str,
-    credentials: Option<SharedCredentialsProvider>,
-    wanted: &[Wanted<'_>],
-) -> Vec<Outcome> {
+/// `config` carries the region and the credentials to use.
+pub(crate) async fn fetch(config: &SdkConfig, region: &str, wanted: &[Wanted<'_>]) -> Vec<Outcome> {
     if wanted.is_empty() {
         return Vec::new();
     }
-    let mut config =
-        aws_sdk_secretsmanager::config::Builder::from(base).region(Region::new(region.to_owned()));
-    if let Some(c) = credentials {
-        config = config.credentials_provider(c);
-    }
-    let client = Client::from_conf(config.build());
+    let client = Client::new(config);
 
     // Distinct current-version ids go to the batch API; the rest one by one.
     let is_current = |w: &Wanted<'_>| {

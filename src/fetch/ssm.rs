@@ -4,9 +4,7 @@
 use std::collections::HashSet;
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::config::Region;
 use futures::future::join_all;
 
 use super::{FetchedValue, ObjectFailure, Outcome, Wanted};
@@ -56,21 +54,12 @@ fn batches<'a>(wanted: &'a [Wanted<'a>]) -> Vec<Vec<(String, &'a ObjectRef)>> {
     out
 }
 
-pub(crate) async fn fetch(
-    base: &SdkConfig,
-    region: &str,
-    credentials: Option<SharedCredentialsProvider>,
-    wanted: &[Wanted<'_>],
-) -> Vec<Outcome> {
+/// `config` carries the region and the credentials to use.
+pub(crate) async fn fetch(config: &SdkConfig, region: &str, wanted: &[Wanted<'_>]) -> Vec<Outcome> {
     if wanted.is_empty() {
         return Vec::new();
     }
-    let mut config =
-        aws_sdk_ssm::config::Builder::from(base).region(Region::new(region.to_owned()));
-    if let Some(c) = credentials {
-        config = config.credentials_provider(c);
-    }
-    let client = Client::from_conf(config.build());
+    let client = Client::new(config);
     let groups = batches(wanted);
     let answers: Vec<(String, Outcome)> = join_all(groups.iter().map(|b| call(&client, region, b)))
         .await

@@ -122,6 +122,16 @@ impl Moto {
             .to_owned()
     }
 
+    pub async fn create_secret_in(&self, region: &str, name: &str, value: &str) {
+        self.secrets_manager_in(region)
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn put_parameter(&self, name: &str, value: &str) -> i64 {
         self.ssm()
             .put_parameter()
