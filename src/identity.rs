@@ -2,12 +2,14 @@
 //! IRSA: `AssumeRoleWithWebIdentity` on the regional STS endpoint with the
 //! pod's `sts.amazonaws.com` token and a session name that names the pod.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::error::ProvideErrorMetadata;
 
+use crate::metrics::Metrics;
 use crate::secret::Token;
 
 /// STS limits a role session name to 64 characters of `[\w+=,.@-]`.
@@ -109,11 +111,12 @@ pub fn session_name(namespace: &str, pod: &str) -> String {
 #[derive(Clone)]
 pub struct WebIdentity {
     base: SdkConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl WebIdentity {
-    pub fn new(base: SdkConfig) -> Self {
-        WebIdentity { base }
+    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
+        WebIdentity { base, metrics }
     }
 
     /// `AssumeRoleWithWebIdentity` in `region` (the regional endpoint).
@@ -135,24 +138,39 @@ impl WebIdentity {
             .role_session_name(session_name)
             .web_identity_token(token.expose())
             .send()
-            .await
-            .map_err(|e| {
-                let status = match &e {
-                    aws_sdk_sts::error::SdkError::ServiceError(s) => {
-                        Some(s.raw().status().as_u16())
-                    }
-                    _ => None,
-                };
-                IdentityError::Sts {
-                    role: role_arn.to_owned(),
-                    code: e.code().unwrap_or("NetworkError").to_owned(),
-                    message: e
-                        .message()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| sdk_error_kind(&e)),
-                    status,
+            .await;
+        self.metrics.aws_call(
+            "AssumeRoleWithWebIdentity",
+            match &out {
+                Ok(_) => "ok",
+                Err(aws_sdk_sts::error::SdkError::ServiceError(s))
+                    if s.raw().status().as_u16() == 403 =>
+                {
+                    "access_denied"
                 }
-            })?;
+                Err(aws_sdk_sts::error::SdkError::ServiceError(s))
+                    if s.raw().status().is_client_error() =>
+                {
+                    "invalid_request"
+                }
+                Err(_) => "unavailable",
+            },
+        );
+        let out = out.map_err(|e| {
+            let status = match &e {
+                aws_sdk_sts::error::SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+                _ => None,
+            };
+            IdentityError::Sts {
+                role: role_arn.to_owned(),
+                code: e.code().unwrap_or("NetworkError").to_owned(),
+                message: e
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| sdk_error_kind(&e)),
+                status,
+            }
+        })?;
         let c = out
             .credentials()
             .ok_or_else(|| IdentityError::NoCredentials {

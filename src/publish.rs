@@ -2,19 +2,27 @@
 //! step by step (request -> class -> plan -> identity -> fetch -> render ->
 //! volume). Every step's error is kept whole in [`PublishError`]; which gRPC
 //! code each becomes is decided in `csi::status`.
+//!
+//! A publish of a target that is already mounted is kubelet's republish
+//! (`requiresRepublish`): never a second mount, a refresh when the volume's
+//! interval has passed, and the old files kept when the refresh fails.
 
 use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{FetchError, FetchedValue, Fetcher};
 use crate::identity::{self, AwsIdentity, IdentityError, WebIdentity};
+use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
 use crate::request::{AUDIENCE_STS, PublishRequest, RequestError};
-use crate::spc::{self, AuthMode, MountPlan, PlanError};
-use crate::volume::{self, TmpfsOptions, VolumeError};
+use crate::rotation::RefreshState;
+use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretProviderClassSpec};
+use crate::state::{VolumeRecord, VolumeStore};
+use crate::volume::{self, TmpfsOptions, VolumeError, WriteOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -45,6 +53,35 @@ pub enum PublishError {
     Busy(String),
 }
 
+impl PublishError {
+    /// The `error_type` label of the error metrics: a small fixed set.
+    pub fn error_type(&self) -> &'static str {
+        use crate::fetch::FailureKind;
+        match self {
+            PublishError::Request(_) => "InvalidRequest",
+            PublishError::Cluster(ClusterError::NotFound {
+                kind: "SecretProviderClass",
+                ..
+            }) => "SecretProviderClassNotFound",
+            PublishError::Cluster(ClusterError::NotFound { .. }) => "ServiceAccountNotFound",
+            PublishError::Cluster(_) => "KubernetesApiError",
+            PublishError::Class { .. } => "InvalidSecretProviderClass",
+            PublishError::Identity(_) => "IdentityError",
+            PublishError::Fetch { source, .. } => match source.kind() {
+                FailureKind::NotFound => "AwsNotFound",
+                FailureKind::AccessDenied => "AwsAccessDenied",
+                FailureKind::Throttled => "AwsThrottled",
+                FailureKind::InvalidRequest => "AwsInvalidRequest",
+                FailureKind::Unavailable => "AwsUnavailable",
+            },
+            PublishError::Render { .. } => "RenderError",
+            PublishError::Volume { .. } => "FileWriteError",
+            PublishError::Deadline(_) => "Timeout",
+            PublishError::Busy(_) => "OperationInProgress",
+        }
+    }
+}
+
 /// Node-wide settings of the publish path.
 #[derive(Debug, Clone)]
 pub struct PublishConfig {
@@ -53,6 +90,8 @@ pub struct PublishConfig {
     pub tmpfs: TmpfsOptions,
     /// Kept well inside kubelet's 2-minute RPC deadline.
     pub deadline: Duration,
+    /// How often a mounted volume is refreshed, unless its class says.
+    pub refresh_interval: Duration,
 }
 
 /// What a successful publish did.
@@ -60,8 +99,12 @@ pub struct PublishConfig {
 pub enum Published {
     /// A new tmpfs was mounted and filled.
     Mounted { files: usize },
-    /// The target was already mounted (a republish); left as is.
-    AlreadyMounted,
+    /// A republish before the volume's refresh was due: nothing was asked.
+    NotDue,
+    /// A republish refreshed the volume; `changed` when files were swapped.
+    Refreshed { changed: bool },
+    /// A republish whose refresh failed; the old files are still there.
+    RefreshFailed,
 }
 
 pub struct Publisher {
@@ -69,7 +112,16 @@ pub struct Publisher {
     web_identity: WebIdentity,
     fetcher: Fetcher,
     config: PublishConfig,
+    volumes: Arc<VolumeStore>,
+    metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What a refresh produced, besides the files.
+struct Rendered {
+    set: FileSet,
+    interval: Duration,
+    fingerprint: u64,
 }
 
 impl Publisher {
@@ -78,12 +130,16 @@ impl Publisher {
         web_identity: WebIdentity,
         fetcher: Fetcher,
         config: PublishConfig,
+        volumes: Arc<VolumeStore>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Publisher {
             cluster,
             web_identity,
             fetcher,
             config,
+            volumes,
+            metrics,
             in_flight: Default::default(),
         }
     }
@@ -96,40 +152,125 @@ impl Publisher {
             source,
         };
         if volume::is_mount_point(&req.target).map_err(on_target)? {
-            return Ok(Published::AlreadyMounted);
+            return Ok(self.republish(&req).await);
         }
-        let set = tokio::time::timeout(self.config.deadline, self.file_set(&req))
+        let rendered = tokio::time::timeout(self.config.deadline, self.render(&req, None))
             .await
             .map_err(|_| PublishError::Deadline(self.config.deadline))??;
-        let files = set.len();
+        let files = rendered.set.len();
         let tmpfs = self.config.tmpfs.clone();
         let path = req.target.clone();
-        tokio::task::spawn_blocking(move || volume::populate(&path, &set, Some(&tmpfs)))
-            .await
-            .map_err(|e| {
-                on_target(VolumeError::io("populate", &req.target)(
-                    std::io::Error::other(e),
-                ))
-            })?
-            .map_err(on_target)?;
+        let set = rendered.set;
+        blocking(&req.target, move || {
+            volume::populate(&path, &set, Some(&tmpfs))
+        })
+        .await
+        .map_err(on_target)?;
+        let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
+        self.remember(&req, refresh, rendered.fingerprint);
         Ok(Published::Mounted { files })
+    }
+
+    /// A publish of a mounted target: refresh if due, never fail the call
+    /// for a failed refresh (kubelet before 1.37 deletes the mount directory
+    /// on a failed republish).
+    async fn republish(&self, req: &PublishRequest) -> Published {
+        let now = now_ms();
+        let record = self
+            .volumes
+            .get(&req.volume_id)
+            .filter(|r| r.target == req.target);
+        if let Some(r) = &record
+            && !r.refresh.is_due(now)
+        {
+            return Published::NotDue;
+        }
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.config.deadline, self.refresh(req, record.as_ref()))
+            .await
+            .unwrap_or(Err(PublishError::Deadline(self.config.deadline)));
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok((rendered, outcome)) => {
+                let changed = outcome == WriteOutcome::Swapped;
+                let mut refresh = record.as_ref().map_or_else(
+                    || RefreshState::mounted(now, rendered.interval, &req.volume_id),
+                    |r| r.refresh,
+                );
+                refresh.succeeded(now, changed, rendered.interval, &req.volume_id);
+                self.remember(req, refresh, rendered.fingerprint);
+                self.metrics.rotation(changed, seconds);
+                if changed {
+                    tracing::info!(volume_id = %req.volume_id, namespace = %req.pod.namespace, pod = %req.pod.name, files = rendered.set.len(), "volume content changed");
+                }
+                Published::Refreshed { changed }
+            }
+            Err(e) => {
+                tracing::warn!(volume_id = %req.volume_id, namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "refresh failed; the old files stay");
+                self.metrics.rotation_error(e.error_type(), seconds);
+                let interval = self.config.refresh_interval;
+                let mut refresh = record.as_ref().map_or_else(
+                    || RefreshState::mounted(now, interval, &req.volume_id),
+                    |r| r.refresh,
+                );
+                refresh.failed(now, interval);
+                let fingerprint = record.as_ref().map_or(0, |r| r.class_fingerprint);
+                self.remember(req, refresh, fingerprint);
+                Published::RefreshFailed
+            }
+        }
+    }
+
+    /// Fetches and writes a mounted volume's content; objects pinned to a
+    /// version id are taken from the files when the class has not changed.
+    async fn refresh(
+        &self,
+        req: &PublishRequest,
+        record: Option<&VolumeRecord>,
+    ) -> Result<(Rendered, WriteOutcome), PublishError> {
+        let on_target = |source| PublishError::Volume {
+            target: req.target.clone(),
+            source,
+        };
+        let path = req.target.clone();
+        let previous = blocking(&req.target, move || volume::read_file_set(&path))
+            .await
+            .map_err(on_target)?;
+        let reuse = previous.map(|set| (record.map_or(0, |r| r.class_fingerprint), set));
+        let rendered = self.render(req, reuse.as_ref()).await?;
+        let path = req.target.clone();
+        let set = rendered.set.clone();
+        let outcome = blocking(&req.target, move || volume::write_file_set(&path, &set))
+            .await
+            .map_err(on_target)?;
+        Ok((rendered, outcome))
     }
 
     pub async fn unpublish(&self, volume_id: &str, target: PathBuf) -> Result<(), PublishError> {
         let _guard = VolumeGuard::take(&self.in_flight, volume_id)?;
         let path = target.clone();
-        tokio::task::spawn_blocking(move || volume::teardown(&path))
+        let result = blocking(&target, move || volume::teardown(&path))
             .await
-            .map_err(|e| PublishError::Volume {
+            .map_err(|source| PublishError::Volume {
                 target: target.clone(),
-                source: VolumeError::io("tear down", &target)(std::io::Error::other(e)),
-            })?
-            .map_err(|source| PublishError::Volume { target, source })
+                source,
+            });
+        if result.is_ok()
+            && let Err(e) = self.volumes.remove(volume_id)
+        {
+            tracing::warn!(%volume_id, error = %e, "cannot forget the volume's state");
+        }
+        result
     }
 
     /// Class -> plan -> credentials -> values -> files; no side effects on
-    /// the node.
-    async fn file_set(&self, req: &PublishRequest) -> Result<FileSet, PublishError> {
+    /// the node. `reuse` is the class fingerprint and file set of an earlier
+    /// fetch, for values that cannot have changed.
+    async fn render(
+        &self,
+        req: &PublishRequest,
+        reuse: Option<&(u64, FileSet)>,
+    ) -> Result<Rendered, PublishError> {
         let ns = &req.pod.namespace;
         let class = self
             .cluster
@@ -145,6 +286,7 @@ impl Publisher {
         for warning in &plan.warnings {
             tracing::warn!(namespace = %ns, class = %req.class_name, "{warning}");
         }
+        let fingerprint = fingerprint(&class.spec);
         let identity = match plan.auth {
             AuthMode::Irsa => {
                 let token = req
@@ -168,14 +310,66 @@ impl Publisher {
             }
             AuthMode::PodIdentity => return Err(IdentityError::PodIdentityUnsupported.into()),
         };
-        fetch_and_render(
+        let known = match reuse {
+            Some((previous_fingerprint, set)) if *previous_fingerprint == fingerprint => {
+                pinned_values(&plan, set)
+            }
+            _ => Vec::new(),
+        };
+        let set = fetch_and_render(
             &self.fetcher,
             &plan,
             &identity,
+            &known,
             &format!("{ns}/{}", req.class_name),
         )
-        .await
+        .await?;
+        Ok(Rendered {
+            set,
+            interval: plan
+                .refresh_interval
+                .unwrap_or(self.config.refresh_interval),
+            fingerprint,
+        })
     }
+
+    fn remember(&self, req: &PublishRequest, refresh: RefreshState, fingerprint: u64) {
+        let mut record = VolumeRecord::new(
+            &req.volume_id,
+            &req.target,
+            &req.pod,
+            &req.class_name,
+            refresh,
+        );
+        record.class_fingerprint = fingerprint;
+        if let Err(e) = self.volumes.put(record) {
+            tracing::warn!(volume_id = %req.volume_id, error = %e, "cannot save the volume's state");
+        }
+    }
+}
+
+/// Values of objects pinned to a version id, from the files of an earlier
+/// fetch of the same class: a version's content never changes.
+pub fn pinned_values(plan: &MountPlan, previous: &FileSet) -> Vec<Option<FetchedValue>> {
+    plan.objects
+        .iter()
+        .map(|o| {
+            let version = o.primary.version_id.as_ref()?;
+            let file = previous.files().iter().find(|f| f.path == o.file.path)?;
+            Some(FetchedValue {
+                bytes: file.bytes.clone(),
+                version: Some(version.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Identifies a class's content; a changed class is fetched whole.
+pub fn fingerprint(spec: &SecretProviderClassSpec) -> u64 {
+    let mut h = DefaultHasher::new();
+    spec.provider.hash(&mut h);
+    spec.parameters.hash(&mut h);
+    h.finish()
 }
 
 /// Fetches a plan's values and renders its files.
@@ -183,10 +377,11 @@ pub async fn fetch_and_render(
     fetcher: &Fetcher,
     plan: &MountPlan,
     identity: &AwsIdentity,
+    known: &[Option<FetchedValue>],
     class: &str,
 ) -> Result<FileSet, PublishError> {
     let values = fetcher
-        .fetch(plan, identity)
+        .fetch(plan, identity, known)
         .await
         .map_err(|source| PublishError::Fetch {
             class: class.to_owned(),
@@ -197,6 +392,23 @@ pub async fn fetch_and_render(
         class: class.to_owned(),
         source,
     })
+}
+
+/// Runs file-system work off the async threads.
+async fn blocking<T: Send + 'static>(
+    target: &std::path::Path,
+    work: impl FnOnce() -> Result<T, VolumeError> + Send + 'static,
+) -> Result<T, VolumeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Err(VolumeError::io("work on", target)(std::io::Error::other(e))))
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// One operation per volume at a time; a second one gets Aborted, which
@@ -230,7 +442,11 @@ impl Drop for VolumeGuard {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::render::FileEntry;
+    use crate::secret::SecretBytes;
 
     #[test]
     fn one_operation_per_volume() {
@@ -243,5 +459,47 @@ mod tests {
         assert!(VolumeGuard::take(&set, "v2").is_ok());
         drop(g);
         assert!(VolumeGuard::take(&set, "v1").is_ok());
+    }
+
+    #[test]
+    fn only_version_pinned_objects_are_reused() {
+        let params: BTreeMap<String, String> = [
+            ("region".to_string(), "r".to_string()),
+            (
+                "objects".to_string(),
+                "- {objectName: a, objectType: secretsmanager, objectVersion: v1}\n- {objectName: b, objectType: secretsmanager}\n- {objectName: c, objectType: ssmparameter, objectVersionLabel: l}\n- {objectName: d, objectType: ssmparameter, objectVersion: \"3\"}".to_string(),
+            ),
+        ]
+        .into();
+        let plan = spc::plan(&params, None).unwrap();
+        let file = |p: &str, v: &str| FileEntry {
+            path: spc::FilePath::parse(p).unwrap(),
+            mode: 0o644,
+            bytes: SecretBytes::from(v),
+        };
+        let previous = FileSet::new(vec![file("a", "A"), file("b", "B"), file("c", "C")]);
+        let known = pinned_values(&plan, &previous);
+        assert_eq!(known[0].as_ref().map(|v| v.bytes.expose()), Some(&b"A"[..]));
+        assert!(known[1].is_none(), "current versions are always asked");
+        assert!(known[2].is_none(), "a label can move");
+        assert!(known[3].is_none(), "no earlier file");
+    }
+
+    #[test]
+    fn a_changed_class_changes_the_fingerprint() {
+        let mut spec = SecretProviderClassSpec {
+            provider: "aws".into(),
+            ..Default::default()
+        };
+        spec.parameters.insert(
+            "objects".into(),
+            "- {objectName: a, objectVersion: v1}".into(),
+        );
+        let before = fingerprint(&spec);
+        spec.parameters.insert(
+            "objects".into(),
+            "- {objectName: a, objectVersion: v2}".into(),
+        );
+        assert_ne!(before, fingerprint(&spec));
     }
 }

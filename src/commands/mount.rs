@@ -1,11 +1,15 @@
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::fetch::Fetcher;
 use crate::identity::{AwsIdentity, WebIdentity};
-use crate::publish::fetch_and_render;
+use crate::metrics::Metrics;
+use crate::publish::{fetch_and_render, fingerprint, pinned_values};
+use crate::render::FileSet;
 use crate::secret::Token;
-use crate::spc;
-use crate::volume::{self, TmpfsOptions};
+use crate::spc::{self, MountPlan};
+use crate::volume::{self, TmpfsOptions, WriteOutcome};
 
 /// Run the whole pipeline without Kubernetes and write the files into a
 /// directory.
@@ -30,31 +34,30 @@ pub struct MountArgs {
     /// Size cap of the tmpfs.
     #[arg(long, default_value = "16Mi", value_parser = super::parse_size)]
     pub tmpfs_size: u64,
+    /// Keep the files current: refresh them every interval until SIGTERM or
+    /// SIGINT, swapping them atomically when they change.
+    #[arg(long)]
+    pub watch: bool,
+    /// The interval for --watch; default: the class's refreshInterval, else 2m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub refresh_interval: Option<Duration>,
 }
 
 pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
-    let class = super::load_class(&args.file)?;
-    let id = super::class_id(&class);
     let sdk = super::aws_config().await;
+    let metrics = Arc::new(Metrics::new());
+    let fetcher = Fetcher::new(sdk.clone(), metrics.clone());
+    let web_identity = WebIdentity::new(sdk.clone(), metrics);
     let default_region = sdk.region().map(|r| r.to_string());
-    let plan = spc::plan_class(&class.spec, default_region.as_deref())
-        .map_err(|e| anyhow::anyhow!("SecretProviderClass {id}: {e}"))?;
-    for warning in &plan.warnings {
-        tracing::warn!("{warning}");
-    }
-    let identity = match (&args.role_arn, &args.token_file) {
-        (Some(role), Some(file)) => {
-            let token = std::fs::read_to_string(file)
-                .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", file.display()))?;
-            let token = Token::new(token.trim().to_owned());
-            let credentials = WebIdentity::new(sdk.clone())
-                .assume_role(&plan.region, role, &token, "aws-secrets-csi-cli")
-                .await?;
-            AwsIdentity::Pod(credentials)
-        }
-        _ => AwsIdentity::Ambient,
-    };
-    let set = fetch_and_render(&Fetcher::new(sdk), &plan, &identity, &id).await?;
+
+    let (plan, mut class_fingerprint, set) = render_once(
+        args,
+        &fetcher,
+        &web_identity,
+        default_region.as_deref(),
+        None,
+    )
+    .await?;
     let target = args.target.clone();
     let tmpfs = (!args.no_tmpfs).then(|| TmpfsOptions {
         size_bytes: args.tmpfs_size,
@@ -72,5 +75,103 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
     })
     .await??;
     println!("wrote {count} file(s) to {}", args.target.display());
-    Ok(())
+    if !args.watch {
+        return Ok(());
+    }
+
+    let interval = args
+        .refresh_interval
+        .or(plan.refresh_interval)
+        .unwrap_or(Duration::from_secs(120));
+    println!(
+        "refreshing every {}; stop with Ctrl-C",
+        humantime::format_duration(interval)
+    );
+    let mut stop = std::pin::pin!(stop_signal());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = &mut stop => return Ok(()),
+        }
+        let target = args.target.clone();
+        let previous =
+            tokio::task::spawn_blocking(move || volume::read_file_set(&target)).await??;
+        // A failed refresh leaves the files as they are; the next one retries.
+        let reuse = previous.as_ref().map(|p| (class_fingerprint, p));
+        let rendered = render_once(
+            args,
+            &fetcher,
+            &web_identity,
+            default_region.as_deref(),
+            reuse,
+        )
+        .await;
+        match rendered {
+            Ok((_, fingerprint, set)) => {
+                class_fingerprint = fingerprint;
+                let target = args.target.clone();
+                let outcome =
+                    tokio::task::spawn_blocking(move || volume::write_file_set(&target, &set))
+                        .await??;
+                match outcome {
+                    WriteOutcome::Swapped => println!("refreshed: content changed, files swapped"),
+                    WriteOutcome::Unchanged => println!("refreshed: no change"),
+                }
+            }
+            Err(e) => eprintln!("refresh failed, files kept: {e}"),
+        }
+    }
+}
+
+/// Reads the class file, obtains credentials and renders the files.
+/// `previous` (the class fingerprint and files of the last run) supplies
+/// values pinned to a version id when the class is unchanged.
+async fn render_once(
+    args: &MountArgs,
+    fetcher: &Fetcher,
+    web_identity: &WebIdentity,
+    default_region: Option<&str>,
+    previous: Option<(u64, &FileSet)>,
+) -> anyhow::Result<(MountPlan, u64, FileSet)> {
+    let class = super::load_class(&args.file)?;
+    let class_fingerprint = fingerprint(&class.spec);
+    let id = super::class_id(&class);
+    let plan = spc::plan_class(&class.spec, default_region)
+        .map_err(|e| anyhow::anyhow!("SecretProviderClass {id}: {e}"))?;
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    let identity = match (&args.role_arn, &args.token_file) {
+        (Some(role), Some(file)) => {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", file.display()))?;
+            let token = Token::new(token.trim().to_owned());
+            let credentials = web_identity
+                .assume_role(&plan.region, role, &token, "aws-secrets-csi-cli")
+                .await?;
+            AwsIdentity::Pod(credentials)
+        }
+        _ => AwsIdentity::Ambient,
+    };
+    let known = match previous {
+        Some((f, files)) if f == class_fingerprint => pinned_values(&plan, files),
+        _ => Vec::new(),
+    };
+    let set = fetch_and_render(fetcher, &plan, &identity, &known, &id).await?;
+    Ok((plan, class_fingerprint, set))
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    if let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    } else {
+        std::future::pending::<()>().await;
+    }
 }

@@ -1,3 +1,5 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -6,8 +8,10 @@ use crate::cluster::Cluster;
 use crate::csi::{self, Endpoint, IdentityService, NodeService};
 use crate::fetch::Fetcher;
 use crate::identity::WebIdentity;
+use crate::metrics::{self, Metrics};
 use crate::publish::{PublishConfig, Publisher};
-use crate::volume::TmpfsOptions;
+use crate::state::VolumeStore;
+use crate::volume::{self, TmpfsOptions};
 
 /// The CSI node server (what the DaemonSet runs).
 #[derive(Debug, clap::Args)]
@@ -28,10 +32,21 @@ pub struct ServeArgs {
     /// Size cap of each volume's tmpfs (Ki, Mi, Gi suffixes).
     #[arg(long, default_value = "16Mi", value_parser = parse_size)]
     pub tmpfs_size: u64,
-    /// How long a first publish may take before it is abandoned and cleaned
-    /// up; below kubelet's 2-minute deadline.
+    /// How long a publish may take before it is abandoned and cleaned up;
+    /// below kubelet's 2-minute deadline.
     #[arg(long, default_value = "100s", value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
+    /// How often a mounted volume is checked for changes, unless its class
+    /// sets `refreshInterval`. Checks happen on kubelet's republish calls
+    /// (every 60-90 s with requiresRepublish: true).
+    #[arg(long, env = "REFRESH_INTERVAL", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub refresh_interval: Duration,
+    /// Where the state of published volumes is kept across restarts.
+    #[arg(long, env = "STATE_DIR", default_value = "/run/aws-secrets-csi")]
+    pub state_dir: PathBuf,
+    /// Address of the Prometheus metrics endpoint (/metrics, /healthz).
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8095")]
+    pub metrics_addr: SocketAddr,
 }
 
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
@@ -39,6 +54,12 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let kube = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
     })?;
+    let volumes = Arc::new(
+        VolumeStore::open(&args.state_dir)
+            .map_err(|e| anyhow::anyhow!("cannot open the state directory: {e}"))?,
+    );
+    recover(&volumes).await;
+    let metrics = Arc::new(Metrics::new().with_volumes(volumes.clone()));
     let config = PublishConfig {
         default_region: sdk.region().map(|r| r.to_string()),
         tmpfs: TmpfsOptions {
@@ -46,30 +67,73 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         deadline: args.publish_timeout,
+        refresh_interval: args.refresh_interval,
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         driver = %args.driver_name,
         node = %args.node_id,
         region = config.default_region.as_deref().unwrap_or("(from each class)"),
+        volumes = volumes.len(),
         "starting"
     );
     let publisher = Publisher::new(
         Cluster::new(kube),
-        WebIdentity::new(sdk.clone()),
-        Fetcher::new(sdk),
+        WebIdentity::new(sdk.clone(), metrics.clone()),
+        Fetcher::new(sdk, metrics.clone()),
         config,
+        volumes,
+        metrics.clone(),
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    }));
     let ready = Arc::new(AtomicBool::new(true));
-    csi::serve(
+    let result = csi::serve(
         &args.endpoint,
         IdentityService::new(args.driver_name.clone(), ready),
-        NodeService::new(args.node_id.clone(), Arc::new(publisher)),
+        NodeService::new(args.node_id.clone(), Arc::new(publisher), metrics),
         shutdown_signal(),
     )
-    .await?;
+    .await;
+    let _ = stop_tx.send(true);
+    match metrics_server.await {
+        Ok(Err(e)) => tracing::error!(error = %e, "metrics endpoint failed"),
+        Err(e) => tracing::error!(error = %e, "metrics endpoint panicked"),
+        Ok(Ok(())) => {}
+    }
+    result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// After a restart: volumes whose target is no longer mounted are forgotten;
+/// the others are repaired if a write was interrupted (a kill mid-swap).
+async fn recover(volumes: &Arc<VolumeStore>) {
+    let store = volumes.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let dropped = store.retain(|r| volume::is_mount_point(&r.target).unwrap_or(false));
+        for record in store.all() {
+            if let Err(e) = volume::tidy(&record.target) {
+                tracing::warn!(volume_id = %record.volume_id, error = %e, "cannot repair a volume");
+            }
+        }
+        (store.len(), dropped.len())
+    })
+    .await;
+    if let Ok((kept, dropped)) = report
+        && (kept > 0 || dropped > 0)
+    {
+        tracing::info!(
+            kept,
+            dropped,
+            "recovered published volumes from the state directory"
+        );
+    }
 }
 
 async fn shutdown_signal() {

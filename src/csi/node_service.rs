@@ -7,6 +7,7 @@ use tonic::{Request, Response, Status};
 use super::proto::node_server::Node;
 use super::proto::*;
 use super::status::status_of;
+use crate::metrics::Metrics;
 use crate::publish::{PublishError, Published, Publisher};
 use crate::request;
 
@@ -16,11 +17,22 @@ use crate::request;
 pub struct NodeService {
     node_id: String,
     publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
 }
 
 impl NodeService {
-    pub fn new(node_id: String, publisher: Arc<Publisher>) -> Self {
-        NodeService { node_id, publisher }
+    pub fn new(node_id: String, publisher: Arc<Publisher>, metrics: Arc<Metrics>) -> Self {
+        NodeService {
+            node_id,
+            publisher,
+            metrics,
+        }
+    }
+
+    fn reject(&self, e: PublishError) -> Status {
+        tracing::warn!(error = %e, "publish request refused");
+        self.metrics.publish_error(e.error_type());
+        status_of(&e)
     }
 }
 
@@ -31,8 +43,8 @@ impl Node for NodeService {
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let started = Instant::now();
-        let req =
-            request::parse_publish(request.get_ref()).map_err(|e| reject(PublishError::from(e)))?;
+        let req = request::parse_publish(request.get_ref())
+            .map_err(|e| self.reject(PublishError::from(e)))?;
         let (volume_id, namespace, pod, class) = (
             req.volume_id.clone(),
             req.pod.namespace.clone(),
@@ -40,16 +52,21 @@ impl Node for NodeService {
             req.class_name.clone(),
         );
         match self.publisher.publish(req).await {
-            Ok(Published::Mounted { files }) => {
-                tracing::info!(%volume_id, %namespace, %pod, %class, files, elapsed_ms = started.elapsed().as_millis() as u64, "volume published");
-                Ok(Response::new(NodePublishVolumeResponse {}))
-            }
-            Ok(Published::AlreadyMounted) => {
-                tracing::debug!(%volume_id, %namespace, %pod, "volume already published");
+            Ok(outcome) => {
+                match outcome {
+                    Published::Mounted { files } => {
+                        tracing::info!(%volume_id, %namespace, %pod, %class, files, elapsed_ms = started.elapsed().as_millis() as u64, "volume published")
+                    }
+                    other => {
+                        tracing::debug!(%volume_id, %namespace, %pod, outcome = ?other, "volume republished")
+                    }
+                }
+                self.metrics.publish_ok();
                 Ok(Response::new(NodePublishVolumeResponse {}))
             }
             Err(e) => {
                 tracing::warn!(%volume_id, %namespace, %pod, %class, error = %e, "publish failed");
+                self.metrics.publish_error(e.error_type());
                 Err(status_of(&e))
             }
         }
@@ -66,11 +83,12 @@ impl Node for NodeService {
         if req.target_path.is_empty() {
             return Err(Status::invalid_argument("target path is missing"));
         }
-        match self
+        let result = self
             .publisher
             .unpublish(&req.volume_id, PathBuf::from(&req.target_path))
-            .await
-        {
+            .await;
+        self.metrics.unpublish(result.is_ok());
+        match result {
             Ok(()) => {
                 tracing::info!(volume_id = %req.volume_id, "volume unpublished");
                 Ok(Response::new(NodeUnpublishVolumeResponse {}))
@@ -129,9 +147,4 @@ impl Node for NodeService {
     ) -> Result<Response<NodeExpandVolumeResponse>, Status> {
         Err(Status::unimplemented("NodeExpandVolume is not supported"))
     }
-}
-
-fn reject(e: PublishError) -> Status {
-    tracing::warn!(error = %e, "publish request refused");
-    status_of(&e)
 }

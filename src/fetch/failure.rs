@@ -29,6 +29,19 @@ pub enum FailureKind {
     Unavailable,
 }
 
+impl FailureKind {
+    /// The `outcome` label of the AWS call metric.
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::NotFound => "not_found",
+            FailureKind::AccessDenied => "access_denied",
+            FailureKind::Throttled => "throttled",
+            FailureKind::InvalidRequest => "invalid_request",
+            FailureKind::Unavailable => "unavailable",
+        }
+    }
+}
+
 impl ObjectFailure {
     pub(crate) fn not_requested(object: &str, region: &str) -> Self {
         ObjectFailure {

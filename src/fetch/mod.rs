@@ -9,6 +9,7 @@ mod secretsmanager;
 mod ssm;
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -16,6 +17,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 pub use failure::{FailureKind, ObjectFailure};
 
 use crate::identity::AwsIdentity;
+use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 use crate::spc::{MountPlan, ObjectRef, ObjectType};
 
@@ -75,31 +77,49 @@ pub(crate) type Outcome = Result<FetchedValue, ObjectFailure>;
 #[derive(Clone)]
 pub struct Fetcher {
     base: SdkConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl Fetcher {
-    pub fn new(base: SdkConfig) -> Self {
-        Fetcher { base }
+    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
+        Fetcher { base, metrics }
     }
 
-    /// Fetches every object of `plan`; values are in plan order.
+    /// Fetches the objects of `plan`; values are in plan order. `known`
+    /// holds, per object, a value that cannot have changed (an object pinned
+    /// to a version id, fetched before): those cost no call.
     pub async fn fetch(
         &self,
         plan: &MountPlan,
         identity: &AwsIdentity,
+        known: &[Option<FetchedValue>],
     ) -> Result<Vec<FetchedValue>, FetchError> {
+        let known_at = |i: usize| known.get(i).and_then(Option::as_ref);
         let primary: Vec<Wanted<'_>> = plan
             .objects
             .iter()
             .enumerate()
+            .filter(|(index, _)| known_at(*index).is_none())
             .map(|(index, o)| Wanted {
                 index,
                 object: &o.primary,
             })
             .collect();
-        let mut outcomes = self
+        let fetched = self
             .fetch_region(plan, &plan.region, &primary, identity)
             .await;
+        let mut outcomes: Vec<Outcome> = (0..plan.objects.len())
+            .map(|i| match known_at(i) {
+                Some(v) => Ok(v.clone()),
+                None => Err(ObjectFailure::not_requested(
+                    plan.objects[i].name(),
+                    &plan.region,
+                )),
+            })
+            .collect();
+        for (wanted, outcome) in primary.iter().zip(fetched) {
+            outcomes[wanted.index] = outcome;
+        }
 
         if let Some(failover_region) = &plan.failover_region {
             let retry: Vec<Wanted<'_>> = outcomes
@@ -164,8 +184,8 @@ impl Fetcher {
         }
         let config = config.build();
         let (sm_out, ssm_out) = tokio::join!(
-            secretsmanager::fetch(&config, region, &sm),
-            ssm::fetch(&config, region, &ssm),
+            secretsmanager::fetch(&config, region, &sm, &self.metrics),
+            ssm::fetch(&config, region, &ssm, &self.metrics),
         );
         // Each service answers in its own request order; merge back.
         let (mut sm_out, mut ssm_out) = (sm_out.into_iter(), ssm_out.into_iter());

@@ -8,17 +8,26 @@ use aws_sdk_secretsmanager::Client;
 use futures::future::join_all;
 
 use super::{FetchedValue, ObjectFailure, Outcome, Wanted};
+use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 
 /// BatchGetSecretValue takes at most 20 ids.
 pub const BATCH_SIZE: usize = 20;
 
 /// `config` carries the region and the credentials to use.
-pub(crate) async fn fetch(config: &SdkConfig, region: &str, wanted: &[Wanted<'_>]) -> Vec<Outcome> {
+pub(crate) async fn fetch(
+    config: &SdkConfig,
+    region: &str,
+    wanted: &[Wanted<'_>],
+    metrics: &Metrics,
+) -> Vec<Outcome> {
     if wanted.is_empty() {
         return Vec::new();
     }
-    let client = Client::new(config);
+    let client = Calls {
+        client: Client::new(config),
+        metrics,
+    };
 
     // Distinct current-version ids go to the batch API; the rest one by one.
     let is_current = |w: &Wanted<'_>| {
@@ -72,12 +81,20 @@ pub(crate) async fn fetch(config: &SdkConfig, region: &str, wanted: &[Wanted<'_>
 /// One BatchGetSecretValue call; ids it does not answer for are fetched one
 /// by one, and so is the whole chunk when the role may not use the batch API
 /// (policies written for the AWS provider grant GetSecretValue only).
-async fn batch<'a>(client: &Client, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
+async fn batch<'a>(client: &Calls<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
     let response = client
+        .client
         .batch_get_secret_value()
         .set_secret_id_list(Some(ids.iter().map(|s| s.to_string()).collect()))
         .send()
         .await;
+    client.record(
+        "BatchGetSecretValue",
+        response
+            .as_ref()
+            .err()
+            .map(|e| ObjectFailure::from_sdk(ids[0], region, e)),
+    );
     let out = match response {
         Ok(out) => out,
         Err(e) => {
@@ -161,6 +178,19 @@ async fn batch<'a>(client: &Client, region: &str, ids: &[&'a str]) -> Vec<(&'a s
         .collect()
 }
 
+/// A client that counts its calls.
+struct Calls<'m> {
+    client: Client,
+    metrics: &'m Metrics,
+}
+
+impl Calls<'_> {
+    fn record(&self, api: &'static str, failure: Option<ObjectFailure>) {
+        self.metrics
+            .aws_call(api, failure.map_or("ok", |f| f.kind().label()));
+    }
+}
+
 /// An id names a secret by name, full ARN, or partial ARN (without the
 /// random six-character suffix).
 fn matches_entry(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
@@ -171,7 +201,7 @@ fn matches_entry(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
         })
 }
 
-async fn singles<'a>(client: &Client, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
+async fn singles<'a>(client: &Calls<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
     join_all(
         ids.iter()
             .map(|id| async move { (*id, single(client, region, id, None, None).await) }),
@@ -180,20 +210,23 @@ async fn singles<'a>(client: &Client, region: &str, ids: &[&'a str]) -> Vec<(&'a
 }
 
 async fn single(
-    client: &Client,
+    client: &Calls<'_>,
     region: &str,
     id: &str,
     version_id: Option<&str>,
     stage: Option<&str>,
 ) -> Outcome {
     let out = client
+        .client
         .get_secret_value()
         .secret_id(id)
         .set_version_id(version_id.map(str::to_owned))
         .set_version_stage(stage.map(str::to_owned))
         .send()
         .await
-        .map_err(|e| ObjectFailure::from_sdk(id, region, &e))?;
+        .map_err(|e| ObjectFailure::from_sdk(id, region, &e));
+    client.record("GetSecretValue", out.as_ref().err().cloned());
+    let out = out?;
     let bytes = match (out.secret_string(), out.secret_binary()) {
         (Some(s), _) => SecretBytes::from(s),
         (None, Some(b)) => SecretBytes::new(b.as_ref().to_vec()),

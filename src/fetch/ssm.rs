@@ -8,6 +8,7 @@ use aws_sdk_ssm::Client;
 use futures::future::join_all;
 
 use super::{FetchedValue, ObjectFailure, Outcome, Wanted};
+use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 use crate::spc::ObjectRef;
 
@@ -55,17 +56,23 @@ fn batches<'a>(wanted: &'a [Wanted<'a>]) -> Vec<Vec<(String, &'a ObjectRef)>> {
 }
 
 /// `config` carries the region and the credentials to use.
-pub(crate) async fn fetch(config: &SdkConfig, region: &str, wanted: &[Wanted<'_>]) -> Vec<Outcome> {
+pub(crate) async fn fetch(
+    config: &SdkConfig,
+    region: &str,
+    wanted: &[Wanted<'_>],
+    metrics: &Metrics,
+) -> Vec<Outcome> {
     if wanted.is_empty() {
         return Vec::new();
     }
     let client = Client::new(config);
     let groups = batches(wanted);
-    let answers: Vec<(String, Outcome)> = join_all(groups.iter().map(|b| call(&client, region, b)))
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let answers: Vec<(String, Outcome)> =
+        join_all(groups.iter().map(|b| call(&client, region, b, metrics)))
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
     wanted
         .iter()
         .map(|w| {
@@ -83,6 +90,7 @@ async fn call(
     client: &Client,
     region: &str,
     batch: &[(String, &ObjectRef)],
+    metrics: &Metrics,
 ) -> Vec<(String, Outcome)> {
     let response = client
         .get_parameters()
@@ -90,6 +98,13 @@ async fn call(
         .with_decryption(true)
         .send()
         .await;
+    let outcome = match &response {
+        Ok(_) => "ok",
+        Err(e) => ObjectFailure::from_sdk(&batch[0].1.name, region, e)
+            .kind()
+            .label(),
+    };
+    metrics.aws_call("GetParameters", outcome);
     let out = match response {
         Ok(out) => out,
         Err(e) => {

@@ -96,6 +96,9 @@ pub struct MountPlan {
     pub auth: AuthMode,
     pub address_preference: AddressPreference,
     pub objects: Vec<PlannedObject>,
+    /// How often a mounted volume is checked for changes (`refreshInterval`,
+    /// our addition); None means the driver's default.
+    pub refresh_interval: Option<std::time::Duration>,
     /// Things that are accepted (the AWS provider accepts them) but are
     /// probably mistakes, such as an unknown key in an object.
     pub warnings: Vec<String>,
@@ -125,6 +128,8 @@ pub enum PlanError {
     PathTranslation,
     #[error("failed to parse usePodIdentity value, error: invalid boolean {0:?}")]
     UsePodIdentity(String),
+    #[error("refreshInterval must be a positive duration such as 30s, 2m or 1h, not {0:?}")]
+    RefreshInterval(String),
     #[error("the objects parameter is missing or empty: nothing to mount")]
     NoObjects,
     #[error("Failed to load SecretProviderClass: {0}")]
@@ -249,6 +254,14 @@ pub fn plan(
         }
     };
 
+    let refresh_interval = match param("refreshInterval") {
+        "" => None,
+        v => match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => Some(d),
+            _ => return Err(PlanError::RefreshInterval(v.to_owned())),
+        },
+    };
+
     let descriptors = parse_objects(param("objects"), &mut warnings)?;
     if descriptors.is_empty() {
         return Err(PlanError::NoObjects);
@@ -271,6 +284,7 @@ pub fn plan(
         auth,
         address_preference,
         objects,
+        refresh_interval,
         warnings,
     })
 }

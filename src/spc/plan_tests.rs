@@ -630,3 +630,39 @@ fn a_class_for_another_provider_is_refused() {
     };
     assert!(plan_class(&aws, None).is_ok());
 }
+
+#[test]
+fn refresh_interval_is_an_optional_duration() {
+    let objects = "- {objectName: a, objectType: secretsmanager}";
+    let with = |v: &str| {
+        plan(
+            &params(&[
+                ("region", "r"),
+                ("objects", objects),
+                ("refreshInterval", v),
+            ]),
+            None,
+        )
+    };
+    assert_eq!(with("").unwrap().refresh_interval, None);
+    assert_eq!(
+        with("30s").unwrap().refresh_interval,
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(
+        with("2m").unwrap().refresh_interval,
+        Some(std::time::Duration::from_secs(120))
+    );
+    assert_eq!(
+        with("1h").unwrap().refresh_interval,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    for bad in ["0s", "soon", "-1m", "10"] {
+        assert_eq!(
+            with(bad).unwrap_err().to_string(),
+            format!(
+                "refreshInterval must be a positive duration such as 30s, 2m or 1h, not {bad:?}"
+            )
+        );
+    }
+}

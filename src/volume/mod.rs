@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub use lifecycle::{populate, teardown};
 pub use mountinfo::{MountEntry, parse_mountinfo};
 pub use tmpfs::{TmpfsOptions, is_mount_point, mount_tmpfs, unmount};
-pub use writer::{DATA_LINK, WriteOutcome, read_file_set, write_file_set};
+pub use writer::{DATA_LINK, WriteOutcome, read_file_set, tidy, write_file_set};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {

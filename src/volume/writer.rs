@@ -4,7 +4,7 @@
 //! symlink through `..data`, so a reader sees the old set or the new set,
 //! never a mix.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -30,7 +30,8 @@ pub enum WriteOutcome {
 }
 
 /// Writes `set` into `target` atomically. When the current content is equal
-/// to `set`, nothing is written at all.
+/// to `set`, nothing is swapped; the visible links and leftovers of an
+/// interrupted earlier write are repaired either way.
 pub fn write_file_set(target: &Path, set: &FileSet) -> Result<WriteOutcome, VolumeError> {
     let target_meta = fs::symlink_metadata(target).map_err(VolumeError::io("inspect", target))?;
     if !target_meta.is_dir() {
@@ -39,32 +40,47 @@ pub fn write_file_set(target: &Path, set: &FileSet) -> Result<WriteOutcome, Volu
             reason: "the target is not a directory (a symlink or a file is refused)",
         });
     }
-    if let Some(current) = read_file_set(target)?
-        && current == *set
-    {
-        remove_stale_dirs(target, current_data_dir(target)?.as_deref())?;
-        return Ok(WriteOutcome::Unchanged);
-    }
-
     // Visible names: one symlink per top-level entry, through ..data. Check
     // that none is blocked before anything changes.
-    let tops: std::collections::BTreeSet<&str> = set.files().iter().map(|f| f.path.top()).collect();
-    let mut missing = Vec::new();
+    let tops: BTreeSet<&str> = set.files().iter().map(|f| f.path.top()).collect();
     for top in &tops {
         let link = target.join(top);
         match fs::symlink_metadata(&link) {
-            Ok(m) if m.file_type().is_symlink() => {}
-            Ok(_) => {
+            Ok(m) if !m.file_type().is_symlink() => {
                 return Err(VolumeError::Unsafe {
                     path: link,
                     reason: "an entry that is not our symlink is in the way",
                 });
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => missing.push(*top),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(VolumeError::io("inspect", &link)(e)),
         }
     }
 
+    let unchanged = read_file_set(target)?.is_some_and(|current| current == *set);
+    let outcome = if unchanged {
+        WriteOutcome::Unchanged
+    } else {
+        swap_in(target, set)?;
+        WriteOutcome::Swapped
+    };
+    sync_links(target, &tops)?;
+    remove_stale_dirs(target, current_data_dir(target)?.as_deref())?;
+    Ok(outcome)
+}
+
+/// Repairs a volume after an interrupted write (a driver killed mid-swap):
+/// the links match the current content and leftovers are removed.
+pub fn tidy(target: &Path) -> Result<(), VolumeError> {
+    if let Some(current) = read_file_set(target)? {
+        write_file_set(target, &current)?;
+    }
+    Ok(())
+}
+
+/// Writes `set` into a new hidden directory and points `..data` at it.
+fn swap_in(target: &Path, set: &FileSet) -> Result<(), VolumeError> {
     let new_name = new_dir_name();
     let new_dir = target.join(&new_name);
     fs::DirBuilder::new()
@@ -75,8 +91,7 @@ pub fn write_file_set(target: &Path, set: &FileSet) -> Result<WriteOutcome, Volu
         let _ = fs::remove_dir_all(&new_dir);
         return Err(e);
     }
-
-    // Swap: a temporary symlink renamed over ..data is one atomic step.
+    // A temporary symlink renamed over ..data is one atomic step.
     let tmp_link = target.join(DATA_LINK_TMP);
     match fs::remove_file(&tmp_link) {
         Ok(()) => {}
@@ -94,13 +109,19 @@ pub fn write_file_set(target: &Path, set: &FileSet) -> Result<WriteOutcome, Volu
         let _ = fs::remove_dir_all(&new_dir);
         return Err(e);
     }
+    Ok(())
+}
 
-    for top in missing {
+/// One symlink `<top> -> ..data/<top>` per top-level name; our symlinks for
+/// names that left the set are removed.
+fn sync_links(target: &Path, tops: &BTreeSet<&str>) -> Result<(), VolumeError> {
+    for top in tops {
         let link = target.join(top);
-        std::os::unix::fs::symlink(Path::new(DATA_LINK).join(top), &link)
-            .map_err(VolumeError::io("create symlink", &link))?;
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new(DATA_LINK).join(top), &link)
+                .map_err(VolumeError::io("create symlink", &link))?;
+        }
     }
-    // Names that left the set.
     for entry in fs::read_dir(target).map_err(VolumeError::io("list", target))? {
         let entry = entry.map_err(VolumeError::io("list", target))?;
         let name = entry.file_name();
@@ -113,12 +134,11 @@ pub fn write_file_set(target: &Path, set: &FileSet) -> Result<WriteOutcome, Volu
             fs::remove_file(&path).map_err(VolumeError::io("remove", &path))?;
         }
     }
-    remove_stale_dirs(target, Some(&new_name))?;
-    Ok(WriteOutcome::Swapped)
+    Ok(())
 }
 
 /// The file set currently visible in `target` through `..data`, or None when
-/// there is none yet.
+/// there is none (yet) that this driver wrote.
 pub fn read_file_set(target: &Path) -> Result<Option<FileSet>, VolumeError> {
     let Some(dir_name) = current_data_dir(target)? else {
         return Ok(None);
@@ -126,8 +146,9 @@ pub fn read_file_set(target: &Path) -> Result<Option<FileSet>, VolumeError> {
     let dir = target.join(dir_name);
     let mut files = Vec::new();
     if !collect(&dir, "", &mut files)? {
-        // Something we did not write (a symlink, a device): treat as changed.
-        return Ok(Some(FileSet::default()));
+        // Something we did not write (a symlink, a device): not a set of
+        // ours, so it will be replaced whole.
+        return Ok(None);
     }
     Ok(Some(FileSet::new(files)))
 }
@@ -358,6 +379,26 @@ mod tests {
             WriteOutcome::Unchanged
         );
         assert_eq!(hidden_dirs(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_write_interrupted_after_the_swap_is_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file_set(dir.path(), &set(&[("a", 0o644, "1")])).unwrap();
+        let new = set(&[("a", 0o644, "2"), ("b", 0o644, "3")]);
+        // Killed right after the swap: no link for "b", the old dir remains.
+        let old = current_data_dir(dir.path()).unwrap().unwrap();
+        swap_in(dir.path(), &new).unwrap();
+        assert!(fs::symlink_metadata(dir.path().join("b")).is_err());
+        assert!(dir.path().join(&old).exists());
+        tidy(dir.path()).unwrap();
+        assert_eq!(fs::read_to_string(dir.path().join("b")).unwrap(), "3");
+        assert!(!dir.path().join(&old).exists());
+        assert_eq!(hidden_dirs(dir.path()).len(), 1);
+        assert_eq!(
+            write_file_set(dir.path(), &new).unwrap(),
+            WriteOutcome::Unchanged
+        );
     }
 
     #[test]

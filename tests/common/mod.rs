@@ -215,17 +215,25 @@ pub fn mount_line(target: &Path) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The driver binary serving on a socket in a test directory.
+/// The driver binary serving on a socket in a test directory. Its state
+/// directory is in the test directory too, so a driver started again in the
+/// same directory finds the volumes of the one before.
 pub struct Driver {
     child: Child,
     pub socket: PathBuf,
     log: PathBuf,
+    pub metrics_port: u16,
 }
 
 impl Driver {
     pub async fn start(dir: &Path, kubeconfig: &Path, extra_env: &[(&str, &str)]) -> Self {
+        Self::start_with(dir, kubeconfig, extra_env, &[]).await
+    }
+
+    pub async fn start_with(dir: &Path, kubeconfig: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Self {
         let socket = dir.join("csi.sock");
         let log = dir.join("driver.log");
+        let metrics_port = free_port();
         let moto = moto();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"));
         cmd.arg("serve")
@@ -233,6 +241,11 @@ impl Driver {
             .arg(format!("unix://{}", socket.display()))
             .arg("--node-id")
             .arg("test-node")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
@@ -243,12 +256,17 @@ impl Driver {
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start the driver");
-        let driver = Driver { child, socket, log };
+        let driver = Driver {
+            child,
+            socket,
+            log,
+            metrics_port,
+        };
         driver.wait_ready().await;
         driver
     }
@@ -283,6 +301,31 @@ impl Driver {
 
     pub async fn node(&self) -> NodeClient<Channel> {
         NodeClient::new(self.channel().await.unwrap())
+    }
+
+    /// The text of the metrics endpoint.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// The value of one metric line (`name{labels}`), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// Kills the driver with SIGKILL (no cleanup of any kind).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn logs(&self) -> String {

@@ -1,0 +1,383 @@
+//! Prometheus metrics. The established names of the Secrets Store CSI Driver
+//! (`node_publish_total`, `rotation_reconcile_total`, ...) with their labels,
+//! plus what it lacks: AWS calls by API and outcome, and how old each mounted
+//! volume's content is. Labels never carry a value or a token.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::VolumeStore;
+
+const PROVIDER: &str = "aws";
+const OS: &str = "linux";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabels {
+    provider: &'static str,
+    os_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    provider: &'static str,
+    error_type: &'static str,
+    os_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OsLabels {
+    os_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationLabels {
+    provider: &'static str,
+    os_type: &'static str,
+    rotated: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationErrorLabels {
+    provider: &'static str,
+    error_type: &'static str,
+    os_type: &'static str,
+    rotated: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsCallLabels {
+    api: &'static str,
+    outcome: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    node_publish: Family<ProviderLabels, Counter>,
+    node_publish_error: Family<ErrorLabels, Counter>,
+    node_unpublish: Family<OsLabels, Counter>,
+    node_unpublish_error: Family<OsLabels, Counter>,
+    rotation_reconcile: Family<RotationLabels, Counter>,
+    rotation_reconcile_error: Family<RotationErrorLabels, Counter>,
+    rotation_reconcile_duration: Family<OsLabels, Histogram>,
+    aws_calls: Family<AwsCallLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let node_publish = Family::default();
+        let node_publish_error = Family::default();
+        let node_unpublish = Family::default();
+        let node_unpublish_error = Family::default();
+        let rotation_reconcile = Family::default();
+        let rotation_reconcile_error = Family::default();
+        // 0.1 s .. ~100 s, as the upstream driver's buckets.
+        let rotation_reconcile_duration =
+            Family::<OsLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.1, 2.0, 11))
+            });
+        let aws_calls = Family::default();
+        registry.register(
+            "node_publish",
+            "Successful NodePublishVolume calls",
+            node_publish.clone(),
+        );
+        registry.register(
+            "node_publish_error",
+            "Failed NodePublishVolume calls",
+            node_publish_error.clone(),
+        );
+        registry.register(
+            "node_unpublish",
+            "Successful NodeUnpublishVolume calls",
+            node_unpublish.clone(),
+        );
+        registry.register(
+            "node_unpublish_error",
+            "Failed NodeUnpublishVolume calls",
+            node_unpublish_error.clone(),
+        );
+        registry.register(
+            "rotation_reconcile",
+            "Refreshes of mounted volumes; rotated=true when the content changed",
+            rotation_reconcile.clone(),
+        );
+        registry.register(
+            "rotation_reconcile_error",
+            "Failed refreshes of mounted volumes (the old files were kept)",
+            rotation_reconcile_error.clone(),
+        );
+        registry.register(
+            "rotation_reconcile_duration_sec",
+            "Duration of refreshes of mounted volumes in seconds",
+            rotation_reconcile_duration.clone(),
+        );
+        registry.register(
+            "aws_api_calls",
+            "Calls to AWS APIs by API and outcome",
+            aws_calls.clone(),
+        );
+        Metrics {
+            registry,
+            node_publish,
+            node_publish_error,
+            node_unpublish,
+            node_unpublish_error,
+            rotation_reconcile,
+            rotation_reconcile_error,
+            rotation_reconcile_duration,
+            aws_calls,
+        }
+    }
+
+    /// Adds the per-volume content age, read from `store` at each scrape.
+    pub fn with_volumes(mut self, store: Arc<VolumeStore>) -> Self {
+        self.registry
+            .register_collector(Box::new(VolumeAges(store)));
+        self
+    }
+
+    pub fn publish_ok(&self) {
+        self.node_publish
+            .get_or_create(&ProviderLabels {
+                provider: PROVIDER,
+                os_type: OS,
+            })
+            .inc();
+    }
+
+    pub fn publish_error(&self, error_type: &'static str) {
+        self.node_publish_error
+            .get_or_create(&ErrorLabels {
+                provider: PROVIDER,
+                error_type,
+                os_type: OS,
+            })
+            .inc();
+    }
+
+    pub fn unpublish(&self, ok: bool) {
+        let family = if ok {
+            &self.node_unpublish
+        } else {
+            &self.node_unpublish_error
+        };
+        family.get_or_create(&OsLabels { os_type: OS }).inc();
+    }
+
+    pub fn rotation(&self, rotated: bool, seconds: f64) {
+        self.rotation_reconcile
+            .get_or_create(&RotationLabels {
+                provider: PROVIDER,
+                os_type: OS,
+                rotated: bool_label(rotated),
+            })
+            .inc();
+        self.rotation_reconcile_duration
+            .get_or_create(&OsLabels { os_type: OS })
+            .observe(seconds);
+    }
+
+    pub fn rotation_error(&self, error_type: &'static str, seconds: f64) {
+        self.rotation_reconcile_error
+            .get_or_create(&RotationErrorLabels {
+                provider: PROVIDER,
+                error_type,
+                os_type: OS,
+                rotated: "false",
+            })
+            .inc();
+        self.rotation_reconcile_duration
+            .get_or_create(&OsLabels { os_type: OS })
+            .observe(seconds);
+    }
+
+    /// One AWS API call; `outcome` is `ok` or a failure class.
+    pub fn aws_call(&self, api: &'static str, outcome: &'static str) {
+        self.aws_calls
+            .get_or_create(&AwsCallLabels { api, outcome })
+            .inc();
+    }
+
+    /// How many calls to `api` were made, whatever their outcome (tests,
+    /// benchmark figures).
+    pub fn aws_call_count(&self, api: &'static str) -> u64 {
+        [
+            "ok",
+            "not_found",
+            "access_denied",
+            "throttled",
+            "invalid_request",
+            "unavailable",
+        ]
+        .iter()
+        .map(|outcome| {
+            self.aws_calls
+                .get_or_create(&AwsCallLabels { api, outcome })
+                .get()
+        })
+        .sum()
+    }
+
+    /// The text exposition (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+fn bool_label(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VolumeLabels {
+    volume_id: String,
+    namespace: String,
+    pod: String,
+}
+
+/// `volume_content_age_seconds`: seconds since each mounted volume's content
+/// was last confirmed current (its last successful fetch). It grows while
+/// refreshes fail: alert when it passes a few refresh intervals.
+#[derive(Debug)]
+struct VolumeAges(Arc<VolumeStore>);
+
+impl Collector for VolumeAges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut metric = encoder.encode_descriptor(
+            "volume_content_age_seconds",
+            "Seconds since the volume's content was last fetched successfully",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for record in self.0.all() {
+            let labels = VolumeLabels {
+                volume_id: record.volume_id.clone(),
+                namespace: record.namespace.clone(),
+                pod: record.pod.clone(),
+            };
+            let age = now_ms.saturating_sub(record.refresh.fetched_at_ms) as f64 / 1000.0;
+            ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until `shutdown` resolves.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+    tracing::info!(%addr, "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn established_names_and_labels() {
+        let m = Metrics::new();
+        m.publish_ok();
+        m.publish_error("SecretProviderClassNotFound");
+        m.unpublish(true);
+        m.rotation(true, 0.2);
+        m.rotation_error("AwsUnavailable", 0.1);
+        m.aws_call("BatchGetSecretValue", "ok");
+        m.aws_call("BatchGetSecretValue", "throttled");
+        let text = m.encode();
+        for line in [
+            "node_publish_total{provider=\"aws\",os_type=\"linux\"} 1",
+            "node_publish_error_total{provider=\"aws\",error_type=\"SecretProviderClassNotFound\",os_type=\"linux\"} 1",
+            "node_unpublish_total{os_type=\"linux\"} 1",
+            "rotation_reconcile_total{provider=\"aws\",os_type=\"linux\",rotated=\"true\"} 1",
+            "rotation_reconcile_error_total{provider=\"aws\",error_type=\"AwsUnavailable\",os_type=\"linux\",rotated=\"false\"} 1",
+            "rotation_reconcile_duration_sec_count{os_type=\"linux\"} 2",
+            "aws_api_calls_total{api=\"BatchGetSecretValue\",outcome=\"ok\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(m.aws_call_count("BatchGetSecretValue"), 2);
+    }
+
+    #[test]
+    fn volume_ages_are_listed_per_volume() {
+        let store = Arc::new(VolumeStore::in_memory());
+        let pod = crate::request::Pod {
+            namespace: "shop".into(),
+            name: "web".into(),
+            uid: "u".into(),
+            service_account: "sa".into(),
+        };
+        let refresh =
+            crate::rotation::RefreshState::mounted(0, std::time::Duration::from_secs(60), "v1");
+        store
+            .put(crate::state::VolumeRecord::new(
+                "v1",
+                std::path::Path::new("/t"),
+                &pod,
+                "c",
+                refresh,
+            ))
+            .unwrap();
+        let text = Metrics::new().with_volumes(store).encode();
+        assert!(
+            text.contains(
+                "volume_content_age_seconds{volume_id=\"v1\",namespace=\"shop\",pod=\"web\"}"
+            ),
+            "{text}"
+        );
+    }
+}
