@@ -208,12 +208,11 @@ impl Publisher {
             Err(e) => {
                 tracing::warn!(volume_id = %req.volume_id, namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "refresh failed; the old files stay");
                 self.metrics.rotation_error(e.error_type(), seconds);
-                let interval = self.config.refresh_interval;
                 let mut refresh = record.as_ref().map_or_else(
-                    || RefreshState::mounted(now, interval, &req.volume_id),
+                    || RefreshState::mounted(now, self.config.refresh_interval, &req.volume_id),
                     |r| r.refresh,
                 );
-                refresh.failed(now, interval);
+                refresh.failed(now);
                 let fingerprint = record.as_ref().map_or(0, |r| r.class_fingerprint);
                 self.remember(req, refresh, fingerprint);
                 Published::RefreshFailed

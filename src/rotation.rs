@@ -21,6 +21,13 @@ pub struct RefreshState {
     pub failures: u32,
     /// The earliest time of the next refresh.
     pub next_due_ms: u64,
+    /// The volume's refresh interval as of its last successful fetch.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_interval_ms() -> u64 {
+    120_000
 }
 
 impl RefreshState {
@@ -31,6 +38,7 @@ impl RefreshState {
             changed_at_ms: now_ms,
             failures: 0,
             next_due_ms: now_ms + millis(jittered(interval, seed(volume_id, now_ms))),
+            interval_ms: millis(interval),
         }
     }
 
@@ -45,14 +53,15 @@ impl RefreshState {
             self.changed_at_ms = now_ms;
         }
         self.failures = 0;
+        self.interval_ms = millis(interval);
         self.next_due_ms = now_ms + millis(jittered(interval, seed(volume_id, now_ms)));
     }
 
     /// A refresh failed: the old files stay, the next try comes after a
     /// backoff that doubles, never later than one interval.
-    pub fn failed(&mut self, now_ms: u64, interval: Duration) {
+    pub fn failed(&mut self, now_ms: u64) {
         self.failures = self.failures.saturating_add(1);
-        self.next_due_ms = now_ms + millis(backoff(self.failures).min(interval));
+        self.next_due_ms = now_ms + millis(backoff(self.failures)).min(self.interval_ms);
     }
 }
 
@@ -114,8 +123,8 @@ mod tests {
     #[test]
     fn success_resets_failures_and_records_change() {
         let mut s = RefreshState::mounted(0, MIN, "v");
-        s.failed(70_000, MIN);
-        s.failed(90_000, MIN);
+        s.failed(70_000);
+        s.failed(90_000);
         assert_eq!(s.failures, 2);
         s.succeeded(200_000, false, MIN, "v");
         assert_eq!(
@@ -134,10 +143,10 @@ mod tests {
         assert_eq!(backoff(3), Duration::from_secs(40));
         assert!(backoff(40) > Duration::from_secs(3600));
         let mut s = RefreshState::mounted(0, MIN, "v");
-        s.failed(100_000, MIN);
+        s.failed(100_000);
         assert_eq!(s.next_due_ms, 110_000);
         for _ in 0..10 {
-            s.failed(100_000, MIN);
+            s.failed(100_000);
         }
         assert_eq!(s.next_due_ms, 160_000, "capped at one interval");
         assert_eq!(

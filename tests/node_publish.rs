@@ -6,27 +6,11 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::kube::FakeKube;
 use common::*;
 use tonic::Code;
 
-/// One test's world: a directory, a Kubernetes stand-in and a driver.
-struct World {
-    dir: TestDir,
-    kube: FakeKube,
-    driver: Driver,
-}
-
 async fn world() -> World {
-    require_root();
-    let dir = TestDir::new();
-    let kube = FakeKube::start(dir.path()).await;
-    let driver = Driver::start(dir.path(), &kube.kubeconfig, &[]).await;
-    World { dir, kube, driver }
-}
-
-fn read(target: &Path, name: &str) -> String {
-    std::fs::read_to_string(target.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+    World::new().await
 }
 
 fn mode(target: &Path, name: &str) -> u32 {

@@ -36,7 +36,7 @@ pub fn require_root() {
 /// One moto server per test binary, with IAM enforced. It exits by itself
 /// when the test binary does.
 pub struct Moto {
-    _child: Child,
+    child: Child,
     pub endpoint: String,
     access_key: String,
     secret_key: String,
@@ -44,8 +44,12 @@ pub struct Moto {
 
 pub fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(|| {
-        let port = free_port();
+    MOTO.get_or_init(|| Moto::start(free_port()))
+}
+
+impl Moto {
+    /// A moto of a test's own (one it may stop), on `port`.
+    pub fn start(port: u16) -> Moto {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/moto_server.py");
         let mut child = Command::new("python3")
             .arg(&script)
@@ -64,15 +68,17 @@ pub fn moto() -> &'static Moto {
             panic!("moto did not start (is moto[server] installed?): {e}: {line:?}")
         });
         Moto {
-            _child: child,
+            child,
             endpoint: format!("http://127.0.0.1:{port}"),
             access_key: v["access_key"].as_str().unwrap().to_owned(),
             secret_key: v["secret_key"].as_str().unwrap().to_owned(),
         }
-    })
-}
+    }
 
-impl Moto {
+    pub fn port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     fn config(&self) -> aws_config::SdkConfig {
         self.config_in(REGION)
     }
@@ -143,6 +149,13 @@ impl Moto {
             .await
             .unwrap()
             .version()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -230,7 +243,12 @@ impl Driver {
         Self::start_with(dir, kubeconfig, extra_env, &[]).await
     }
 
-    pub async fn start_with(dir: &Path, kubeconfig: &Path, extra_env: &[(&str, &str)], args: &[&str]) -> Self {
+    pub async fn start_with(
+        dir: &Path,
+        kubeconfig: &Path,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let socket = dir.join("csi.sock");
         let log = dir.join("driver.log");
         let metrics_port = free_port();
@@ -256,7 +274,13 @@ impl Driver {
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap());
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            );
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -306,8 +330,13 @@ impl Driver {
     /// The text of the metrics endpoint.
     pub async fn metrics(&self) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).await.unwrap();
         out
@@ -318,7 +347,10 @@ impl Driver {
         self.metrics()
             .await
             .lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
             .unwrap_or(0.0)
     }
 
@@ -433,4 +465,49 @@ pub fn assert_no_leak(driver: &Driver, needles: &[&str]) {
     for n in needles {
         assert!(!logs.contains(n), "the driver log contains {n:?}:\n{logs}");
     }
+}
+
+/// One test's world: a directory, a Kubernetes stand-in and a driver.
+pub struct World {
+    pub dir: TestDir,
+    pub kube: kube::FakeKube,
+    pub driver: Driver,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with(&[], &[]).await
+    }
+
+    pub async fn with(env: &[(&str, &str)], args: &[&str]) -> Self {
+        require_root();
+        let dir = TestDir::new();
+        let kube = kube::FakeKube::start(dir.path()).await;
+        let driver = Driver::start_with(dir.path(), &kube.kubeconfig, env, args).await;
+        World { dir, kube, driver }
+    }
+}
+
+/// A file of a volume, read through its visible name.
+pub fn read(target: &Path, name: &str) -> String {
+    std::fs::read_to_string(target.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
+}
+
+/// The hidden directories of a volume's `..data` layout (not `..data`).
+pub fn data_dirs(target: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("..") && n != "..data")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Where `..data` points.
+pub fn data_link(target: &Path) -> String {
+    std::fs::read_link(target.join("..data"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
