@@ -2,7 +2,8 @@
 # Demo of the main job without a cluster: a local AWS emulator (moto) holds a
 # secret and a parameter; `aws-secrets-csi mount` reads the example
 # SecretProviderClass, fetches them and writes the files, as the driver does
-# for a pod. As root the files land on a tmpfs; otherwise in a plain directory.
+# for a pod. Then `mount --watch` keeps them current while the secret rotates.
+# As root the files land on a tmpfs; otherwise in a plain directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/peers.sh
@@ -16,7 +17,9 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 
 python3 -m moto.server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
 moto_pid=$!
+watch_pid=
 cleanup() {
+  [ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null && wait "$watch_pid" 2>/dev/null
   if [ "$(id -u)" = 0 ] && mountpoint -q "$target" 2>/dev/null; then umount "$target"; fi
   rm -rf "$target"
   kill "$moto_pid" 2>/dev/null || true
@@ -60,3 +63,23 @@ ls -la "$target"
 for f in "$target"/*; do
   printf '%-22s %s  %s\n' "$(basename "$f")" "$(stat -L -c %a "$f")" "$(cat "$f")"
 done
+
+echo
+echo "== rotation: aws-secrets-csi mount --watch --refresh-interval 1s, then the password changes in AWS"
+"$bin" mount -f "$class" --target "$target" "${flags[@]}" --watch --refresh-interval 1s &
+watch_pid=$!
+sleep 1.5
+before=$(readlink "$target/..data")
+python3 - <<'PY'
+import json
+import boto3
+boto3.client("secretsmanager").put_secret_value(SecretId="prod/db", SecretString=json.dumps({"username": "shop_app", "password": "rotated-N3wPa55"}))
+print("put a new version of prod/db")
+PY
+for _ in $(seq 100); do
+  [ "$(cat "$target/db-pass")" = rotated-N3wPa55 ] && break
+  sleep 0.1
+done
+echo "db-pass is now: $(cat "$target/db-pass")"
+echo "..data moved from $before to $(readlink "$target/..data") in one atomic rename"
+kill "$watch_pid"; wait "$watch_pid" 2>/dev/null || true; watch_pid=
