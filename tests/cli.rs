@@ -224,20 +224,33 @@ async fn mount_watch_follows_a_rotation_until_sigterm() {
     let moto = moto();
     moto.create_secret("cli/watch", "watch-v1").await;
     let dir = tempfile::tempdir().unwrap();
-    let file = class_file(dir.path(), "- {objectName: cli/watch, objectType: secretsmanager, objectAlias: s}", "");
+    let file = class_file(
+        dir.path(),
+        "- {objectName: cli/watch, objectType: secretsmanager, objectAlias: s}",
+        "",
+    );
     let token = dir.path().join("token");
     std::fs::write(&token, "eyJ-cli-token").unwrap();
     let target = dir.path().join("out");
-    let child = mount_cmd(&file, &target, READER_ROLE, &token, &["--no-tmpfs", "--watch", "--refresh-interval", "300ms"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = mount_cmd(
+        &file,
+        &target,
+        READER_ROLE,
+        &token,
+        &["--no-tmpfs", "--watch", "--refresh-interval", "300ms"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let read = || std::fs::read_to_string(target.join("s")).ok();
     let wait_for = |want: &str| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while read().as_deref() != Some(want) {
-            assert!(std::time::Instant::now() < deadline, "the file never became {want:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the file never became {want:?}"
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     };
@@ -250,10 +263,25 @@ async fn mount_watch_follows_a_rotation_until_sigterm() {
         .await
         .unwrap();
     wait_for("watch-v2");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("refreshed: content changed, files swapped"), "{stdout}");
-    assert_eq!(read().as_deref(), Some("watch-v2"), "files stay after the watch ends");
+    assert!(
+        stdout.contains("refreshed: content changed, files swapped"),
+        "{stdout}"
+    );
+    assert_eq!(
+        read().as_deref(),
+        Some("watch-v2"),
+        "files stay after the watch ends"
+    );
 }
