@@ -1,10 +1,13 @@
 //! Step "kube": the pod's SecretProviderClass and its ServiceAccount's role,
 //! read from the Kubernetes API.
 
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::Api;
 
 use crate::spc::SecretProviderClass;
+
+/// The node label that names the node's AWS region.
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
 
 /// The ServiceAccount annotation that names the IRSA role.
 pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -69,6 +72,21 @@ impl Cluster {
             .metadata
             .annotations
             .and_then(|mut a| a.remove(ROLE_ANNOTATION))
+            .filter(|r| !r.is_empty()))
+    }
+}
+
+impl Cluster {
+    /// The region label of a node, if it has one.
+    pub async fn node_region(&self, name: &str) -> Result<Option<String>, ClusterError> {
+        let node = Api::<Node>::all(self.client.clone())
+            .get(name)
+            .await
+            .map_err(|e| classify(e, "Node", "", name))?;
+        Ok(node
+            .metadata
+            .labels
+            .and_then(|mut l| l.remove(REGION_LABEL))
             .filter(|r| !r.is_empty()))
     }
 }

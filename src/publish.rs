@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::fetch::{FetchError, FetchedValue, Fetcher};
-use crate::identity::{self, AwsIdentity, IdentityError, WebIdentity};
+use crate::identity::{AwsIdentity, Identities, IdentityError, IdentityRequest, Source};
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
-use crate::request::{AUDIENCE_STS, PublishRequest, RequestError};
+use crate::request::{AUDIENCE_POD_IDENTITY, AUDIENCE_STS, PublishRequest, RequestError};
 use crate::rotation::RefreshState;
 use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretProviderClassSpec};
 use crate::state::{VolumeRecord, VolumeStore};
@@ -92,6 +92,9 @@ pub struct PublishConfig {
     pub deadline: Duration,
     /// How often a mounted volume is refreshed, unless its class says.
     pub refresh_interval: Duration,
+    /// This node's name, for the region label when neither the class nor
+    /// the driver names a region.
+    pub node_name: Option<String>,
 }
 
 /// What a successful publish did.
@@ -109,7 +112,9 @@ pub enum Published {
 
 pub struct Publisher {
     cluster: Cluster,
-    web_identity: WebIdentity,
+    identities: Identities,
+    /// The node's `topology.kubernetes.io/region` label, looked up once.
+    node_region: tokio::sync::OnceCell<Option<String>>,
     fetcher: Fetcher,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
@@ -127,7 +132,7 @@ struct Rendered {
 impl Publisher {
     pub fn new(
         cluster: Cluster,
-        web_identity: WebIdentity,
+        identities: Identities,
         fetcher: Fetcher,
         config: PublishConfig,
         volumes: Arc<VolumeStore>,
@@ -135,7 +140,8 @@ impl Publisher {
     ) -> Self {
         Publisher {
             cluster,
-            web_identity,
+            identities,
+            node_region: tokio::sync::OnceCell::new(),
             fetcher,
             config,
             volumes,
@@ -275,24 +281,26 @@ impl Publisher {
             .cluster
             .secret_provider_class(ns, &req.class_name)
             .await?;
-        let plan = spc::plan_class(&class.spec, self.config.default_region.as_deref()).map_err(
-            |source| PublishError::Class {
+        let default_region = self.default_region(&class.spec).await;
+        let plan = spc::plan_class(&class.spec, default_region.as_deref()).map_err(|source| {
+            PublishError::Class {
                 namespace: ns.clone(),
                 name: req.class_name.clone(),
                 source: Box::new(source),
-            },
-        )?;
+            }
+        })?;
         for warning in &plan.warnings {
             tracing::warn!(namespace = %ns, class = %req.class_name, "{warning}");
         }
         let fingerprint = fingerprint(&class.spec);
-        let identity = match plan.auth {
+        let role;
+        let source = match plan.auth {
             AuthMode::Irsa => {
                 let token = req
                     .tokens
                     .get(AUDIENCE_STS)
                     .ok_or(IdentityError::TokenMissing(AUDIENCE_STS))?;
-                let role = self
+                role = self
                     .cluster
                     .service_account_role(ns, &req.pod.service_account)
                     .await?
@@ -300,14 +308,27 @@ impl Publisher {
                         namespace: ns.clone(),
                         service_account: req.pod.service_account.clone(),
                     })?;
-                let session = identity::session_name(ns, &req.pod.name);
-                let credentials = self
-                    .web_identity
-                    .assume_role(&plan.region, &role, token, &session)
-                    .await?;
-                AwsIdentity::Pod(credentials)
+                Source::Irsa {
+                    role_arn: &role,
+                    token,
+                }
             }
-            AuthMode::PodIdentity => return Err(IdentityError::PodIdentityUnsupported.into()),
+            AuthMode::PodIdentity => Source::PodIdentity {
+                token: req
+                    .tokens
+                    .get(AUDIENCE_POD_IDENTITY)
+                    .ok_or(IdentityError::TokenMissing(AUDIENCE_POD_IDENTITY))?,
+                preference: plan.address_preference,
+            },
+        };
+        let who = IdentityRequest {
+            namespace: ns,
+            service_account: &req.pod.service_account,
+            pod: &req.pod.name,
+            source,
+            region: &plan.region,
+            failover_region: plan.failover_region.as_deref(),
+            chain: plan.role_chain.as_ref(),
         };
         let known = match reuse {
             Some((previous_fingerprint, set)) if *previous_fingerprint == fingerprint => {
@@ -315,14 +336,31 @@ impl Publisher {
             }
             _ => Vec::new(),
         };
-        let set = fetch_and_render(
+        let class_id = format!("{ns}/{}", req.class_name);
+        let obtained = self.identities.credentials(&who).await?;
+        let mut set = fetch_and_render(
             &self.fetcher,
             &plan,
-            &identity,
+            &AwsIdentity::Pod(obtained.credentials),
             &known,
-            &format!("{ns}/{}", req.class_name),
+            &class_id,
         )
-        .await?;
+        .await;
+        // Cached credentials that AWS refuses are dropped and obtained anew,
+        // once: they may have been revoked or come from a forgetful endpoint.
+        if obtained.cached && matches!(&set, Err(e) if e.error_type() == "AwsAccessDenied") {
+            self.identities.forget(&who);
+            let fresh = self.identities.credentials(&who).await?;
+            set = fetch_and_render(
+                &self.fetcher,
+                &plan,
+                &AwsIdentity::Pod(fresh.credentials),
+                &known,
+                &class_id,
+            )
+            .await;
+        }
+        let set = set?;
         Ok(Rendered {
             set,
             interval: plan
@@ -330,6 +368,30 @@ impl Publisher {
                 .unwrap_or(self.config.refresh_interval),
             fingerprint,
         })
+    }
+
+    /// The region for a class that names none: the driver's own, else the
+    /// node's `topology.kubernetes.io/region` label (one GET, then cached).
+    async fn default_region(&self, spec: &SecretProviderClassSpec) -> Option<String> {
+        if spec.parameters.get("region").is_some_and(|r| !r.is_empty()) {
+            return None;
+        }
+        if let Some(r) = &self.config.default_region {
+            return Some(r.clone());
+        }
+        let node = self.config.node_name.as_deref()?;
+        self.node_region
+            .get_or_init(|| async {
+                match self.cluster.node_region(node).await {
+                    Ok(region) => region,
+                    Err(e) => {
+                        tracing::warn!(node, error = %e, "cannot read the node's region label");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
     }
 
     fn remember(&self, req: &PublishRequest, refresh: RefreshState, fingerprint: u64) {

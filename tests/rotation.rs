@@ -103,8 +103,8 @@ async fn republish_refreshes_only_after_the_interval_with_the_fewest_calls() {
         .unwrap();
     assert_eq!(
         calls(&w.driver).await,
-        vec![2, 2, 1, 2],
-        "a refresh: 1 STS + 1 batch + 1 GetParameters"
+        vec![1, 2, 1, 2],
+        "a refresh: 1 batch + 1 GetParameters; the credentials come from the cache"
     );
     assert_eq!(read(&target, "a"), "a-v2");
     assert_eq!(read(&target, "b"), "b-v1");
@@ -128,7 +128,7 @@ async fn republish_refreshes_only_after_the_interval_with_the_fewest_calls() {
     node.node_publish_volume(publish_request(&target, "c", &pod))
         .await
         .unwrap();
-    assert_eq!(calls(&w.driver).await, vec![3, 3, 1, 3]);
+    assert_eq!(calls(&w.driver).await, vec![1, 3, 1, 3]);
     assert_eq!(data_link(&target), second, "unchanged bytes: no swap");
     assert_eq!(
         w.driver
@@ -295,7 +295,7 @@ async fn aws_down_keeps_the_old_files_and_the_next_refresh_recovers() {
     assert_eq!(data_link(&target), before);
     let errors = w.driver.metrics().await;
     assert!(
-        errors.contains("rotation_reconcile_error_total{provider=\"aws\",error_type=\"IdentityError\",os_type=\"linux\",rotated=\"false\"} 1"),
+        errors.contains("rotation_reconcile_error_total{provider=\"aws\",error_type=\"AwsUnavailable\",os_type=\"linux\",rotated=\"false\"} 1"),
         "{errors}"
     );
     assert!(

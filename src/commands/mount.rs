@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fetch::Fetcher;
-use crate::identity::{AwsIdentity, WebIdentity};
+use crate::identity::{AgentEndpoints, AwsIdentity, Identities, PodIdentityAgent};
 use crate::metrics::Metrics;
 use crate::publish::{fetch_and_render, fingerprint, pinned_values};
 use crate::render::FileSet;
@@ -47,13 +47,19 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
     let sdk = super::aws_config().await;
     let metrics = Arc::new(Metrics::new());
     let fetcher = Fetcher::new(sdk.clone(), metrics.clone());
-    let web_identity = WebIdentity::new(sdk.clone(), metrics);
+    let agent = PodIdentityAgent::new(
+        AgentEndpoints::default(),
+        Duration::from_secs(2),
+        Duration::from_secs(10),
+    );
+    let identities = Identities::new(sdk.clone(), agent, metrics);
     let default_region = sdk.region().map(|r| r.to_string());
 
     let (plan, mut class_fingerprint, set) = render_once(
         args,
         &fetcher,
-        &web_identity,
+        &identities,
+        &sdk,
         default_region.as_deref(),
         None,
     )
@@ -101,7 +107,8 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
         let rendered = render_once(
             args,
             &fetcher,
-            &web_identity,
+            &identities,
+            &sdk,
             default_region.as_deref(),
             reuse,
         )
@@ -129,7 +136,8 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
 async fn render_once(
     args: &MountArgs,
     fetcher: &Fetcher,
-    web_identity: &WebIdentity,
+    identities: &Identities,
+    sdk: &aws_config::SdkConfig,
     default_region: Option<&str>,
     previous: Option<(u64, &FileSet)>,
 ) -> anyhow::Result<(MountPlan, u64, FileSet)> {
@@ -141,17 +149,38 @@ async fn render_once(
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
+    const SESSION: &str = "aws-secrets-csi-cli";
     let identity = match (&args.role_arn, &args.token_file) {
         (Some(role), Some(file)) => {
             let token = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("cannot read token file {}: {e}", file.display()))?;
             let token = Token::new(token.trim().to_owned());
-            let credentials = web_identity
-                .assume_role(&plan.region, role, &token, "aws-secrets-csi-cli")
+            let mut credentials = identities
+                .web_identity(&plan.region, role, &token, SESSION)
                 .await?;
+            if let Some(chain) = &plan.role_chain {
+                credentials = identities
+                    .chain_from(credentials, &plan.region, chain, SESSION)
+                    .await?;
+            }
             AwsIdentity::Pod(credentials)
         }
-        _ => AwsIdentity::Ambient,
+        _ => match &plan.role_chain {
+            // The chain starts from the standard AWS credentials.
+            Some(chain) => {
+                use aws_credential_types::provider::ProvideCredentials;
+                let provider = sdk.credentials_provider().ok_or_else(|| {
+                    anyhow::anyhow!("assumeRoleArn needs AWS credentials to start from")
+                })?;
+                let ambient = provider.provide_credentials().await?;
+                AwsIdentity::Pod(
+                    identities
+                        .chain_from(ambient, &plan.region, chain, SESSION)
+                        .await?,
+                )
+            }
+            None => AwsIdentity::Ambient,
+        },
     };
     let known = match previous {
         Some((f, files)) if f == class_fingerprint => pinned_values(&plan, files),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 use crate::csi::{self, Endpoint, IdentityService, NodeService};
 use crate::fetch::Fetcher;
-use crate::identity::WebIdentity;
+use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::{self, Metrics};
 use crate::publish::{PublishConfig, Publisher};
 use crate::state::VolumeStore;
@@ -47,6 +47,27 @@ pub struct ServeArgs {
     /// Address of the Prometheus metrics endpoint (/metrics, /healthz).
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8095")]
     pub metrics_addr: SocketAddr,
+    /// The EKS Pod Identity agent's IPv4 address.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_AGENT_IPV4",
+        default_value = "http://169.254.170.23/v1/credentials"
+    )]
+    pub pod_identity_agent_ipv4: String,
+    /// The EKS Pod Identity agent's IPv6 address.
+    #[arg(
+        long,
+        env = "POD_IDENTITY_AGENT_IPV6",
+        default_value = "http://[fd00:ec2::23]/v1/credentials"
+    )]
+    pub pod_identity_agent_ipv6: String,
+    /// Timeout of one call to the Pod Identity agent.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub pod_identity_timeout: Duration,
+    /// How long an unreachable Pod Identity agent is retried (a new node's
+    /// agent may start after the driver).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub pod_identity_retry_for: Duration,
 }
 
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
@@ -68,6 +89,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         },
         deadline: args.publish_timeout,
         refresh_interval: args.refresh_interval,
+        node_name: Some(args.node_id.clone()),
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -79,7 +101,18 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     );
     let publisher = Publisher::new(
         Cluster::new(kube),
-        WebIdentity::new(sdk.clone(), metrics.clone()),
+        Identities::new(
+            sdk.clone(),
+            PodIdentityAgent::new(
+                AgentEndpoints {
+                    ipv4: args.pod_identity_agent_ipv4.clone(),
+                    ipv6: args.pod_identity_agent_ipv6.clone(),
+                },
+                args.pod_identity_timeout,
+                args.pod_identity_retry_for,
+            ),
+            metrics.clone(),
+        ),
         Fetcher::new(sdk, metrics.clone()),
         config,
         volumes,

@@ -22,9 +22,11 @@ fn code_of(e: &PublishError) -> Code {
         PublishError::Class { .. } => Code::InvalidArgument,
         PublishError::Identity(i) => match i {
             IdentityError::TokenMissing(_) => Code::Unauthenticated,
-            IdentityError::NoRole { .. } | IdentityError::PodIdentityUnsupported => {
-                Code::FailedPrecondition
+            IdentityError::AgentRefused { .. } => Code::PermissionDenied,
+            IdentityError::AgentUnavailable { .. } | IdentityError::AgentAnswer(_) => {
+                Code::Unavailable
             }
+            IdentityError::NoRole { .. } => Code::FailedPrecondition,
             IdentityError::BadRoleArn(_) => Code::InvalidArgument,
             IdentityError::Sts { .. } if i.is_client_error() => Code::PermissionDenied,
             IdentityError::Sts { .. } | IdentityError::NoCredentials { .. } => Code::Unavailable,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+pub(crate) use failure::HttpStatus;
 pub use failure::{FailureKind, ObjectFailure};
 
 use crate::identity::AwsIdentity;

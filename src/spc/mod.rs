@@ -10,5 +10,5 @@ pub use manifest::{ManifestError, load_manifest};
 pub use paths::{FilePath, PathRule, PathTranslation};
 pub use plan::{
     AddressPreference, AuthMode, DEFAULT_FILE_MODE, FileSpec, JmesFile, MountPlan, ObjectRef,
-    ObjectType, PlanError, PlannedObject, plan, plan_class,
+    ObjectType, PlanError, PlannedObject, RoleChain, is_role_arn, plan, plan_class,
 };

@@ -46,6 +46,19 @@ pub enum AddressPreference {
     Ipv6,
 }
 
+/// Further roles assumed with `sts:AssumeRole` after the pod's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoleChain {
+    /// Role ARNs, assumed one after the other.
+    pub roles: Vec<String>,
+    /// Sent with every AssumeRole of the chain (`assumeRoleExternalId`).
+    pub external_id: Option<String>,
+    /// Session duration (`assumeRoleDurationSeconds`, 900..=43200).
+    pub duration_seconds: Option<u32>,
+    /// Session tags (`assumeRoleSessionTags: "team=shop,env=prod"`), sorted.
+    pub session_tags: Vec<(String, String)>,
+}
+
 /// One object as it is asked for in one region.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
@@ -99,6 +112,9 @@ pub struct MountPlan {
     /// How often a mounted volume is checked for changes (`refreshInterval`,
     /// our addition); None means the driver's default.
     pub refresh_interval: Option<std::time::Duration>,
+    /// Roles to assume after the pod's own, in order (`assumeRoleArn`, our
+    /// addition): cross-account secrets without a second provider.
+    pub role_chain: Option<RoleChain>,
     /// Things that are accepted (the AWS provider accepts them) but are
     /// probably mistakes, such as an unknown key in an object.
     pub warnings: Vec<String>,
@@ -130,6 +146,18 @@ pub enum PlanError {
     UsePodIdentity(String),
     #[error("refreshInterval must be a positive duration such as 30s, 2m or 1h, not {0:?}")]
     RefreshInterval(String),
+    #[error("assumeRoleArn: {0:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")]
+    AssumeRoleArn(String),
+    #[error("{0} is set but assumeRoleArn is not")]
+    AssumeRoleWithoutArn(&'static str),
+    #[error("assumeRoleDurationSeconds must be a whole number from 900 to 43200, not {0:?}")]
+    AssumeRoleDuration(String),
+    #[error("assumeRoleExternalId must be 2 to 1224 characters of letters, digits and +=,.@:/-_")]
+    AssumeRoleExternalId,
+    #[error(
+        "assumeRoleSessionTags must be key=value pairs separated by commas (at most 50; keys up to 128 and values up to 256 characters): {0:?}"
+    )]
+    AssumeRoleSessionTags(String),
     #[error("the objects parameter is missing or empty: nothing to mount")]
     NoObjects,
     #[error("Failed to load SecretProviderClass: {0}")]
@@ -262,6 +290,8 @@ pub fn plan(
         },
     };
 
+    let role_chain = role_chain(&param)?;
+
     let descriptors = parse_objects(param("objects"), &mut warnings)?;
     if descriptors.is_empty() {
         return Err(PlanError::NoObjects);
@@ -285,8 +315,90 @@ pub fn plan(
         address_preference,
         objects,
         refresh_interval,
+        role_chain,
         warnings,
     })
+}
+
+/// `assumeRoleArn` and its companions.
+fn role_chain<'a>(param: &impl Fn(&str) -> &'a str) -> Result<Option<RoleChain>, PlanError> {
+    let roles: Vec<String> = param("assumeRoleArn")
+        .split([',', ' ', '\n', '\t'])
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if roles.is_empty() {
+        for companion in [
+            "assumeRoleExternalId",
+            "assumeRoleDurationSeconds",
+            "assumeRoleSessionTags",
+        ] {
+            if !param(companion).is_empty() {
+                return Err(PlanError::AssumeRoleWithoutArn(companion));
+            }
+        }
+        return Ok(None);
+    }
+    if let Some(bad) = roles.iter().find(|r| !is_role_arn(r)) {
+        return Err(PlanError::AssumeRoleArn(bad.clone()));
+    }
+    let external_id = match param("assumeRoleExternalId") {
+        "" => None,
+        id if (2..=1224).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c)) =>
+        {
+            Some(id.to_owned())
+        }
+        _ => return Err(PlanError::AssumeRoleExternalId),
+    };
+    let duration_seconds = match param("assumeRoleDurationSeconds") {
+        "" => None,
+        d => match d.parse::<u32>() {
+            Ok(n) if (900..=43200).contains(&n) => Some(n),
+            _ => return Err(PlanError::AssumeRoleDuration(d.to_owned())),
+        },
+    };
+    let tags_param = param("assumeRoleSessionTags");
+    let mut session_tags = Vec::new();
+    for pair in tags_param
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let bad = || PlanError::AssumeRoleSessionTags(tags_param.to_owned());
+        let (k, v) = pair.split_once('=').ok_or_else(bad)?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || k.len() > 128 || v.len() > 256 {
+            return Err(bad());
+        }
+        session_tags.push((k.to_owned(), v.to_owned()));
+    }
+    session_tags.sort();
+    if session_tags.len() > 50 || session_tags.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(PlanError::AssumeRoleSessionTags(tags_param.to_owned()));
+    }
+    Ok(Some(RoleChain {
+        roles,
+        external_id,
+        duration_seconds,
+        session_tags,
+    }))
+}
+
+/// `arn:<partition>:iam::<account>:role/<name>`.
+pub fn is_role_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    parts.len() == 6
+        && parts[0] == "arn"
+        && !parts[1].is_empty()
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && !parts[4].is_empty()
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|n| !n.is_empty())
 }
 
 /// `strconv.ParseBool`, which the AWS provider uses for `usePodIdentity`.

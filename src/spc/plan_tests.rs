@@ -666,3 +666,75 @@ fn refresh_interval_is_an_optional_duration() {
         );
     }
 }
+
+#[test]
+fn role_chain_parameters() {
+    let objects = "- {objectName: a, objectType: secretsmanager}";
+    let with = |extra: &[(&str, &str)]| {
+        let mut p = params(&[("region", "r"), ("objects", objects)]);
+        for (k, v) in extra {
+            p.insert(k.to_string(), v.to_string());
+        }
+        plan(&p, None)
+    };
+    assert_eq!(with(&[]).unwrap().role_chain, None);
+    let chain = with(&[
+        (
+            "assumeRoleArn",
+            "arn:aws:iam::111111111111:role/hop, arn:aws:iam::222222222222:role/final",
+        ),
+        ("assumeRoleExternalId", "ext-123"),
+        ("assumeRoleDurationSeconds", "1800"),
+        ("assumeRoleSessionTags", "team=shop, env=prod"),
+    ])
+    .unwrap()
+    .role_chain
+    .unwrap();
+    assert_eq!(
+        chain.roles,
+        vec![
+            "arn:aws:iam::111111111111:role/hop",
+            "arn:aws:iam::222222222222:role/final"
+        ]
+    );
+    assert_eq!(chain.external_id.as_deref(), Some("ext-123"));
+    assert_eq!(chain.duration_seconds, Some(1800));
+    assert_eq!(
+        chain.session_tags,
+        vec![
+            ("env".to_string(), "prod".to_string()),
+            ("team".to_string(), "shop".to_string())
+        ]
+    );
+
+    let err = |extra: &[(&str, &str)]| with(extra).unwrap_err().to_string();
+    assert_eq!(
+        err(&[("assumeRoleArn", "arn:aws:iam::1:user/x")]),
+        "assumeRoleArn: \"arn:aws:iam::1:user/x\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+    );
+    assert_eq!(
+        err(&[("assumeRoleExternalId", "x1")]),
+        "assumeRoleExternalId is set but assumeRoleArn is not"
+    );
+    let role = ("assumeRoleArn", "arn:aws:iam::1:role/r");
+    assert!(
+        err(&[role, ("assumeRoleDurationSeconds", "60")])
+            .starts_with("assumeRoleDurationSeconds must be")
+    );
+    assert!(
+        err(&[role, ("assumeRoleDurationSeconds", "1h")])
+            .starts_with("assumeRoleDurationSeconds must be")
+    );
+    assert!(
+        err(&[role, ("assumeRoleExternalId", "has space")])
+            .starts_with("assumeRoleExternalId must be")
+    );
+    assert!(
+        err(&[role, ("assumeRoleSessionTags", "novalue")])
+            .starts_with("assumeRoleSessionTags must be")
+    );
+    assert!(
+        err(&[role, ("assumeRoleSessionTags", "a=1,a=2")])
+            .starts_with("assumeRoleSessionTags must be")
+    );
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds a real kube-apiserver, kubectl and etcd from Go modules (the Go
+# module proxy; no release downloads) into a cache outside the repository,
+# once per machine. Prints the directory holding the three binaries.
+#
+#   K8S_VERSION (default v1.36.3), ETCD_VERSION (default v3.6.14),
+#   K8S_PEERS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi)
+#
+# k8s.io/kubernetes requires its staging modules at v0.0.0 through replace
+# directives that `go install` ignores, so a small wrapper module requires it
+# and replaces each staging module with its published version (v0.X.Y for
+# Kubernetes v1.X.Y). etcd's server module has replace directives too; as a
+# dependency of the wrapper they are ignored and its real requirements apply.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.36.3}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.14}
+cache=${K8S_PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi}
+bin="$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
+
+if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/etcd" ]; then
+  echo "$bin"
+  exit 0
+fi
+
+work="$cache/build-$K8S_VERSION"
+mkdir -p "$work" "$bin"
+cd "$work"
+staging_version="v0.${K8S_VERSION#v1.}"
+
+gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json, sys; print(json.load(sys.stdin)["GoMod"])')
+{
+  echo "module aws-secrets-csi.test/k8speers"
+  echo
+  echo "go 1.26"
+  echo
+  echo "require ("
+  echo "	k8s.io/kubernetes $K8S_VERSION"
+  echo "	go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+  echo ")"
+  echo
+  echo "replace ("
+  grep -E '^\s+k8s\.io/[^ ]+ v0\.0\.0\s*$' "$gomod" | awk -v v="$staging_version" '{print "\t" $1 " => " $1 " " v}'
+  echo ")"
+} > go.mod
+cat > tools.go <<'GO'
+//go:build tools
+
+package k8speers
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+echo "resolving modules for kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION (first time only)" >&2
+go mod tidy >&2
+export CGO_ENABLED=0
+echo "building etcd" >&2
+go build -o "$bin/etcd" go.etcd.io/etcd/server/v3 >&2
+echo "building kube-apiserver" >&2
+go build -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
+echo "building kubectl" >&2
+go build -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
+echo "$bin"
