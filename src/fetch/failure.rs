@@ -75,36 +75,7 @@ impl ObjectFailure {
         E: ProvideErrorMetadata,
         R: HttpStatus,
     {
-        let status = match e {
-            SdkError::ServiceError(s) => Some(s.raw().status_code()),
-            SdkError::ResponseError(r) => Some(r.raw().status_code()),
-            _ => None,
-        };
-        let code = e
-            .code()
-            .map(str::to_owned)
-            .unwrap_or_else(|| match (e, status) {
-                // An error body the SDK could not read (an emulator answering in
-                // another protocol, a proxy): the status still tells the class.
-                (_, Some(401 | 403)) => "AccessDenied".into(),
-                (_, Some(404)) => "NotFound".into(),
-                (_, Some(429)) => "Throttling".into(),
-                (_, Some(s)) => format!("HTTP{s}"),
-                (e, None) => match e {
-                    SdkError::TimeoutError(_) => "TimeoutError".into(),
-                    SdkError::DispatchFailure(d) if d.is_timeout() => "TimeoutError".into(),
-                    SdkError::DispatchFailure(_) => "NetworkError".into(),
-                    SdkError::ConstructionFailure(_) => "RequestError".into(),
-                    _ => "UnknownError".into(),
-                },
-            });
-        let message = e
-            .message()
-            .map(str::to_owned)
-            .unwrap_or_else(|| match status {
-                Some(s) => format!("HTTP status {s}"),
-                None => crate::identity::sdk_error_kind(e),
-            });
+        let (code, message, status) = describe(e);
         ObjectFailure::new(object, region, &code, &message, status)
     }
 
@@ -151,6 +122,44 @@ impl fmt::Display for ObjectFailure {
             self.object, self.region, self.code, self.message
         )
     }
+}
+
+/// The AWS error code, message and HTTP status of any SDK error, for
+/// messages and classification. Never includes request contents.
+pub(crate) fn describe<E, R>(e: &SdkError<E, R>) -> (String, String, Option<u16>)
+where
+    E: ProvideErrorMetadata,
+    R: HttpStatus,
+{
+    let status = match e {
+        SdkError::ServiceError(s) => Some(s.raw().status_code()),
+        SdkError::ResponseError(r) => Some(r.raw().status_code()),
+        _ => None,
+    };
+    let code = e
+        .code()
+        .map(str::to_owned)
+        .unwrap_or_else(|| match (e, status) {
+            // An error body the SDK could not read (an emulator answering in
+            // another protocol, a proxy): the status still tells the class.
+            (_, Some(401 | 403)) => "AccessDenied".into(),
+            (_, Some(404)) => "NotFound".into(),
+            (_, Some(429)) => "Throttling".into(),
+            (_, Some(s)) => format!("HTTP{s}"),
+            (SdkError::TimeoutError(_), None) => "TimeoutError".into(),
+            (SdkError::DispatchFailure(d), None) if d.is_timeout() => "TimeoutError".into(),
+            (SdkError::DispatchFailure(_), None) => "NetworkError".into(),
+            (SdkError::ConstructionFailure(_), None) => "RequestError".into(),
+            _ => "UnknownError".into(),
+        });
+    let message = e
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| match status {
+            Some(s) => format!("HTTP status {s}"),
+            None => crate::identity::sdk_error_kind(e),
+        });
+    (code, message, status)
 }
 
 /// The HTTP status of a raw response, whatever the SDK's response type.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-pub(crate) use failure::HttpStatus;
 pub use failure::{FailureKind, ObjectFailure};
+pub(crate) use failure::{HttpStatus, describe};
 
 use crate::identity::AwsIdentity;
 use crate::metrics::Metrics;

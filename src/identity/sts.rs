@@ -97,18 +97,12 @@ fn failure<E: ProvideErrorMetadata, R: crate::fetch::HttpStatus>(
     role: &str,
     e: &SdkError<E, R>,
 ) -> IdentityError {
-    let status = match e {
-        SdkError::ServiceError(s) => Some(s.raw().status_code()),
-        _ => None,
-    };
+    let (code, message, status) = crate::fetch::describe(e);
     IdentityError::Sts {
         api,
         role: role.to_owned(),
-        code: e.code().unwrap_or("NetworkError").to_owned(),
-        message: e
-            .message()
-            .map(str::to_owned)
-            .unwrap_or_else(|| super::sdk_error_kind(e)),
+        code,
+        message,
         status,
     }
 }

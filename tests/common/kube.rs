@@ -99,6 +99,18 @@ impl FakeKube {
         );
     }
 
+    /// A Node with labels (for the region label).
+    pub fn put_node(&self, name: &str, labels: &[(&str, &str)]) {
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        self.put(
+            format!("/api/v1/nodes/{name}"),
+            serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}),
+        );
+    }
+
     /// How many GETs a path received.
     pub fn gets(&self, path: &str) -> usize {
         self.state

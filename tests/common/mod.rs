@@ -3,7 +3,9 @@
 //! socket, and real tmpfs mounts (so these tests must run as root).
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod kube;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ pub const REGION: &str = "us-east-1";
 pub const ACCOUNT: &str = "123456789012";
 pub const READER_ROLE: &str = "arn:aws:iam::123456789012:role/reader";
 pub const NOBODY_ROLE: &str = "arn:aws:iam::123456789012:role/nobody";
+pub const HOPPER_ROLE: &str = "arn:aws:iam::123456789012:role/hopper";
+pub const CHAINED_ROLE: &str = "arn:aws:iam::123456789012:role/chained";
 
 /// Mounting a tmpfs needs CAP_SYS_ADMIN: say so plainly instead of failing
 /// somewhere deep in a test.
@@ -282,7 +286,12 @@ impl Driver {
                     .unwrap(),
             );
         for (k, v) in extra_env {
-            cmd.env(k, v);
+            // An empty value removes the variable.
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
         }
         let child = cmd.spawn().expect("start the driver");
         let driver = Driver {
@@ -395,7 +404,10 @@ pub struct PodSpec {
     pub name: String,
     pub uid: String,
     pub service_account: String,
+    /// The `sts.amazonaws.com` token (IRSA).
     pub token: Option<String>,
+    /// The `pods.eks.amazonaws.com` token (EKS Pod Identity).
+    pub pod_identity_token: Option<String>,
 }
 
 impl PodSpec {
@@ -406,6 +418,7 @@ impl PodSpec {
             uid: format!("uid-{name}"),
             service_account: service_account.into(),
             token: Some(format!("eyJ-test-token-for-{name}")),
+            pod_identity_token: Some(format!("eyJ-pi-token-for-{name}")),
         }
     }
 }
@@ -427,13 +440,22 @@ pub fn publish_request(target: &Path, class: &str, pod: &PodSpec) -> NodePublish
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    if let Some(token) = &pod.token {
+    let mut tokens = serde_json::Map::new();
+    for (audience, token) in [
+        ("sts.amazonaws.com", &pod.token),
+        ("pods.eks.amazonaws.com", &pod.pod_identity_token),
+    ] {
+        if let Some(token) = token {
+            tokens.insert(
+                audience.into(),
+                serde_json::json!({"token": token, "expirationTimestamp": "2026-11-28T13:00:00Z"}),
+            );
+        }
+    }
+    if !tokens.is_empty() {
         ctx.insert(
             "csi.storage.k8s.io/serviceAccount.tokens".into(),
-            serde_json::json!({
-                "sts.amazonaws.com": {"token": token, "expirationTimestamp": "2026-11-28T13:00:00Z"}
-            })
-            .to_string(),
+            serde_json::Value::Object(tokens).to_string(),
         );
     }
     NodePublishVolumeRequest {

@@ -13,7 +13,9 @@
    resolved to the parameter's name first.
 4. Bootstrap before enforcement starts: an admin user with an access key (the
    tests create fixtures with it), the role "reader" (may read secrets and
-   parameters) and the role "nobody" (may not). Then one JSON line with the
+   parameters), the role "nobody" (may not), the role "hopper" (may only
+   assume other roles and tag sessions) and the role "chained" (may read;
+   its trust policy demands the external id "ext-4242"). Then one JSON line with the
    admin key is printed on stdout.
 5. The server exits when its parent process (the test binary) is gone, so a
    crashed test run leaves no server behind.
@@ -99,6 +101,29 @@ def bootstrap(endpoint):
         PolicyDocument=policy(["secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "ssm:GetParameters"]),
     )
     iam.create_role(RoleName="nobody", AssumeRolePolicyDocument=trust)
+    iam.create_role(RoleName="hopper", AssumeRolePolicyDocument=trust)
+    iam.put_role_policy(RoleName="hopper", PolicyName="hop", PolicyDocument=policy(["sts:AssumeRole", "sts:TagSession"]))
+    # Only sessions that present the external id may assume "chained" (moto
+    # checks trust policies and their conditions on AssumeRole).
+    chained_trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "*"},
+                    "Action": ["sts:AssumeRole", "sts:TagSession"],
+                    "Condition": {"StringEquals": {"sts:ExternalId": "ext-4242"}},
+                }
+            ],
+        }
+    )
+    iam.create_role(RoleName="chained", AssumeRolePolicyDocument=chained_trust)
+    iam.put_role_policy(
+        RoleName="chained",
+        PolicyName="read",
+        PolicyDocument=policy(["secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "ssm:GetParameters"]),
+    )
     return key
 
 
