@@ -24,3 +24,13 @@ ensure_csi_sanity() {
   fi
   export CSI_SANITY="$gobin/csi-sanity"
 }
+
+# kube-apiserver, kubectl and etcd built from Go modules into a cache outside
+# the repository (the first build takes about 11 minutes on 2 cores).
+ensure_k8s_peers() {
+  for tool in openssl curl; do
+    command -v "$tool" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$tool"; }
+  done
+  K8S_PEERS_BIN="$(bash scripts/k8s-peers.sh)"
+  export K8S_PEERS_BIN
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite: formatting, lints, unit tests, and the integration tests
-# against real peers (moto, csi-sanity, tmpfs mounts). Run as root: the
-# integration tests mount tmpfs file systems, as the driver does on a node.
+# against real peers (moto, csi-sanity, a kube-apiserver and etcd built from
+# Go modules, tmpfs mounts). Run as root: the integration tests mount tmpfs
+# file systems, as the driver does on a node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/peers.sh
@@ -12,6 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 ensure_moto
 ensure_csi_sanity
+ensure_k8s_peers
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -1,0 +1,398 @@
+//! End to end against a real kube-apiserver and etcd (built from Go modules
+//! by scripts/k8s-peers.sh): the manifests of deploy/ applied with kubectl,
+//! a namespace, an annotated ServiceAccount, a SecretProviderClass and a Pod;
+//! a TokenRequest bound to the pod; the driver, running with the token of its
+//! own ServiceAccount from deploy/rbac.yaml, called as kubelet calls it. The
+//! API server's audit log then shows the driver used exactly what the RBAC
+//! grants. Needs root (tmpfs) and the binaries of scripts/k8s-peers.sh.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A running control plane (one per test binary).
+struct ControlPlane {
+    _child: Child,
+    work: PathBuf,
+    server: String,
+    admin: PathBuf,
+    bin: PathBuf,
+}
+
+fn peers_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("K8S_PEERS_BIN") {
+        return PathBuf::from(dir);
+    }
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s-peers.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/k8s-peers.sh");
+    assert!(out.status.success(), "scripts/k8s-peers.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn control_plane() -> &'static ControlPlane {
+    static CP: std::sync::OnceLock<ControlPlane> = std::sync::OnceLock::new();
+    CP.get_or_init(|| {
+        let bin = peers_bin();
+        let work = tempfile::Builder::new()
+            .prefix("asc-k8s-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let mut child = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/control_plane.sh"))
+            .arg(&bin)
+            .arg(&work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the control plane");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            parts.first(),
+            Some(&"READY"),
+            "control plane did not start: {line}"
+        );
+        ControlPlane {
+            _child: child,
+            server: parts[1].to_owned(),
+            admin: PathBuf::from(parts[2]),
+            work,
+            bin,
+        }
+    })
+}
+
+impl ControlPlane {
+    /// kubectl as the cluster admin; panics on failure.
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let mut cmd = Command::new(self.bin.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.admin).args(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A kubeconfig that authenticates with `token`.
+    fn kubeconfig_with_token(&self, path: &Path, token: &str) {
+        std::fs::write(
+            path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: driver\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: driver}}\ncurrent-context: test\n",
+                self.server,
+                self.work.join("certs/apiserver.crt").display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// (resource, verb) of every request the audit log shows for `user`.
+    fn calls_by(&self, user: &str) -> BTreeSet<(String, String)> {
+        let text = std::fs::read_to_string(self.work.join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .filter_map(|e| {
+                let resource = e["objectRef"]["resource"].as_str()?.to_owned();
+                Some((resource, e["verb"].as_str()?.to_owned()))
+            })
+            .collect()
+    }
+}
+
+/// (resource, verb) pairs the ClusterRole in deploy/rbac.yaml grants.
+fn granted() -> BTreeSet<(String, String)> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
+            .unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&text).unwrap();
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("a ClusterRole");
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for r in rule["resources"].as_array().unwrap() {
+            for v in rule["verbs"].as_array().unwrap() {
+                out.insert((
+                    r.as_str().unwrap().to_owned(),
+                    v.as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_driver_serves_a_real_cluster_with_the_rbac_of_deploy() {
+    require_root();
+    let cp = control_plane();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    for file in ["crds/", "rbac.yaml", "csidriver.yaml"] {
+        cp.kubectl(&["apply", "-f", deploy.join(file).to_str().unwrap()], None);
+    }
+    cp.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    // The DaemonSet is valid for this API server (server-side dry run).
+    cp.kubectl(
+        &[
+            "apply",
+            "--dry-run=server",
+            "-f",
+            deploy.join("daemonset.yaml").to_str().unwrap(),
+        ],
+        None,
+    );
+    let csidriver = cp.kubectl(
+        &[
+            "get",
+            "csidriver",
+            "secrets-store.aws-secrets-csi.io",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let csidriver: serde_json::Value = serde_json::from_str(&csidriver).unwrap();
+    assert_eq!(csidriver["spec"]["requiresRepublish"], true);
+    assert_eq!(csidriver["spec"]["podInfoOnMount"], true);
+
+    let moto = moto();
+    moto.create_secret("k1/db", r#"{"username":"k8s-user","password":"k8s-pw-1"}"#)
+        .await;
+    moto.create_secret_in("eu-west-1", "k1/eu", "eu-k8s-value")
+        .await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: e2e}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: e2e
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: test-node
+  labels: {{topology.kubernetes.io/region: eu-west-1}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: db, namespace: e2e}}
+spec:
+  provider: aws
+  parameters:
+    region: us-east-1
+    refreshInterval: 2s
+    objects: |
+      - objectName: k1/db
+        objectType: secretsmanager
+        jmesPath:
+          - {{path: username, objectAlias: user}}
+          - {{path: password, objectAlias: pass}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: no-region, namespace: e2e}}
+spec:
+  provider: aws
+  parameters:
+    objects: |
+      - {{objectName: k1/eu, objectType: secretsmanager, objectAlias: eu}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web, namespace: e2e}}
+spec:
+  serviceAccountName: app
+  nodeName: test-node
+  containers: [{{name: app, image: example.invalid/app}}]
+  volumes:
+    - name: secrets
+      csi:
+        driver: secrets-store.aws-secrets-csi.io
+        readOnly: true
+        volumeAttributes: {{secretProviderClass: db}}
+"#
+        )),
+    );
+    let uid = cp.kubectl(
+        &[
+            "get",
+            "pod",
+            "web",
+            "-n",
+            "e2e",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    // The token kubelet would get for the CSIDriver's tokenRequests: bound to the pod.
+    let token = cp
+        .kubectl(
+            &[
+                "create",
+                "token",
+                "app",
+                "-n",
+                "e2e",
+                "--audience",
+                "sts.amazonaws.com",
+                "--bound-object-kind",
+                "Pod",
+                "--bound-object-name",
+                "web",
+                "--bound-object-uid",
+                &uid,
+                "--duration",
+                "1h",
+            ],
+            None,
+        )
+        .trim()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3, "a real JWT");
+
+    // The driver runs as its own ServiceAccount, not as an administrator.
+    let dir = TestDir::new();
+    let driver_token = cp.kubectl(
+        &[
+            "create",
+            "token",
+            "aws-secrets-csi",
+            "-n",
+            "aws-secrets-csi",
+            "--duration",
+            "1h",
+        ],
+        None,
+    );
+    let kubeconfig = dir.path().join("driver.kubeconfig");
+    cp.kubeconfig_with_token(&kubeconfig, driver_token.trim());
+    let driver = Driver::start(
+        dir.path(),
+        &kubeconfig,
+        &[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "")],
+    )
+    .await;
+
+    let pod = PodSpec {
+        namespace: "e2e".into(),
+        name: "web".into(),
+        uid: uid.clone(),
+        service_account: "app".into(),
+        token: Some(token.clone()),
+        pod_identity_token: None,
+    };
+    let target = dir.target(&uid);
+    let mut node = driver.node().await;
+    node.node_publish_volume(publish_request(&target, "db", &pod))
+        .await
+        .unwrap();
+    assert_eq!(read(&target, "user"), "k8s-user");
+    assert_eq!(read(&target, "pass"), "k8s-pw-1");
+
+    // Rotation: a new version in AWS, a republish after the interval.
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("k1/db")
+        .secret_string(r#"{"username":"k8s-user","password":"k8s-pw-2"}"#)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    node.node_publish_volume(publish_request(&target, "db", &pod))
+        .await
+        .unwrap();
+    assert_eq!(read(&target, "pass"), "k8s-pw-2");
+
+    // A class without a region: the node's label decides.
+    let other = dir.target("other-volume");
+    let mut req = publish_request(&other, "no-region", &pod);
+    req.volume_id = "csi-other".into();
+    node.node_publish_volume(req).await.unwrap();
+    assert_eq!(read(&other, "eu"), "eu-k8s-value");
+
+    // The pod goes away; kubelet unpublishes.
+    cp.kubectl(&["delete", "pod", "web", "-n", "e2e", "--wait=false"], None);
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
+    node.node_unpublish_volume(aws_secrets_csi::csi::NodeUnpublishVolumeRequest {
+        volume_id: "csi-other".into(),
+        target_path: other.to_str().unwrap().into(),
+    })
+    .await
+    .unwrap();
+    assert!(!target.exists() && !other.exists());
+    assert!(mounts_under(dir.path()).is_empty());
+    assert_no_leak(
+        &driver,
+        &[&token, driver_token.trim(), "k8s-pw-1", "k8s-pw-2"],
+    );
+
+    // What the driver's memory came to (for the DaemonSet's requests).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", driver.pid())).unwrap();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or_default();
+    println!("driver peak RSS after this suite: {peak}");
+
+    // The audit log: the driver used exactly what deploy/rbac.yaml grants.
+    let used = cp.calls_by("system:serviceaccount:aws-secrets-csi:aws-secrets-csi");
+    assert_eq!(
+        used,
+        granted(),
+        "RBAC grants must equal what the driver uses"
+    );
+}
