@@ -13,14 +13,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
 use crate::fetch::{FetchError, FetchedValue, Fetcher};
 use crate::identity::{AwsIdentity, Identities, IdentityError, IdentityRequest, Source};
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
 use crate::request::{AUDIENCE_POD_IDENTITY, AUDIENCE_STS, PublishRequest, RequestError};
 use crate::rotation::RefreshState;
-use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretProviderClassSpec};
+use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretObject, SecretProviderClassSpec};
 use crate::state::{VolumeRecord, VolumeStore};
 use crate::volume::{self, TmpfsOptions, VolumeError, WriteOutcome};
 
@@ -95,6 +95,8 @@ pub struct PublishConfig {
     /// This node's name, for the region label when neither the class nor
     /// the driver names a region.
     pub node_name: Option<String>,
+    /// Keep the Kubernetes Secrets of `secretObjects` (off unless enabled).
+    pub sync_secrets: bool,
 }
 
 /// What a successful publish did.
@@ -115,6 +117,9 @@ pub struct Publisher {
     identities: Identities,
     /// The node's `topology.kubernetes.io/region` label, looked up once.
     node_region: tokio::sync::OnceCell<Option<String>>,
+    /// What each volume's SecretProviderClassPodStatus last said (a hash),
+    /// so that it is written only when it changes.
+    pod_status: Mutex<std::collections::HashMap<String, u64>>,
     fetcher: Fetcher,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
@@ -125,6 +130,9 @@ pub struct Publisher {
 /// What a refresh produced, besides the files.
 struct Rendered {
     set: FileSet,
+    /// (file of each object, version AWS reported), for the pod status.
+    versions: Vec<(String, String)>,
+    secret_objects: Vec<SecretObject>,
     interval: Duration,
     fingerprint: u64,
 }
@@ -142,6 +150,7 @@ impl Publisher {
             cluster,
             identities,
             node_region: tokio::sync::OnceCell::new(),
+            pod_status: Mutex::default(),
             fetcher,
             config,
             volumes,
@@ -151,6 +160,24 @@ impl Publisher {
     }
 
     pub async fn publish(&self, req: PublishRequest) -> Result<Published, PublishError> {
+        let result = self.publish_once(&req).await;
+        if let Err(e) = &result
+            && !matches!(e, PublishError::Busy(_))
+        {
+            self.cluster
+                .event(
+                    &req.pod,
+                    EventType::Warning,
+                    "FailedToMountSecrets",
+                    &e.to_string(),
+                )
+                .await;
+        }
+        result
+    }
+
+    async fn publish_once(&self, req: &PublishRequest) -> Result<Published, PublishError> {
+        let req = req.clone();
         let _guard = VolumeGuard::take(&self.in_flight, &req.volume_id)?;
         let target = req.target.clone();
         let on_target = |source| PublishError::Volume {
@@ -166,7 +193,7 @@ impl Publisher {
         let files = rendered.set.len();
         let tmpfs = self.config.tmpfs.clone();
         let path = req.target.clone();
-        let set = rendered.set;
+        let set = rendered.set.clone();
         blocking(&req.target, move || {
             volume::populate(&path, &set, Some(&tmpfs))
         })
@@ -174,6 +201,7 @@ impl Publisher {
         .map_err(on_target)?;
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
         self.remember(&req, refresh, rendered.fingerprint);
+        self.report(&req, &rendered).await;
         Ok(Published::Mounted { files })
     }
 
@@ -208,7 +236,16 @@ impl Publisher {
                 self.metrics.rotation(changed, seconds);
                 if changed {
                     tracing::info!(volume_id = %req.volume_id, namespace = %req.pod.namespace, pod = %req.pod.name, files = rendered.set.len(), "volume content changed");
+                    self.cluster
+                        .event(
+                            &req.pod,
+                            EventType::Normal,
+                            "SecretsRotated",
+                            &format!("SecretProviderClass {}: new content in {} file(s), swapped atomically", req.class_name, rendered.set.len()),
+                        )
+                        .await;
                 }
+                self.report(req, &rendered).await;
                 Published::Refreshed { changed }
             }
             Err(e) => {
@@ -221,6 +258,14 @@ impl Publisher {
                 refresh.failed(now);
                 let fingerprint = record.as_ref().map_or(0, |r| r.class_fingerprint);
                 self.remember(req, refresh, fingerprint);
+                self.cluster
+                    .event(
+                        &req.pod,
+                        EventType::Warning,
+                        "FailedToRefreshSecrets",
+                        &format!("{e}; the files mounted before are kept"),
+                    )
+                    .await;
                 Published::RefreshFailed
             }
         }
@@ -260,6 +305,12 @@ impl Publisher {
                 target: target.clone(),
                 source,
             });
+        if result.is_ok() {
+            self.pod_status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(volume_id);
+        }
         if result.is_ok()
             && let Err(e) = self.volumes.remove(volume_id)
         {
@@ -360,14 +411,89 @@ impl Publisher {
             )
             .await;
         }
-        let set = set?;
+        let (set, versions) = set?;
         Ok(Rendered {
             set,
+            versions,
+            secret_objects: class.spec.secret_objects.clone(),
             interval: plan
                 .refresh_interval
                 .unwrap_or(self.config.refresh_interval),
             fingerprint,
         })
+    }
+
+    /// After content was written: the pod status object and the synced
+    /// Secrets, each written only when it changed. Failures are reported
+    /// (log, event) and do not fail the mount.
+    async fn report(&self, req: &PublishRequest, rendered: &Rendered) {
+        let mut h = DefaultHasher::new();
+        (&req.target, &req.class_name, &rendered.versions).hash(&mut h);
+        let status_hash = h.finish();
+        let known = self
+            .pod_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&req.volume_id)
+            == Some(&status_hash);
+        if !known {
+            let target = req.target.to_string_lossy();
+            match self
+                .cluster
+                .apply_pod_status(&req.pod, &req.class_name, &target, &rendered.versions)
+                .await
+            {
+                Ok(()) => {
+                    self.pod_status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(req.volume_id.clone(), status_hash);
+                }
+                Err(e) => {
+                    tracing::warn!(volume_id = %req.volume_id, error = %e, "cannot write the SecretProviderClassPodStatus")
+                }
+            }
+        }
+        if !self.config.sync_secrets || rendered.secret_objects.is_empty() {
+            return;
+        }
+        let owner = match self.cluster.secret_owner(&req.pod).await {
+            Ok(owner) => Some(owner),
+            Err(e) => {
+                tracing::warn!(namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "cannot find the owner for synced Secrets");
+                None
+            }
+        };
+        for (index, object) in rendered.secret_objects.iter().enumerate() {
+            let result = match desired_secret(
+                index,
+                object,
+                &rendered.set,
+                &req.pod.namespace,
+                owner.clone(),
+            ) {
+                Ok(desired) => self.cluster.sync_secret(&desired).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(Synced::Written) => {
+                    tracing::info!(namespace = %req.pod.namespace, secret = %object.secret_name, "synced Secret")
+                }
+                Ok(Synced::Unchanged) => {}
+                Err(e) => {
+                    tracing::warn!(namespace = %req.pod.namespace, secret = %object.secret_name, error = %e, "Secret sync failed");
+                    self.metrics.publish_error("SecretSyncFailed");
+                    self.cluster
+                        .event(
+                            &req.pod,
+                            EventType::Warning,
+                            "FailedToSyncSecret",
+                            &format!("SecretProviderClass {}: {e}", req.class_name),
+                        )
+                        .await;
+                }
+            }
+        }
     }
 
     /// The region for a class that names none: the driver's own, else the
@@ -440,7 +566,7 @@ pub async fn fetch_and_render(
     identity: &AwsIdentity,
     known: &[Option<FetchedValue>],
     class: &str,
-) -> Result<FileSet, PublishError> {
+) -> Result<(FileSet, Vec<(String, String)>), PublishError> {
     let values = fetcher
         .fetch(plan, identity, known)
         .await
@@ -448,11 +574,23 @@ pub async fn fetch_and_render(
             class: class.to_owned(),
             source,
         })?;
+    let versions = plan
+        .objects
+        .iter()
+        .zip(&values)
+        .map(|(o, v)| {
+            (
+                o.file.path.to_string(),
+                v.version.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
     let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
-    render::render(plan, &bytes).map_err(|source| PublishError::Render {
+    let set = render::render(plan, &bytes).map_err(|source| PublishError::Render {
         class: class.to_owned(),
         source,
-    })
+    })?;
+    Ok((set, versions))
 }
 
 /// Runs file-system work off the async threads.

@@ -126,31 +126,46 @@ impl ControlPlane {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["user"]["username"] == user)
             .filter_map(|e| {
-                let resource = e["objectRef"]["resource"].as_str()?.to_owned();
-                Some((resource, e["verb"].as_str()?.to_owned()))
+                let mut resource = e["objectRef"]["resource"].as_str()?.to_owned();
+                if let Some(sub) = e["objectRef"]["subresource"].as_str() {
+                    resource = format!("{resource}/{sub}");
+                }
+                let verb = e["verb"].as_str()?.to_owned();
+                // A server-side apply that created its object (201) needed
+                // the create verb as well as patch.
+                let created = verb == "patch" && e["responseStatus"]["code"] == 201;
+                Some(
+                    std::iter::once((resource.clone(), verb))
+                        .chain(created.then(|| (resource, "create".to_owned()))),
+                )
             })
+            .flatten()
             .collect()
     }
 }
 
-/// (resource, verb) pairs the ClusterRole in deploy/rbac.yaml grants.
-fn granted() -> BTreeSet<(String, String)> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rbac.yaml"))
-            .unwrap();
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&text).unwrap();
-    let role = docs
-        .iter()
-        .find(|d| d["kind"] == "ClusterRole")
-        .expect("a ClusterRole");
+/// (resource, verb) pairs the ClusterRoles in these deploy/ files grant
+/// (a subresource as `resource/sub`).
+fn granted(files: &[&str]) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
-    for rule in role["rules"].as_array().unwrap() {
-        for r in rule["resources"].as_array().unwrap() {
-            for v in rule["verbs"].as_array().unwrap() {
-                out.insert((
-                    r.as_str().unwrap().to_owned(),
-                    v.as_str().unwrap().to_owned(),
-                ));
+    for file in files {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .join(file);
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_str_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("a ClusterRole");
+        for rule in role["rules"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    out.insert((
+                        r.as_str().unwrap().to_owned(),
+                        v.as_str().unwrap().to_owned(),
+                    ));
+                }
             }
         }
     }
@@ -162,7 +177,12 @@ async fn the_driver_serves_a_real_cluster_with_the_rbac_of_deploy() {
     require_root();
     let cp = control_plane();
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    for file in ["crds/", "rbac.yaml", "csidriver.yaml"] {
+    for file in [
+        "crds/",
+        "rbac.yaml",
+        "rbac-secret-sync.yaml",
+        "csidriver.yaml",
+    ] {
         cp.kubectl(&["apply", "-f", deploy.join(file).to_str().unwrap()], None);
     }
     cp.kubectl(
@@ -238,6 +258,22 @@ spec:
         jmesPath:
           - {{path: username, objectAlias: user}}
           - {{path: password, objectAlias: pass}}
+  secretObjects:
+    - secretName: db-synced
+      type: Opaque
+      labels: {{team: shop}}
+      data:
+        - {{objectName: user, key: username}}
+        - {{objectName: pass, key: password}}
+    - secretName: not-ours
+      type: Opaque
+      data:
+        - {{objectName: pass, key: password}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: not-ours, namespace: e2e}}
+stringData: {{password: "someone else's"}}
 ---
 apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
@@ -318,10 +354,11 @@ spec:
     );
     let kubeconfig = dir.path().join("driver.kubeconfig");
     cp.kubeconfig_with_token(&kubeconfig, driver_token.trim());
-    let driver = Driver::start(
+    let driver = Driver::start_with(
         dir.path(),
         &kubeconfig,
         &[("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "")],
+        &["--sync-secrets"],
     )
     .await;
 
@@ -340,6 +377,64 @@ spec:
         .unwrap();
     assert_eq!(read(&target, "user"), "k8s-user");
     assert_eq!(read(&target, "pass"), "k8s-pw-1");
+    let secret = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&cp.kubectl(&["get", "secret", name, "-n", "e2e", "-o", "json"], None))
+            .unwrap()
+    };
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let synced = secret("db-synced");
+    assert_eq!(b64(&synced["data"]["password"]), "k8s-pw-1");
+    assert_eq!(b64(&synced["data"]["username"]), "k8s-user");
+    assert_eq!(
+        synced["metadata"]["labels"]["secrets-store.csi.k8s.io/managed"],
+        "true"
+    );
+    assert_eq!(synced["metadata"]["labels"]["team"], "shop");
+    assert_eq!(synced["metadata"]["ownerReferences"][0]["kind"], "Pod");
+    assert_eq!(
+        synced["metadata"]["ownerReferences"][0]["uid"],
+        uid.as_str()
+    );
+    let version = synced["metadata"]["resourceVersion"].clone();
+    assert_eq!(
+        b64(&secret("not-ours")["data"]["password"]),
+        "someone else's",
+        "never clobbered"
+    );
+    let status: serde_json::Value = serde_json::from_str(&cp.kubectl(
+        &[
+            "get",
+            "secretproviderclasspodstatuses",
+            "web-e2e-db",
+            "-n",
+            "e2e",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(status["status"]["mounted"], true);
+    assert_eq!(status["status"]["podName"], "web");
+    assert_eq!(status["status"]["objects"][0]["id"], "k1_db");
+    assert_eq!(
+        status["metadata"]["labels"]["internal.secrets-store.csi.k8s.io/node-name"],
+        "test-node"
+    );
+
+    // A republish before the interval writes nothing to the API.
+    node.node_publish_volume(publish_request(&target, "db", &pod))
+        .await
+        .unwrap();
+    assert_eq!(secret("db-synced")["metadata"]["resourceVersion"], version);
 
     // Rotation: a new version in AWS, a republish after the interval.
     moto.secrets_manager()
@@ -354,6 +449,37 @@ spec:
         .await
         .unwrap();
     assert_eq!(read(&target, "pass"), "k8s-pw-2");
+    assert_eq!(
+        b64(&secret("db-synced")["data"]["password"]),
+        "k8s-pw-2",
+        "the Secret follows the rotation"
+    );
+    let events: serde_json::Value =
+        serde_json::from_str(&cp.kubectl(&["get", "events", "-n", "e2e", "-o", "json"], None))
+            .unwrap();
+    let reasons: Vec<(String, String)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or("").to_owned(),
+                e["reason"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons.contains(&("Normal".into(), "SecretsRotated".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&("Warning".into(), "FailedToSyncSecret".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        !events.to_string().contains("k8s-pw"),
+        "no value in any event"
+    );
 
     // A class without a region: the node's label decides.
     let other = dir.target("other-volume");
@@ -392,7 +518,7 @@ spec:
     let used = cp.calls_by("system:serviceaccount:aws-secrets-csi:aws-secrets-csi");
     assert_eq!(
         used,
-        granted(),
+        granted(&["rbac.yaml", "rbac-secret-sync.yaml"]),
         "RBAC grants must equal what the driver uses"
     );
 }

@@ -186,7 +186,7 @@ async fn render_once(
         Some((f, files)) if f == class_fingerprint => pinned_values(&plan, files),
         _ => Vec::new(),
     };
-    let set = fetch_and_render(fetcher, &plan, &identity, &known, &id).await?;
+    let (set, _) = fetch_and_render(fetcher, &plan, &identity, &known, &id).await?;
     Ok((plan, class_fingerprint, set))
 }
 

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Address of the Prometheus metrics endpoint (/metrics, /healthz).
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8095")]
     pub metrics_addr: SocketAddr,
+    /// Keep the Kubernetes Secrets a class lists in `secretObjects` in sync
+    /// with its files (needs the RBAC of deploy/rbac-secret-sync.yaml).
+    #[arg(long, env = "SYNC_SECRETS")]
+    pub sync_secrets: bool,
     /// The EKS Pod Identity agent's IPv4 address.
     #[arg(
         long,
@@ -90,6 +94,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         deadline: args.publish_timeout,
         refresh_interval: args.refresh_interval,
         node_name: Some(args.node_id.clone()),
+        sync_secrets: args.sync_secrets,
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -100,7 +105,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "starting"
     );
     let publisher = Publisher::new(
-        Cluster::new(kube),
+        Cluster::new(kube, args.node_id.clone()),
         Identities::new(
             sdk.clone(),
             PodIdentityAgent::new(

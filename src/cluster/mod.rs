@@ -1,0 +1,312 @@
+//! Step "kube": the pod's SecretProviderClass and its ServiceAccount's role,
+//! read from the Kubernetes API; and what the driver writes back: events on
+//! the pod, synced Secrets, SecretProviderClassPodStatus objects.
+
+mod secret_sync;
+
+use k8s_openapi::api::core::v1::{
+    Event, Node, ObjectReference, Pod as PodObject, Secret, ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+
+pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, up_to_date};
+
+use crate::request::Pod;
+
+/// Field manager of every server-side apply.
+const MANAGER: &str = "aws-secrets-csi";
+/// Label of SecretProviderClassPodStatus objects, as the upstream driver sets it.
+pub const NODE_LABEL: &str = "internal.secrets-store.csi.k8s.io/node-name";
+
+use crate::spc::SecretProviderClass;
+
+/// The node label that names the node's AWS region.
+pub const REGION_LABEL: &str = "topology.kubernetes.io/region";
+
+/// The ServiceAccount annotation that names the IRSA role.
+pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("{kind} {namespace}/{name} not found")]
+    NotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error("{kind} {namespace}/{name}: refused by the API server: {message}")]
+    Forbidden {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {namespace}/{name}: the API server could not be used: {message}")]
+    Unavailable {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+/// Reads what a publish needs from the Kubernetes API.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+    /// This node, the reporting instance of events.
+    node: String,
+}
+
+impl Cluster {
+    pub fn new(client: kube::Client, node: String) -> Self {
+        Cluster { client, node }
+    }
+
+    pub async fn secret_provider_class(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<SecretProviderClass, ClusterError> {
+        Api::<SecretProviderClass>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| classify(e, "SecretProviderClass", namespace, name))
+    }
+
+    /// The role ARN annotated on a ServiceAccount, if any.
+    pub async fn service_account_role(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<String>, ClusterError> {
+        let sa = Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| classify(e, "ServiceAccount", namespace, name))?;
+        Ok(sa
+            .metadata
+            .annotations
+            .and_then(|mut a| a.remove(ROLE_ANNOTATION))
+            .filter(|r| !r.is_empty()))
+    }
+}
+
+impl Cluster {
+    /// The region label of a node, if it has one.
+    pub async fn node_region(&self, name: &str) -> Result<Option<String>, ClusterError> {
+        let node = Api::<Node>::all(self.client.clone())
+            .get(name)
+            .await
+            .map_err(|e| classify(e, "Node", "", name))?;
+        Ok(node
+            .metadata
+            .labels
+            .and_then(|mut l| l.remove(REGION_LABEL))
+            .filter(|r| !r.is_empty()))
+    }
+}
+
+/// What a Secret sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synced {
+    Written,
+    Unchanged,
+}
+
+/// The type of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl Cluster {
+    /// Records an event on the pod. Events are best effort: a failure is
+    /// logged, never returned. `message` must hold no value and no token
+    /// (every error text of this driver qualifies).
+    pub async fn event(&self, pod: &Pod, kind: EventType, reason: &str, message: &str) {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{}.", pod.name)),
+                namespace: Some(pod.namespace.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(pod.name.clone()),
+                namespace: Some(pod.namespace.clone()),
+                uid: (!pod.uid.is_empty()).then(|| pod.uid.clone()),
+                ..Default::default()
+            },
+            reason: Some(reason.to_owned()),
+            message: Some(message.chars().take(1024).collect()),
+            type_: Some(format!("{kind:?}")),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            source: Some(k8s_openapi::api::core::v1::EventSource {
+                component: Some(MANAGER.into()),
+                host: Some(self.node.clone()),
+            }),
+            reporting_component: Some(MANAGER.into()),
+            reporting_instance: Some(self.node.clone()),
+            ..Default::default()
+        };
+        let api = Api::<Event>::namespaced(self.client.clone(), &pod.namespace);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::warn!(namespace = %pod.namespace, pod = %pod.name, reason, error = %e, "cannot record an event");
+        }
+    }
+
+    /// Who should own a synced Secret: the pod's controller (so the Secret
+    /// outlives a single pod of a Deployment), else the pod.
+    pub async fn secret_owner(&self, pod: &Pod) -> Result<OwnerReference, ClusterError> {
+        let object = Api::<PodObject>::namespaced(self.client.clone(), &pod.namespace)
+            .get(&pod.name)
+            .await
+            .map_err(|e| classify(e, "Pod", &pod.namespace, &pod.name))?;
+        let controller = object
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|o| o.controller == Some(true));
+        Ok(controller.unwrap_or(OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: pod.name.clone(),
+            uid: object.metadata.uid.unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+
+    /// Applies `desired` (server-side apply) unless the Secret already holds
+    /// it; refuses a Secret this driver does not manage.
+    pub async fn sync_secret(&self, desired: &Secret) -> Result<Synced, SyncError> {
+        let namespace = desired.metadata.namespace.clone().unwrap_or_default();
+        let name = desired.metadata.name.clone().unwrap_or_default();
+        let api_error = |e: kube::Error| SyncError::Api {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            message: match e {
+                kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+                other => other.to_string(),
+            },
+        };
+        let api = Api::<Secret>::namespaced(self.client.clone(), &namespace);
+        if let Some(existing) = api.get_opt(&name).await.map_err(api_error)? {
+            if !is_ours(&existing) {
+                return Err(SyncError::NotOurs {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                });
+            }
+            if up_to_date(&existing, desired) {
+                return Ok(Synced::Unchanged);
+            }
+        }
+        let mut body = desired.clone();
+        body.metadata.managed_fields = None;
+        let patch = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": body.metadata,
+            "type": body.type_,
+            "data": body.data,
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(api_error)?;
+        Ok(Synced::Written)
+    }
+
+    /// Writes the SecretProviderClassPodStatus of a mounted volume (the
+    /// upstream driver's record of what a pod has mounted), owned by the pod.
+    pub async fn apply_pod_status(
+        &self,
+        pod: &Pod,
+        class: &str,
+        target: &str,
+        objects: &[(String, String)],
+    ) -> Result<(), ClusterError> {
+        let name = format!("{}-{}-{}", pod.name, pod.namespace, class);
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(
+                "secrets-store.csi.x-k8s.io",
+                "v1",
+                "SecretProviderClassPodStatus",
+            ),
+            "secretproviderclasspodstatuses",
+        );
+        let api =
+            Api::<DynamicObject>::namespaced_with(self.client.clone(), &pod.namespace, &resource);
+        let status = serde_json::json!({
+            "podName": pod.name,
+            "secretProviderClassName": class,
+            "mounted": true,
+            "targetPath": target,
+            "objects": objects.iter().map(|(id, version)| serde_json::json!({"id": id, "version": version})).collect::<Vec<_>>(),
+        });
+        let owner = (!pod.uid.is_empty()).then(|| {
+            serde_json::json!([{"apiVersion": "v1", "kind": "Pod", "name": pod.name, "uid": pod.uid}])
+        });
+        let object = serde_json::json!({
+            "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+            "kind": "SecretProviderClassPodStatus",
+            "metadata": {
+                "name": name,
+                "namespace": pod.namespace,
+                "labels": {NODE_LABEL: self.node},
+                "ownerReferences": owner,
+            },
+            "status": status,
+        });
+        let params = PatchParams::apply(MANAGER).force();
+        let error = |e| classify(e, "SecretProviderClassPodStatus", &pod.namespace, &name);
+        api.patch(&name, &params, &Patch::Apply(&object))
+            .await
+            .map_err(error)?;
+        // Where the CRD has a status subresource, status is written there.
+        let status_only = serde_json::json!({
+            "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+            "kind": "SecretProviderClassPodStatus",
+            "status": status,
+        });
+        api.patch_status(&name, &params, &Patch::Apply(&status_only))
+            .await
+            .map_err(error)?;
+        Ok(())
+    }
+}
+
+fn classify(e: kube::Error, kind: &'static str, namespace: &str, name: &str) -> ClusterError {
+    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+    match e {
+        kube::Error::Api(s) if s.code == 404 => ClusterError::NotFound {
+            kind,
+            namespace,
+            name,
+        },
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => ClusterError::Forbidden {
+            kind,
+            namespace,
+            name,
+            message: s.message.clone(),
+        },
+        other => ClusterError::Unavailable {
+            kind,
+            namespace,
+            name,
+            message: other.to_string(),
+        },
+    }
+}
