@@ -488,6 +488,46 @@ spec:
     node.node_publish_volume(req).await.unwrap();
     assert_eq!(read(&other, "eu"), "eu-k8s-value");
 
+    // A class and a ServiceAccount that do not exist yet: a clear NotFound
+    // (the cache misses, one GET each); created a moment later, they work.
+    let late_pod = PodSpec {
+        service_account: "late-sa".into(),
+        ..pod.clone()
+    };
+    let late = dir.target("late-volume");
+    let mut late_req = publish_request(&late, "late", &late_pod);
+    late_req.volume_id = "csi-late".into();
+    let err = node
+        .node_publish_volume(late_req.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "SecretProviderClass e2e/late not found");
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: late, namespace: e2e}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n    objects: |\n      - {objectName: k1/db, objectType: secretsmanager, objectAlias: db}\n",
+        ),
+    );
+    let err = node
+        .node_publish_volume(late_req.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "ServiceAccount e2e/late-sa not found");
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: late-sa\n  namespace: e2e\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n"
+        )),
+    );
+    node.node_publish_volume(late_req).await.unwrap();
+    assert!(read(&late, "db").contains("k8s-pw-2"));
+    node.node_unpublish_volume(aws_secrets_csi::csi::NodeUnpublishVolumeRequest {
+        volume_id: "csi-late".into(),
+        target_path: late.to_str().unwrap().into(),
+    })
+    .await
+    .unwrap();
+
     // The pod goes away; kubelet unpublishes.
     cp.kubectl(&["delete", "pod", "web", "-n", "e2e", "--wait=false"], None);
     node.node_unpublish_volume(unpublish_request(&target, &pod))

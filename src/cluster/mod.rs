@@ -9,7 +9,11 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta, Patch, PatchParams, PostParams,
+};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 
 pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, up_to_date};
 
@@ -58,11 +62,47 @@ pub struct Cluster {
     client: kube::Client,
     /// This node, the reporting instance of events.
     node: String,
+    /// Watch caches of classes and ServiceAccounts (absent: direct GETs).
+    classes: Option<Store<SecretProviderClass>>,
+    accounts: Option<Store<PartialObjectMeta<ServiceAccount>>>,
 }
 
 impl Cluster {
+    /// Every lookup is a direct GET.
     pub fn new(client: kube::Client, node: String) -> Self {
-        Cluster { client, node }
+        Cluster {
+            client,
+            node,
+            classes: None,
+            accounts: None,
+        }
+    }
+
+    /// Lookups come from watch caches of all SecretProviderClasses and of
+    /// the metadata of all ServiceAccounts; a miss (an object created a
+    /// moment before its pod) is one direct GET. The watches run until the
+    /// runtime stops.
+    pub fn watching(client: kube::Client, node: String) -> Self {
+        let classes = spawn_reflector(
+            "SecretProviderClass",
+            watcher::watcher(
+                Api::<SecretProviderClass>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        );
+        let accounts = spawn_reflector(
+            "ServiceAccount",
+            watcher::watcher(
+                Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        );
+        Cluster {
+            client,
+            node,
+            classes: Some(classes),
+            accounts: Some(accounts),
+        }
     }
 
     pub async fn secret_provider_class(
@@ -70,6 +110,13 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<SecretProviderClass, ClusterError> {
+        if let Some(cached) = self
+            .classes
+            .as_ref()
+            .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)))
+        {
+            return Ok((*cached).clone());
+        }
         Api::<SecretProviderClass>::namespaced(self.client.clone(), namespace)
             .get(name)
             .await
@@ -82,16 +129,48 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>, ClusterError> {
-        let sa = Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
-            .get(name)
-            .await
-            .map_err(|e| classify(e, "ServiceAccount", namespace, name))?;
-        Ok(sa
-            .metadata
-            .annotations
+        let cached = self
+            .accounts
+            .as_ref()
+            .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)));
+        let annotations = match cached {
+            Some(meta) => meta.metadata.annotations.clone(),
+            None => {
+                Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+                    .get(name)
+                    .await
+                    .map_err(|e| classify(e, "ServiceAccount", namespace, name))?
+                    .metadata
+                    .annotations
+            }
+        };
+        Ok(annotations
             .and_then(|mut a| a.remove(ROLE_ANNOTATION))
             .filter(|r| !r.is_empty()))
     }
+}
+
+/// Runs a reflector in the background and returns its store.
+fn spawn_reflector<K>(
+    kind: &'static str,
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> Store<K>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    use futures::StreamExt;
+    let (reader, writer) = reflector::store();
+    let events = reflector::reflector(writer, stream).default_backoff();
+    tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Err(e) = event {
+                tracing::warn!(kind, error = %e, "watch failed; lookups fall back to GET until it recovers");
+            }
+        }
+    });
+    reader
 }
 
 impl Cluster {

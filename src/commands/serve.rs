@@ -105,7 +105,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "starting"
     );
     let publisher = Publisher::new(
-        Cluster::new(kube, args.node_id.clone()),
+        Cluster::watching(kube, args.node_id.clone()),
         Identities::new(
             sdk.clone(),
             PodIdentityAgent::new(
