@@ -34,3 +34,18 @@ ensure_k8s_peers() {
   K8S_PEERS_BIN="$(bash scripts/k8s-peers.sh)"
   export K8S_PEERS_BIN
 }
+
+HELM_MODULE='helm.sh/helm/v3/cmd/helm@v3.22.0'
+
+# helm, for linting and rendering the chart (from the Go module proxy).
+ensure_helm() {
+  if [ -n "${HELM:-}" ] && [ -x "$HELM" ]; then return 0; fi
+  if command -v helm >/dev/null 2>&1; then export HELM="$(command -v helm)"; return 0; fi
+  local gobin
+  gobin="$(go env GOPATH)/bin"
+  if [ ! -x "$gobin/helm" ]; then
+    echo "installing helm ($HELM_MODULE)" >&2
+    go install "$HELM_MODULE"
+  fi
+  export HELM="$gobin/helm"
+}

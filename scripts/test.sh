@@ -14,7 +14,9 @@ fi
 ensure_moto
 ensure_csi_sanity
 ensure_k8s_peers
+ensure_helm
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+"$HELM" lint --strict deploy/chart/aws-secrets-csi
 cargo test --all-targets --locked

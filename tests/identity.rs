@@ -69,12 +69,7 @@ async fn pod_identity_over_ipv4() {
     let w = pod_identity_world(&agent.url, &closed_url()).await;
     pod_identity_class(&w, "i1", "i1/s", "ipv4");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     assert_eq!(read(&target, "s"), "pi-v4-value");
     assert_eq!(
         agent.authorizations(),
@@ -94,12 +89,7 @@ async fn pod_identity_over_ipv6() {
     let w = pod_identity_world(&closed_url(), &agent.url).await;
     pod_identity_class(&w, "i2", "i2/s", "ipv6");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     assert_eq!(read(&target, "s"), "pi-v6-value");
 }
 
@@ -112,12 +102,7 @@ async fn pod_identity_auto_falls_back_from_ipv4_to_ipv6() {
     let w = pod_identity_world(&closed_url(), &agent.url).await;
     pod_identity_class(&w, "i3", "i3/s", "auto");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     assert_eq!(read(&target, "s"), "pi-auto-value");
     assert_eq!(agent.authorizations().len(), 1);
 }
@@ -137,12 +122,7 @@ async fn pod_identity_waits_for_an_agent_that_starts_late() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         FakeAgent::start(addr(&format!("127.0.0.1:{port}")), &token).await
     });
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     let agent = late.await.unwrap();
     assert_eq!(read(&target, "s"), "pi-late-value");
     assert_eq!(agent.authorizations().len(), 1);
@@ -166,13 +146,7 @@ async fn pod_identity_refusing_the_token_is_permission_denied() {
     let w = pod_identity_world(&agent.url, &closed_url()).await;
     pod_identity_class(&w, "i5", "i5/s", "ipv4");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "c", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(
         err.message()
@@ -193,13 +167,7 @@ async fn pod_identity_refusing_the_token_is_permission_denied() {
     let mut pod = PodSpec::new("i5", "q", "app");
     pod.pod_identity_token = None;
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "c", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(
         err.message().contains("pods.eks.amazonaws.com"),
@@ -235,12 +203,7 @@ async fn role_chaining_uses_the_last_roles_credentials_and_sends_external_id_and
     );
     let pod = PodSpec::new("i6", "web-1", "app");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     assert_eq!(read(&target, "s"), "cross-account-value");
 
     let sts: Vec<String> = proxy
@@ -287,13 +250,7 @@ async fn role_chaining_uses_the_last_roles_credentials_and_sends_external_id_and
     );
     let pod = PodSpec::new("i6", "web-3", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "wrong-id", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "wrong-id", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(
         err.message().starts_with(
@@ -305,26 +262,14 @@ async fn role_chaining_uses_the_last_roles_credentials_and_sends_external_id_and
     assert!(!target.exists());
 
     // Without the chain, hopper's own credentials are refused.
-    w.kube.put_class(
+    w.class(
         "i6",
         "direct",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: i6/cross, objectType: secretsmanager}",
-            ),
-        ],
+        "- {objectName: i6/cross, objectType: secretsmanager}",
     );
     let pod = PodSpec::new("i6", "web-2", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "direct", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "direct", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
 
@@ -334,16 +279,10 @@ async fn credentials_are_cached_per_identity_key() {
     moto().create_secret("i7/s", "cached-value").await;
     w.kube.put_service_account("i7", "app", Some(READER_ROLE));
     w.kube.put_service_account("i7", "other", Some(READER_ROLE));
-    w.kube.put_class(
+    w.class(
         "i7",
         "c",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: i7/s, objectType: secretsmanager, objectAlias: s}",
-            ),
-        ],
+        "- {objectName: i7/s, objectType: secretsmanager, objectAlias: s}",
     );
     let mut node = w.driver.node().await;
     let sts = "aws_api_calls_total{api=\"AssumeRoleWithWebIdentity\",outcome=\"ok\"}";
@@ -397,12 +336,7 @@ async fn failover_region_serves_when_the_primary_is_down_but_not_on_a_4xx() {
     );
     let pod = PodSpec::new("i8", "p", "app");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     assert_eq!(read(&target, "s"), "west-value");
     let regions: Vec<_> = proxy
         .requests()

@@ -144,6 +144,71 @@ impl ControlPlane {
     }
 }
 
+/// The chart rendered with Secret sync on, in the driver's namespace.
+fn helm_template() -> String {
+    let helm = std::env::var("HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let in_gobin =
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join("go/bin/helm");
+            if in_gobin.exists() {
+                in_gobin
+            } else {
+                PathBuf::from("helm")
+            }
+        });
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi");
+    let out = Command::new(&helm)
+        .args(["template", "e2e"])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            "aws-secrets-csi",
+            "--set",
+            "syncSecrets=true",
+            "--kube-version",
+            "1.36.3",
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); scripts/test.sh installs helm",
+                helm.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (resource, verb) pairs of the ClusterRole in rendered YAML.
+fn chart_rules(rendered: &str) -> BTreeSet<(String, String)> {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(rendered).unwrap();
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .expect("a ClusterRole in the chart");
+    rules_of(role)
+}
+
+fn rules_of(role: &serde_json::Value) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for r in rule["resources"].as_array().unwrap() {
+            for v in rule["verbs"].as_array().unwrap() {
+                out.insert((
+                    r.as_str().unwrap().to_owned(),
+                    v.as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// (resource, verb) pairs the ClusterRoles in these deploy/ files grant
 /// (a subresource as `resource/sub`).
 fn granted(files: &[&str]) -> BTreeSet<(String, String)> {
@@ -158,16 +223,7 @@ fn granted(files: &[&str]) -> BTreeSet<(String, String)> {
             .iter()
             .find(|d| d["kind"] == "ClusterRole")
             .expect("a ClusterRole");
-        for rule in role["rules"].as_array().unwrap() {
-            for r in rule["resources"].as_array().unwrap() {
-                for v in rule["verbs"].as_array().unwrap() {
-                    out.insert((
-                        r.as_str().unwrap().to_owned(),
-                        v.as_str().unwrap().to_owned(),
-                    ));
-                }
-            }
-        }
+        out.extend(rules_of(role));
     }
     out
 }
@@ -194,6 +250,15 @@ async fn the_driver_serves_a_real_cluster_with_the_rbac_of_deploy() {
         ],
         None,
     );
+    // The Helm chart renders, the API server accepts every object of it
+    // (server-side dry run), and its RBAC is the RBAC proven below.
+    let rendered = helm_template();
+    cp.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+    assert_eq!(
+        chart_rules(&rendered),
+        granted(&["rbac.yaml", "rbac-secret-sync.yaml"])
+    );
+
     // The DaemonSet is valid for this API server (server-side dry run).
     cp.kubectl(
         &[

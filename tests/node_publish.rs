@@ -203,20 +203,10 @@ async fn a_missing_secret_fails_with_not_found_and_leaves_nothing() {
     let w = world().await;
     moto().create_secret("t4/present", "present-value").await;
     w.kube.put_service_account("t4", "app", Some(READER_ROLE));
-    w.kube.put_class(
-        "t4",
-        "c",
-        &[("region", REGION), ("objects", "- {objectName: t4/present, objectType: secretsmanager}\n- {objectName: t4/absent, objectType: secretsmanager}")],
-    );
+    w.class("t4", "c", "- {objectName: t4/present, objectType: secretsmanager}\n- {objectName: t4/absent, objectType: secretsmanager}");
     let pod = PodSpec::new("t4", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "c", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(err.message().contains("t4/absent"), "{}", err.message());
     assert!(
@@ -237,26 +227,14 @@ async fn a_missing_secret_fails_with_not_found_and_leaves_nothing() {
 async fn a_missing_parameter_fails_with_not_found() {
     let w = world().await;
     w.kube.put_service_account("t5", "app", Some(READER_ROLE));
-    w.kube.put_class(
+    w.class(
         "t5",
         "c",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: /t5/absent, objectType: ssmparameter}",
-            ),
-        ],
+        "- {objectName: /t5/absent, objectType: ssmparameter}",
     );
     let pod = PodSpec::new("t5", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "c", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(err.message().contains("/t5/absent"), "{}", err.message());
     assert_nothing_left(&target);
@@ -267,26 +245,14 @@ async fn a_role_without_permission_is_denied_and_leaves_nothing() {
     let w = world().await;
     moto().create_secret("t6/locked", "locked-value").await;
     w.kube.put_service_account("t6", "app", Some(NOBODY_ROLE));
-    w.kube.put_class(
+    w.class(
         "t6",
         "c",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: t6/locked, objectType: secretsmanager}",
-            ),
-        ],
+        "- {objectName: t6/locked, objectType: secretsmanager}",
     );
     let pod = PodSpec::new("t6", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "c", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     assert!(err.message().contains("t6/locked"), "{}", err.message());
     assert!(err.message().contains("AccessDenied"), "{}", err.message());
@@ -298,11 +264,7 @@ async fn a_role_without_permission_is_denied_and_leaves_nothing() {
 async fn a_bad_class_is_invalid_argument_with_the_aws_provider_text() {
     let w = world().await;
     w.kube.put_service_account("t7", "app", Some(READER_ROLE));
-    w.kube.put_class(
-        "t7",
-        "dup",
-        &[("region", REGION), ("objects", "- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, objectAlias: x}")],
-    );
+    w.class("t7", "dup", "- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, objectAlias: x}");
     w.kube.put_class(
         "t7",
         "escape",
@@ -340,13 +302,7 @@ async fn a_missing_class_is_not_found() {
     w.kube.put_service_account("t8", "app", Some(READER_ROLE));
     let pod = PodSpec::new("t8", "p", "app");
     let target = w.dir.target(&pod.uid);
-    let err = w
-        .driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "nope", &pod))
-        .await
-        .unwrap_err();
+    let err = w.publish(&target, "nope", &pod).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "SecretProviderClass t8/nope not found");
     assert_nothing_left(&target);
@@ -355,14 +311,7 @@ async fn a_missing_class_is_not_found() {
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_problems_have_clear_errors() {
     let w = world().await;
-    w.kube.put_class(
-        "t9",
-        "c",
-        &[
-            ("region", REGION),
-            ("objects", "- {objectName: x, objectType: secretsmanager}"),
-        ],
-    );
+    w.class("t9", "c", "- {objectName: x, objectType: secretsmanager}");
     w.kube.put_service_account("t9", "plain", None);
     w.kube
         .put_service_account("t9", "badarn", Some("not-an-arn"));
@@ -425,16 +374,10 @@ async fn republish_of_a_mounted_target_does_not_mount_again() {
     let w = world().await;
     moto().create_secret("t10/s", "republish-value").await;
     w.kube.put_service_account("t10", "app", Some(READER_ROLE));
-    w.kube.put_class(
+    w.class(
         "t10",
         "c",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: t10/s, objectType: secretsmanager, objectAlias: s}",
-            ),
-        ],
+        "- {objectName: t10/s, objectType: secretsmanager, objectAlias: s}",
     );
     let pod = PodSpec::new("t10", "p", "app");
     let target = w.dir.target(&pod.uid);
@@ -465,16 +408,10 @@ async fn tokens_are_read_from_secrets_first() {
     let w = world().await;
     moto().create_secret("t11/s", "from-secrets-value").await;
     w.kube.put_service_account("t11", "app", Some(READER_ROLE));
-    w.kube.put_class(
+    w.class(
         "t11",
         "c",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: t11/s, objectType: secretsmanager, objectAlias: s}",
-            ),
-        ],
+        "- {objectName: t11/s, objectType: secretsmanager, objectAlias: s}",
     );
     let mut pod = PodSpec::new("t11", "p", "app");
     pod.token = None;

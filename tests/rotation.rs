@@ -348,12 +348,7 @@ async fn sigkill_mid_refresh_then_restart_leaves_one_mount_and_one_consistent_se
     );
     let pod = PodSpec::new("r4", "p", "app");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
 
     let mut version = 0;
     for round in 0..4 {
@@ -423,25 +418,14 @@ async fn a_driver_restarted_with_an_unmounted_volume_forgets_it() {
     let mut w = World::new().await;
     moto().create_secret("r5/s", "r5-value").await;
     w.kube.put_service_account("r5", "app", Some(READER_ROLE));
-    w.kube.put_class(
+    w.class(
         "r5",
         "c",
-        &[
-            ("region", REGION),
-            (
-                "objects",
-                "- {objectName: r5/s, objectType: secretsmanager, objectAlias: s}",
-            ),
-        ],
+        "- {objectName: r5/s, objectType: secretsmanager, objectAlias: s}",
     );
     let pod = PodSpec::new("r5", "p", "app");
     let target = w.dir.target(&pod.uid);
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     w.driver.kill();
     // The node rebooted, say: the tmpfs is gone.
     nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH).unwrap();
@@ -453,12 +437,7 @@ async fn a_driver_restarted_with_an_unmounted_volume_forgets_it() {
         0
     );
     // kubelet publishes it again: a fresh mount.
-    w.driver
-        .node()
-        .await
-        .node_publish_volume(publish_request(&target, "c", &pod))
-        .await
-        .unwrap();
+    w.publish(&target, "c", &pod).await.unwrap();
     assert_eq!(read(&target, "s"), "r5-value");
     assert_eq!(mounts_under(&target).len(), 1);
 }

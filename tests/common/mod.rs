@@ -510,6 +510,29 @@ impl World {
     }
 }
 
+impl World {
+    /// A SecretProviderClass in `REGION` with these `objects`.
+    pub fn class(&self, namespace: &str, name: &str, objects: &str) {
+        self.kube
+            .put_class(namespace, name, &[("region", REGION), ("objects", objects)]);
+    }
+
+    /// NodePublishVolume for `pod` at `target`, as kubelet sends it.
+    pub async fn publish(
+        &self,
+        target: &Path,
+        class: &str,
+        pod: &PodSpec,
+    ) -> Result<(), tonic::Status> {
+        self.driver
+            .node()
+            .await
+            .node_publish_volume(publish_request(target, class, pod))
+            .await
+            .map(|_| ())
+    }
+}
+
 /// A file of a volume, read through its visible name.
 pub fn read(target: &Path, name: &str) -> String {
     std::fs::read_to_string(target.join(name)).unwrap_or_else(|e| panic!("read {name}: {e}"))
