@@ -495,11 +495,47 @@ spec:
         "test-node"
     );
 
-    // A republish before the interval writes nothing to the API.
+    // A republish before the interval writes nothing to the API; nor does a
+    // refresh after it that finds nothing changed.
+    let status_version = |cp: &ControlPlane| {
+        let s: serde_json::Value = serde_json::from_str(&cp.kubectl(
+            &[
+                "get",
+                "secretproviderclasspodstatuses",
+                "web-e2e-db",
+                "-n",
+                "e2e",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .unwrap();
+        s["metadata"]["resourceVersion"].clone()
+    };
+    let before = status_version(cp);
     node.node_publish_volume(publish_request(&target, "db", &pod))
         .await
         .unwrap();
     assert_eq!(secret("db-synced")["metadata"]["resourceVersion"], version);
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    node.node_publish_volume(publish_request(&target, "db", &pod))
+        .await
+        .unwrap();
+    assert_eq!(
+        driver
+            .metric(
+                "rotation_reconcile_total{provider=\"aws\",os_type=\"linux\",rotated=\"false\"}"
+            )
+            .await,
+        1.0
+    );
+    assert_eq!(
+        secret("db-synced")["metadata"]["resourceVersion"],
+        version,
+        "unchanged: no Secret write"
+    );
+    assert_eq!(status_version(cp), before, "unchanged: no pod status write");
 
     // Rotation: a new version in AWS, a republish after the interval.
     moto.secrets_manager()
