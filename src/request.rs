@@ -2,7 +2,7 @@
 //! Pure: checks the arguments and reads the pod's attributes and tokens.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -50,6 +50,10 @@ pub enum RequestError {
     TargetPath,
     #[error("target path {0:?} is not absolute")]
     RelativeTarget(String),
+    #[error(
+        "target path {target:?} is not a pod volume directory of kubelet ({root}/pods/<pod uid>/volumes/kubernetes.io~csi/<volume>/mount); refusing to touch it"
+    )]
+    TargetOutsideKubelet { target: String, root: String },
     #[error("volume capability is missing")]
     Capability,
     #[error("only mount volumes are supported, not block volumes")]
@@ -75,7 +79,10 @@ struct TokenStatus {
 /// Reads a NodePublishVolume request. The tokens come from `secrets` first
 /// (Kubernetes >= 1.35 `serviceAccountTokenInSecrets`), then from the volume
 /// context.
-pub fn parse_publish(req: &NodePublishVolumeRequest) -> Result<PublishRequest, RequestError> {
+pub fn parse_publish(
+    req: &NodePublishVolumeRequest,
+    kubelet_dir: &Path,
+) -> Result<PublishRequest, RequestError> {
     if req.volume_id.is_empty() {
         return Err(RequestError::VolumeId);
     }
@@ -95,6 +102,7 @@ pub fn parse_publish(req: &NodePublishVolumeRequest) -> Result<PublishRequest, R
     if !req.readonly {
         return Err(RequestError::NotReadOnly);
     }
+    check_target(&req.target_path, kubelet_dir)?;
     let ctx = &req.volume_context;
     let class_name = non_empty(ctx, ATTR_CLASS).ok_or(RequestError::ClassName)?;
     let pod = Pod {
@@ -121,6 +129,34 @@ pub fn parse_publish(req: &NodePublishVolumeRequest) -> Result<PublishRequest, R
         pod,
         tokens,
     })
+}
+
+/// A target must be the `mount` directory of a CSI volume of a pod, below
+/// kubelet's directory: the driver mounts there and, at unpublish, removes
+/// it, so no other path may ever be accepted. Checked on the text (no `.`,
+/// `..` or empty components); symlinks are checked where the path is used.
+pub fn check_target(target: &str, kubelet_dir: &Path) -> Result<(), RequestError> {
+    let refuse = || RequestError::TargetOutsideKubelet {
+        target: target.to_owned(),
+        root: kubelet_dir.display().to_string(),
+    };
+    let root = kubelet_dir
+        .to_str()
+        .ok_or_else(refuse)?
+        .trim_end_matches('/');
+    let rest = target
+        .strip_prefix(root)
+        .and_then(|r| r.strip_prefix("/pods/"))
+        .ok_or_else(refuse)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let shape_ok = parts.len() == 5
+        && parts[1] == "volumes"
+        && parts[2] == "kubernetes.io~csi"
+        && parts[4] == "mount"
+        && [parts[0], parts[3]]
+            .iter()
+            .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
+    if shape_ok { Ok(()) } else { Err(refuse()) }
 }
 
 fn non_empty(map: &HashMap<String, String>, key: &str) -> Option<String> {
@@ -172,6 +208,39 @@ mod tests {
             .collect(),
             ..Default::default()
         }
+    }
+
+    const KUBELET: &str = "/var/lib/kubelet";
+
+    fn parse_publish(req: &NodePublishVolumeRequest) -> Result<PublishRequest, RequestError> {
+        super::parse_publish(req, Path::new(KUBELET))
+    }
+
+    #[test]
+    fn targets_must_be_kubelet_pod_volume_mounts() {
+        let ok = "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount";
+        assert!(check_target(ok, Path::new(KUBELET)).is_ok());
+        assert!(check_target(ok, Path::new("/var/lib/kubelet/")).is_ok());
+        for bad in [
+            "/etc",
+            "/var/lib/kubelet/pods",
+            "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/secrets",
+            "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount/x",
+            "/var/lib/kubelet/pods/../volumes/kubernetes.io~csi/secrets/mount",
+            "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/../mount",
+            "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~empty-dir/x/mount",
+            "/var/lib/kubelet/pods//volumes/kubernetes.io~csi/secrets/mount",
+            "/var/lib/kubeletX/pods/uid-1/volumes/kubernetes.io~csi/secrets/mount",
+        ] {
+            let e = check_target(bad, Path::new(KUBELET)).unwrap_err();
+            assert!(e.to_string().contains("refusing to touch it"), "{bad}: {e}");
+        }
+        let mut r = request();
+        r.target_path = "/etc/secrets".into();
+        assert!(matches!(
+            parse_publish(&r),
+            Err(RequestError::TargetOutsideKubelet { .. })
+        ));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// (every 60-90 s with requiresRepublish: true).
     #[arg(long, env = "REFRESH_INTERVAL", default_value = "2m", value_parser = humantime::parse_duration)]
     pub refresh_interval: Duration,
+    /// kubelet's root directory; only pod volume directories below it are
+    /// ever mounted or removed.
+    #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
+    pub kubelet_dir: PathBuf,
     /// Where the state of published volumes is kept across restarts.
     #[arg(long, env = "STATE_DIR", default_value = "/run/aws-secrets-csi")]
     pub state_dir: PathBuf,
@@ -75,6 +79,7 @@ pub struct ServeArgs {
 }
 
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    require_mount_privilege()?;
     let sdk = super::aws_config().await;
     let kube = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
@@ -134,7 +139,12 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let result = csi::serve(
         &args.endpoint,
         IdentityService::new(args.driver_name.clone(), ready),
-        NodeService::new(args.node_id.clone(), Arc::new(publisher), metrics),
+        NodeService::new(
+            args.node_id.clone(),
+            args.kubelet_dir.clone(),
+            Arc::new(publisher),
+            metrics,
+        ),
         shutdown_signal(),
     )
     .await;
@@ -146,6 +156,25 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     result?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Mounting tmpfs needs CAP_SYS_ADMIN; without it every publish would fail,
+/// so say so at start, plainly.
+fn require_mount_privilege() -> anyhow::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| anyhow::anyhow!("cannot read /proc/self/status: {e}"))?;
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_SYS_ADMIN: u32 = 21;
+    if effective & (1 << CAP_SYS_ADMIN) == 0 {
+        anyhow::bail!(
+            "the driver needs CAP_SYS_ADMIN to mount the tmpfs of each volume; run its container privileged (see deploy/daemonset.yaml)"
+        );
+    }
     Ok(())
 }
 

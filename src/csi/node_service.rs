@@ -16,14 +16,22 @@ use crate::request;
 /// mean nothing for a secrets volume.
 pub struct NodeService {
     node_id: String,
+    /// kubelet's root directory: targets must be pod volumes below it.
+    kubelet_dir: PathBuf,
     publisher: Arc<Publisher>,
     metrics: Arc<Metrics>,
 }
 
 impl NodeService {
-    pub fn new(node_id: String, publisher: Arc<Publisher>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        node_id: String,
+        kubelet_dir: PathBuf,
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         NodeService {
             node_id,
+            kubelet_dir,
             publisher,
             metrics,
         }
@@ -43,7 +51,7 @@ impl Node for NodeService {
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let started = Instant::now();
-        let req = request::parse_publish(request.get_ref())
+        let req = request::parse_publish(request.get_ref(), &self.kubelet_dir)
             .map_err(|e| self.reject(PublishError::from(e)))?;
         let (volume_id, namespace, pod, class) = (
             req.volume_id.clone(),
@@ -83,6 +91,9 @@ impl Node for NodeService {
         if req.target_path.is_empty() {
             return Err(Status::invalid_argument("target path is missing"));
         }
+        // Unpublish removes the target: never anything but a pod volume.
+        request::check_target(&req.target_path, &self.kubelet_dir)
+            .map_err(|e| self.reject(e.into()))?;
         let result = self
             .publisher
             .unpublish(&req.volume_id, PathBuf::from(&req.target_path))

@@ -16,6 +16,7 @@ pub fn populate(
     set: &FileSet,
     tmpfs: Option<&TmpfsOptions>,
 ) -> Result<(), VolumeError> {
+    no_symlinks_above(target)?;
     let created = match fs::DirBuilder::new().create(target) {
         Ok(()) => true,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
@@ -51,6 +52,11 @@ pub fn populate(
 /// Unmounts `target` (every mount stacked there) and removes it. Succeeds
 /// when it is already gone.
 pub fn teardown(target: &Path) -> Result<(), VolumeError> {
+    match target.parent().map(fs::symlink_metadata) {
+        // Nothing left to tear down.
+        Some(Err(e)) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        _ => no_symlinks_above(target)?,
+    }
     // A bounded loop: a mount stacked by an older driver is removed too.
     for _ in 0..8 {
         if !is_mount_point(target)? {
@@ -65,5 +71,51 @@ pub fn teardown(target: &Path) -> Result<(), VolumeError> {
             fs::remove_dir_all(target).map_err(VolumeError::io("remove", target))
         }
         Ok(_) => fs::remove_file(target).map_err(VolumeError::io("remove", target)),
+    }
+}
+
+/// The directories above `target` must be what they say: a symlink planted
+/// in the path would send a mount or a removal elsewhere.
+fn no_symlinks_above(target: &Path) -> Result<(), VolumeError> {
+    let Some(parent) = target.parent() else {
+        return Ok(());
+    };
+    let real = fs::canonicalize(parent).map_err(VolumeError::io("resolve", parent))?;
+    if real != parent {
+        return Err(VolumeError::Unsafe {
+            path: target.to_path_buf(),
+            reason: "a directory in the path is a symlink",
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_in_the_path_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("link")).unwrap();
+        let target = dir.path().join("link/mount");
+        let e = populate(&target, &FileSet::default(), None).unwrap_err();
+        assert!(matches!(e, VolumeError::Unsafe { .. }), "{e}");
+        assert!(!elsewhere.join("mount").exists());
+        fs::create_dir(elsewhere.join("mount")).unwrap();
+        assert!(matches!(teardown(&target), Err(VolumeError::Unsafe { .. })));
+        assert!(
+            elsewhere.join("mount").exists(),
+            "nothing removed through the link"
+        );
+    }
+
+    #[test]
+    fn teardown_of_a_missing_target_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(teardown(&dir.path().join("gone/mount")).is_ok());
+        assert!(teardown(&dir.path().join("mount")).is_ok());
     }
 }

@@ -265,6 +265,8 @@ impl Driver {
             .arg("test-node")
             .arg("--state-dir")
             .arg(dir.join("state"))
+            .arg("--kubelet-dir")
+            .arg(dir)
             .arg("--metrics-addr")
             .arg(format!("127.0.0.1:{metrics_port}"))
             .args(args)
