@@ -1,10 +1,11 @@
-# Installs the real peers the tests and the demo use, when they are missing:
-#   moto[server] (AWS emulator, from PyPI) and csi-sanity (from the Go module proxy).
+# Installs the real peers the tests and the demo use, when they are missing.
 # Sourced by scripts/test.sh and scripts/demo.sh.
 
 MOTO_SPEC='moto[server]>=5.1.19,<6'
 CSI_SANITY_MODULE='github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@v5.4.0'
+HELM_MODULE='helm.sh/helm/v3/cmd/helm@v3.22.0'
 
+# moto (AWS emulator) with its server, from PyPI.
 ensure_moto() {
   if python3 -c 'import moto, moto.server, boto3; v = tuple(int(x) for x in moto.__version__.split(".")[:3]); raise SystemExit(0 if v >= (5, 1, 19) else 1)' 2>/dev/null; then
     return 0
@@ -13,17 +14,28 @@ ensure_moto() {
   python3 -m pip install --quiet "$MOTO_SPEC"
 }
 
-ensure_csi_sanity() {
-  if [ -n "${CSI_SANITY:-}" ] && [ -x "$CSI_SANITY" ]; then return 0; fi
-  if command -v csi-sanity >/dev/null 2>&1; then export CSI_SANITY="$(command -v csi-sanity)"; return 0; fi
-  local gobin
-  gobin="$(go env GOPATH)/bin"
-  if [ ! -x "$gobin/csi-sanity" ]; then
-    echo "installing csi-sanity ($CSI_SANITY_MODULE)" >&2
-    go install "$CSI_SANITY_MODULE"
+# ensure_go_tool VAR BINARY MODULE: exports VAR as the path of BINARY (the
+# one VAR names, else one on PATH, else `go install MODULE`).
+ensure_go_tool() {
+  local var=$1 bin=$2 module=$3 gobin
+  local current=${!var:-}
+  if [ -n "$current" ] && [ -x "$current" ]; then return 0; fi
+  if command -v "$bin" >/dev/null 2>&1; then
+    export "$var=$(command -v "$bin")"
+    return 0
   fi
-  export CSI_SANITY="$gobin/csi-sanity"
+  gobin="$(go env GOPATH)/bin"
+  if [ ! -x "$gobin/$bin" ]; then
+    echo "installing $bin ($module)" >&2
+    go install "$module"
+  fi
+  export "$var=$gobin/$bin"
 }
+
+ensure_csi_sanity() { ensure_go_tool CSI_SANITY csi-sanity "$CSI_SANITY_MODULE"; }
+
+# helm, for linting and rendering the chart.
+ensure_helm() { ensure_go_tool HELM helm "$HELM_MODULE"; }
 
 # kube-apiserver, kubectl and etcd built from Go modules into a cache outside
 # the repository (the first build takes about 11 minutes on 2 cores).
@@ -33,19 +45,4 @@ ensure_k8s_peers() {
   done
   K8S_PEERS_BIN="$(bash scripts/k8s-peers.sh)"
   export K8S_PEERS_BIN
-}
-
-HELM_MODULE='helm.sh/helm/v3/cmd/helm@v3.22.0'
-
-# helm, for linting and rendering the chart (from the Go module proxy).
-ensure_helm() {
-  if [ -n "${HELM:-}" ] && [ -x "$HELM" ]; then return 0; fi
-  if command -v helm >/dev/null 2>&1; then export HELM="$(command -v helm)"; return 0; fi
-  local gobin
-  gobin="$(go env GOPATH)/bin"
-  if [ ! -x "$gobin/helm" ]; then
-    echo "installing helm ($HELM_MODULE)" >&2
-    go install "$HELM_MODULE"
-  fi
-  export HELM="$gobin/helm"
 }

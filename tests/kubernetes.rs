@@ -106,6 +106,14 @@ impl ControlPlane {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// One object, as JSON.
+    fn get(&self, kind: &str, name: &str, namespace: &str) -> serde_json::Value {
+        serde_json::from_str(
+            &self.kubectl(&["get", kind, name, "-n", namespace, "-o", "json"], None),
+        )
+        .unwrap()
+    }
+
     /// A kubeconfig that authenticates with `token`.
     fn kubeconfig_with_token(&self, path: &Path, token: &str) {
         std::fs::write(
@@ -442,10 +450,7 @@ spec:
         .unwrap();
     assert_eq!(read(&target, "user"), "k8s-user");
     assert_eq!(read(&target, "pass"), "k8s-pw-1");
-    let secret = |name: &str| -> serde_json::Value {
-        serde_json::from_str(&cp.kubectl(&["get", "secret", name, "-n", "e2e", "-o", "json"], None))
-            .unwrap()
-    };
+    let secret = |name: &str| cp.get("secret", name, "e2e");
     let b64 = |v: &serde_json::Value| {
         use base64::Engine;
         String::from_utf8(
@@ -474,19 +479,7 @@ spec:
         "someone else's",
         "never clobbered"
     );
-    let status: serde_json::Value = serde_json::from_str(&cp.kubectl(
-        &[
-            "get",
-            "secretproviderclasspodstatuses",
-            "web-e2e-db",
-            "-n",
-            "e2e",
-            "-o",
-            "json",
-        ],
-        None,
-    ))
-    .unwrap();
+    let status = cp.get("secretproviderclasspodstatuses", "web-e2e-db", "e2e");
     assert_eq!(status["status"]["mounted"], true);
     assert_eq!(status["status"]["podName"], "web");
     assert_eq!(status["status"]["objects"][0]["id"], "k1_db");
@@ -498,20 +491,8 @@ spec:
     // A republish before the interval writes nothing to the API; nor does a
     // refresh after it that finds nothing changed.
     let status_version = |cp: &ControlPlane| {
-        let s: serde_json::Value = serde_json::from_str(&cp.kubectl(
-            &[
-                "get",
-                "secretproviderclasspodstatuses",
-                "web-e2e-db",
-                "-n",
-                "e2e",
-                "-o",
-                "json",
-            ],
-            None,
-        ))
-        .unwrap();
-        s["metadata"]["resourceVersion"].clone()
+        cp.get("secretproviderclasspodstatuses", "web-e2e-db", "e2e")["metadata"]["resourceVersion"]
+            .clone()
     };
     let before = status_version(cp);
     node.node_publish_volume(publish_request(&target, "db", &pod))
