@@ -211,3 +211,78 @@ async fn nothing_secret_reaches_the_log_even_at_trace_level() {
     let sts = logs.matches("SecretAccessKey").count();
     assert_eq!(sts, 0, "no credential field in the log");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_slower_than_the_publish_deadline_fails_in_time_and_leaves_nothing() {
+    use common::proxy::{AwsProxy, Fault};
+    require_root();
+    moto().create_secret("h4/slow", "slow-value").await;
+    let proxy = AwsProxy::start(&moto().endpoint).await;
+    proxy.fault_when(|r| {
+        r.target
+            .starts_with("secretsmanager.")
+            .then_some(Fault::Delay(std::time::Duration::from_secs(30)))
+    });
+    let w = World::with(
+        &[("AWS_ENDPOINT_URL", &proxy.endpoint)],
+        &["--publish-timeout", "2s"],
+    )
+    .await;
+    w.kube.put_service_account("h4", "app", Some(READER_ROLE));
+    w.class(
+        "h4",
+        "c",
+        "- {objectName: h4/slow, objectType: secretsmanager, objectAlias: s}",
+    );
+    let pod = PodSpec::new("h4", "p", "app");
+    let target = w.dir.target(&pod.uid);
+    let started = std::time::Instant::now();
+    let err = w.publish(&target, "c", &pod).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "answered after {took:?}"
+    );
+    assert!(mounts_under(&target).is_empty() && !target.exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_5xx_and_throttling_give_retryable_codes() {
+    use common::proxy::{AwsProxy, Fault};
+    require_root();
+    moto().create_secret("h5/s", "h5-value").await;
+    let proxy = AwsProxy::start(&moto().endpoint).await;
+    let w = World::with(&[("AWS_ENDPOINT_URL", &proxy.endpoint)], &[]).await;
+    w.kube.put_service_account("h5", "app", Some(READER_ROLE));
+    w.class(
+        "h5",
+        "c",
+        "- {objectName: h5/s, objectType: secretsmanager, objectAlias: s}",
+    );
+    for (fault, code, name) in [
+        (Fault::Unavailable, Code::Unavailable, "p1"),
+        (Fault::Throttled, Code::ResourceExhausted, "p2"),
+    ] {
+        proxy.fault_when(move |r| r.target.starts_with("secretsmanager.").then_some(fault));
+        let pod = PodSpec::new("h5", name, "app");
+        let target = w.dir.target(&pod.uid);
+        let err = w.publish(&target, "c", &pod).await.unwrap_err();
+        assert_eq!(err.code(), code, "{fault:?}: {err:?}");
+        assert!(err.message().contains("h5/s"), "{}", err.message());
+        assert!(!target.exists());
+    }
+    // The SDK retried (3 attempts each) before giving up.
+    let calls = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.target.starts_with("secretsmanager."))
+        .count();
+    assert!(calls >= 6, "{calls} calls");
+    // AWS recovers: the next publish works.
+    proxy.fault_when(|_| None);
+    let pod = PodSpec::new("h5", "p3", "app");
+    let target = w.dir.target(&pod.uid);
+    w.publish(&target, "c", &pod).await.unwrap();
+    assert_eq!(read(&target, "s"), "h5-value");
+}

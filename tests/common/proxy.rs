@@ -23,7 +23,18 @@ pub struct Recorded {
     pub body: String,
 }
 
-type FailWhen = Box<dyn Fn(&Recorded) -> bool + Send + Sync>;
+/// What the proxy does instead of forwarding.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// 503 ServiceUnavailableException.
+    Unavailable,
+    /// 400 ThrottlingException, as AWS throttles.
+    Throttled,
+    /// Forward, but only after this long.
+    Delay(std::time::Duration),
+}
+
+type FailWhen = Box<dyn Fn(&Recorded) -> Option<Fault> + Send + Sync>;
 
 #[derive(Clone, Default)]
 struct Shared {
@@ -71,6 +82,11 @@ impl AwsProxy {
 
     /// Requests for which `f` is true get a 503 instead of moto's answer.
     pub fn fail_when(&self, f: impl Fn(&Recorded) -> bool + Send + Sync + 'static) {
+        self.fault_when(move |r| f(r).then_some(Fault::Unavailable));
+    }
+
+    /// Requests for which `f` names a fault get it.
+    pub fn fault_when(&self, f: impl Fn(&Recorded) -> Option<Fault> + Send + Sync + 'static) {
         *self.shared.fail.lock().unwrap() = Some(Box::new(f));
     }
 
@@ -116,21 +132,35 @@ async fn forward(
         region,
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    let fail = shared
+    let fault = shared
         .fail
         .lock()
         .unwrap()
         .as_ref()
-        .is_some_and(|f| f(&recorded));
+        .and_then(|f| f(&recorded));
     shared.recorded.lock().unwrap().push(recorded);
-    if fail {
-        return Ok(Response::builder()
-            .status(503)
+    let injected = |status: u16, body: &'static [u8]| {
+        Ok(Response::builder()
+            .status(status)
             .header("content-type", "application/x-amz-json-1.1")
-            .body(Full::new(Bytes::from_static(
+            .body(Full::new(Bytes::from_static(body)))
+            .unwrap())
+    };
+    match fault {
+        Some(Fault::Unavailable) => {
+            return injected(
+                503,
                 br#"{"__type":"ServiceUnavailableException","message":"injected by the test"}"#,
-            )))
-            .unwrap());
+            );
+        }
+        Some(Fault::Throttled) => {
+            return injected(
+                400,
+                br#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            );
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        None => {}
     }
     let uri = format!(
         "{upstream}{}",
