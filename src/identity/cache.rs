@@ -1,7 +1,7 @@
 //! Credentials cached per identity key until shortly before they expire.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -40,6 +40,8 @@ pub(super) struct CredentialCache {
     /// Credentials closer than this to their expiry are not served.
     margin: Duration,
     entries: Mutex<HashMap<IdentityKey, Credentials>>,
+    /// One lock per identity, held while its credentials are obtained.
+    gates: Mutex<HashMap<IdentityKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl CredentialCache {
@@ -47,6 +49,7 @@ impl CredentialCache {
         CredentialCache {
             margin,
             entries: Mutex::default(),
+            gates: Mutex::default(),
         }
     }
 
@@ -68,6 +71,16 @@ impl CredentialCache {
             entries.remove(key);
             None
         }
+    }
+
+    /// The lock that serialises obtaining `key`'s credentials.
+    pub(super) fn gate(&self, key: &IdentityKey) -> Arc<tokio::sync::Mutex<()>> {
+        self.gates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone()
     }
 
     pub(super) fn remove(&self, key: &IdentityKey) {

@@ -191,6 +191,16 @@ impl Identities {
                 cached: true,
             });
         }
+        // One call in flight per identity: pods that start together wait for
+        // the first one's credentials instead of each asking STS.
+        let gate = self.cache.gate(&key);
+        let _one_at_a_time = gate.lock().await;
+        if let Some(credentials) = self.cache.get(&key) {
+            return Ok(Obtained {
+                credentials,
+                cached: true,
+            });
+        }
         let session = session_name(req.namespace, req.pod);
         let mut credentials = match req.source {
             Source::Irsa { role_arn, token } => {
