@@ -177,7 +177,6 @@ impl Publisher {
     }
 
     async fn publish_once(&self, req: &PublishRequest) -> Result<Published, PublishError> {
-        let req = req.clone();
         let _guard = VolumeGuard::take(&self.in_flight, &req.volume_id)?;
         let target = req.target.clone();
         let on_target = |source| PublishError::Volume {
@@ -185,9 +184,9 @@ impl Publisher {
             source,
         };
         if volume::is_mount_point(&req.target).map_err(on_target)? {
-            return Ok(self.republish(&req).await);
+            return Ok(self.republish(req).await);
         }
-        let rendered = tokio::time::timeout(self.config.deadline, self.render(&req, None))
+        let rendered = tokio::time::timeout(self.config.deadline, self.render(req, None))
             .await
             .map_err(|_| PublishError::Deadline(self.config.deadline))??;
         let files = rendered.set.len();
@@ -200,8 +199,8 @@ impl Publisher {
         .await
         .map_err(on_target)?;
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
-        self.remember(&req, refresh, rendered.fingerprint);
-        self.report(&req, &rendered).await;
+        self.remember(req, refresh, rendered.fingerprint);
+        self.report(req, &rendered).await;
         Ok(Published::Mounted { files })
     }
 
