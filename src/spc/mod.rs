@@ -4,6 +4,8 @@ mod class;
 mod manifest;
 mod paths;
 mod plan;
+#[cfg(test)]
+mod properties;
 
 pub use class::{SecretObject, SecretObjectData, SecretProviderClass, SecretProviderClassSpec};
 pub use manifest::{ManifestError, load_manifest};
