@@ -120,6 +120,9 @@ pub struct Publisher {
     /// What each volume's SecretProviderClassPodStatus last said (a hash),
     /// so that it is written only when it changes.
     pod_status: Mutex<std::collections::HashMap<String, u64>>,
+    /// The same for the volume's synced Secrets (kept only once all synced,
+    /// so a failed sync is tried again at the next refresh).
+    secrets_synced: Mutex<std::collections::HashMap<String, u64>>,
     fetcher: Fetcher,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
@@ -151,6 +154,7 @@ impl Publisher {
             identities,
             node_region: tokio::sync::OnceCell::new(),
             pod_status: Mutex::default(),
+            secrets_synced: Mutex::default(),
             fetcher,
             config,
             volumes,
@@ -309,6 +313,10 @@ impl Publisher {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(volume_id);
+            self.secrets_synced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(volume_id);
         }
         if result.is_ok()
             && let Err(e) = self.volumes.remove(volume_id)
@@ -456,6 +464,21 @@ impl Publisher {
         if !self.config.sync_secrets || rendered.secret_objects.is_empty() {
             return;
         }
+        // Synced Secrets change only when the objects' versions or the
+        // class's secretObjects do; while both stay, no API call at all.
+        let mut h = DefaultHasher::new();
+        (&rendered.versions, format!("{:?}", rendered.secret_objects)).hash(&mut h);
+        let sync_hash = h.finish();
+        let synced_already = self
+            .secrets_synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&req.volume_id)
+            == Some(&sync_hash);
+        if synced_already {
+            return;
+        }
+        let mut all_synced = true;
         let owner = match self.cluster.secret_owner(&req.pod).await {
             Ok(owner) => Some(owner),
             Err(e) => {
@@ -480,6 +503,7 @@ impl Publisher {
                 }
                 Ok(Synced::Unchanged) => {}
                 Err(e) => {
+                    all_synced = false;
                     tracing::warn!(namespace = %req.pod.namespace, secret = %object.secret_name, error = %e, "Secret sync failed");
                     self.metrics.publish_error("SecretSyncFailed");
                     self.cluster
@@ -493,6 +517,12 @@ impl Publisher {
                 }
             }
         }
+        if all_synced {
+            self.secrets_synced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(req.volume_id.clone(), sync_hash);
+        }
     }
 
     /// The region for a class that names none: the driver's own, else the
@@ -505,18 +535,18 @@ impl Publisher {
             return Some(r.clone());
         }
         let node = self.config.node_name.as_deref()?;
-        self.node_region
-            .get_or_init(|| async {
-                match self.cluster.node_region(node).await {
-                    Ok(region) => region,
-                    Err(e) => {
-                        tracing::warn!(node, error = %e, "cannot read the node's region label");
-                        None
-                    }
-                }
-            })
+        // Only an answer is kept: after a failed lookup the next publish asks again.
+        match self
+            .node_region
+            .get_or_try_init(|| self.cluster.node_region(node))
             .await
-            .clone()
+        {
+            Ok(region) => region.clone(),
+            Err(e) => {
+                tracing::warn!(node, error = %e, "cannot read the node's region label");
+                None
+            }
+        }
     }
 
     fn remember(&self, req: &PublishRequest, refresh: RefreshState, fingerprint: u64) {

@@ -216,8 +216,6 @@ async fn a_reader_never_sees_half_old_half_new() {
             while !stop.load(Ordering::Relaxed) {
                 if let Some((a, b)) = read_pair(&target) {
                     assert_eq!(a, b, "a reader saw a mix of two versions");
-                    // The visible names agree too when read one after the other
-                    // within one version.
                     seen.insert(a);
                     checked.fetch_add(1, Ordering::Relaxed);
                 }
