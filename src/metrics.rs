@@ -53,6 +53,11 @@ struct RotationErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServedLabels {
+    served: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsCallLabels {
     api: &'static str,
     outcome: &'static str,
@@ -68,6 +73,7 @@ pub struct Metrics {
     rotation_reconcile_error: Family<RotationErrorLabels, Counter>,
     rotation_reconcile_duration: Family<OsLabels, Histogram>,
     aws_calls: Family<AwsCallLabels, Counter>,
+    object_requests: Family<ServedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,6 +103,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.1, 2.0, 11))
             });
         let aws_calls = Family::default();
+        let object_requests = Family::default();
         registry.register(
             "node_publish",
             "Successful NodePublishVolume calls",
@@ -137,6 +144,11 @@ impl Metrics {
             "Calls to AWS APIs by API and outcome",
             aws_calls.clone(),
         );
+        registry.register(
+            "aws_object_requests",
+            "Objects asked for by volumes, by how they were served: fetched (a new AWS call), joined (a call under way for another pod), reused (a value fetched for another pod within the refresh interval)",
+            object_requests.clone(),
+        );
         Metrics {
             registry,
             node_publish,
@@ -147,6 +159,7 @@ impl Metrics {
             rotation_reconcile_error,
             rotation_reconcile_duration,
             aws_calls,
+            object_requests,
         }
     }
 
@@ -213,6 +226,14 @@ impl Metrics {
     }
 
     /// One AWS API call; `outcome` is `ok` or a failure class.
+    pub fn shared_value(&self, served: crate::fetch::Served) {
+        self.object_requests
+            .get_or_create(&ServedLabels {
+                served: served.label(),
+            })
+            .inc();
+    }
+
     pub fn aws_call(&self, api: &'static str, outcome: &'static str) {
         self.aws_calls
             .get_or_create(&AwsCallLabels { api, outcome })

@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
-use crate::fetch::{FetchError, FetchedValue, Fetcher};
-use crate::identity::{AwsIdentity, Identities, IdentityError, IdentityRequest, Source};
+use crate::fetch::{FetchError, FetchedValue, Fetcher, Priority, Sharing};
+use crate::identity::{
+    AwsIdentity, Identities, IdentityError, IdentityKey, IdentityRequest, Source,
+};
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
 use crate::request::{AUDIENCE_POD_IDENTITY, AUDIENCE_STS, PublishRequest, RequestError};
@@ -395,12 +397,27 @@ impl Publisher {
             _ => Vec::new(),
         };
         let class_id = format!("{ns}/{}", req.class_name);
+        let interval = plan
+            .refresh_interval
+            .unwrap_or(self.config.refresh_interval);
+        // Values are shared with other pods of the same identity key while
+        // younger than the interval: as fresh as a mounted pod's files.
+        let sharing = Sharing {
+            scope: Some(IdentityKey::of(&who)),
+            max_age: interval,
+            priority: if reuse.is_some() {
+                Priority::Refresh
+            } else {
+                Priority::FirstMount
+            },
+        };
         let obtained = self.identities.credentials(&who).await?;
         let mut set = fetch_and_render(
             &self.fetcher,
             &plan,
             &AwsIdentity::Pod(obtained.credentials),
             &known,
+            &sharing,
             &class_id,
         )
         .await;
@@ -414,6 +431,7 @@ impl Publisher {
                 &plan,
                 &AwsIdentity::Pod(fresh.credentials),
                 &known,
+                &sharing,
                 &class_id,
             )
             .await;
@@ -423,9 +441,7 @@ impl Publisher {
             set,
             versions,
             secret_objects: class.spec.secret_objects.clone(),
-            interval: plan
-                .refresh_interval
-                .unwrap_or(self.config.refresh_interval),
+            interval,
             fingerprint,
         })
     }
@@ -594,10 +610,11 @@ pub async fn fetch_and_render(
     plan: &MountPlan,
     identity: &AwsIdentity,
     known: &[Option<FetchedValue>],
+    sharing: &Sharing,
     class: &str,
 ) -> Result<(FileSet, Vec<(String, String)>), PublishError> {
     let values = fetcher
-        .fetch(plan, identity, known)
+        .fetch(plan, identity, known, sharing)
         .await
         .map_err(|source| PublishError::Fetch {
             class: class.to_owned(),

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, Priority, RateBudget, Sharing};
 use crate::identity::{AgentEndpoints, AwsIdentity, Identities, PodIdentityAgent};
 use crate::metrics::Metrics;
 use crate::publish::{fetch_and_render, fingerprint, pinned_values};
@@ -46,7 +46,7 @@ pub struct MountArgs {
 pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
     let sdk = super::aws_config().await;
     let metrics = Arc::new(Metrics::new());
-    let fetcher = Fetcher::new(sdk.clone(), metrics.clone());
+    let fetcher = Fetcher::new(sdk.clone(), metrics.clone(), Arc::new(RateBudget::new(&[])));
     let agent = PodIdentityAgent::new(
         AgentEndpoints::default(),
         Duration::from_secs(2),
@@ -186,7 +186,13 @@ async fn render_once(
         Some((f, files)) if f == class_fingerprint => pinned_values(&plan, files),
         _ => Vec::new(),
     };
-    let (set, _) = fetch_and_render(fetcher, &plan, &identity, &known, &id).await?;
+    // Each round asks AWS: the command has no other pods to share with.
+    let sharing = Sharing {
+        scope: None,
+        max_age: Duration::ZERO,
+        priority: Priority::FirstMount,
+    };
+    let (set, _) = fetch_and_render(fetcher, &plan, &identity, &known, &sharing, &id).await?;
     Ok((plan, class_fingerprint, set))
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::csi::{self, Endpoint, IdentityService, NodeService};
-use crate::fetch::Fetcher;
+use crate::fetch::{Fetcher, RateBudget, RateSetting};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::{self, Metrics};
 use crate::publish::{PublishConfig, Publisher};
@@ -76,6 +76,12 @@ pub struct ServeArgs {
     /// agent may start after the driver).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub pod_identity_retry_for: Duration,
+    /// The node's budget for one AWS API, in calls per second (burst: one
+    /// second's worth), e.g. `--aws-rate-limit GetParameters=5`; repeat for
+    /// several. Defaults: GetSecretValue=1000, BatchGetSecretValue=10,
+    /// GetParameters=10 (a tenth or a quarter of the account's quota).
+    #[arg(long = "aws-rate-limit", value_name = "API=RATE")]
+    pub aws_rate_limits: Vec<RateSetting>,
 }
 
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
@@ -123,7 +129,11 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             ),
             metrics.clone(),
         ),
-        Fetcher::new(sdk, metrics.clone()),
+        Fetcher::new(
+            sdk,
+            metrics.clone(),
+            Arc::new(RateBudget::new(&args.aws_rate_limits)),
+        ),
         config,
         volumes,
         metrics.clone(),

@@ -3,9 +3,14 @@
 //! a call), pinned versions through `GetSecretValue`; SSM parameters through
 //! `GetParameters` (10 names a call). The failover region is asked only for
 //! objects whose primary fetch failed for a reason other than a 4xx.
+//! Every call goes through the node's [`SharedValues`] (one call in flight
+//! per object, batches across pods, values reused within an interval) and
+//! the node's [`RateBudget`].
 
+mod budget;
 mod failure;
 mod secretsmanager;
+mod shared;
 mod ssm;
 
 use std::fmt;
@@ -14,7 +19,9 @@ use std::sync::Arc;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+pub use budget::{DEFAULT_RATES, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
+pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};
 pub(crate) use failure::{HttpStatus, describe};
 
 use crate::identity::AwsIdentity;
@@ -73,27 +80,55 @@ pub(crate) struct Wanted<'a> {
 
 pub(crate) type Outcome = Result<FetchedValue, ObjectFailure>;
 
+/// What every AWS call of a fetch goes through: the node's rate budget
+/// (waiting with the fetch's priority), then the call counter.
+pub(crate) struct Calls<'a> {
+    pub metrics: &'a Metrics,
+    pub budget: &'a RateBudget,
+    pub priority: Priority,
+}
+
+impl Calls<'_> {
+    pub async fn admit(&self, api: &'static str) {
+        self.budget.admit(api, self.priority).await;
+    }
+
+    pub fn record(&self, api: &'static str, outcome: &'static str) {
+        self.metrics.aws_call(api, outcome);
+    }
+}
+
 /// Fetches values from AWS with the SDK configuration it was built with
 /// (endpoints, retries, timeouts come from the standard AWS settings).
 #[derive(Clone)]
 pub struct Fetcher {
     base: SdkConfig,
-    metrics: Arc<Metrics>,
+    shared: Arc<SharedValues>,
 }
 
 impl Fetcher {
-    pub fn new(base: SdkConfig, metrics: Arc<Metrics>) -> Self {
-        Fetcher { base, metrics }
+    pub fn new(base: SdkConfig, metrics: Arc<Metrics>, budget: Arc<RateBudget>) -> Self {
+        Fetcher {
+            base,
+            shared: Arc::new(SharedValues::new(budget, metrics, BATCH_WINDOW)),
+        }
+    }
+
+    /// Values held for sharing now.
+    pub fn shared_values_held(&self) -> usize {
+        self.shared.held()
     }
 
     /// Fetches the objects of `plan`; values are in plan order. `known`
     /// holds, per object, a value that cannot have changed (an object pinned
-    /// to a version id, fetched before): those cost no call.
+    /// to a version id, fetched before): those cost no call. `sharing` says
+    /// with which other fetches of the node values may be shared.
     pub async fn fetch(
         &self,
         plan: &MountPlan,
         identity: &AwsIdentity,
         known: &[Option<FetchedValue>],
+        sharing: &Sharing,
     ) -> Result<Vec<FetchedValue>, FetchError> {
         let known_at = |i: usize| known.get(i).and_then(Option::as_ref);
         let primary: Vec<Wanted<'_>> = plan
@@ -107,7 +142,7 @@ impl Fetcher {
             })
             .collect();
         let fetched = self
-            .fetch_region(plan, &plan.region, &primary, identity)
+            .fetch_region(plan, &plan.region, &primary, identity, sharing)
             .await;
         let mut outcomes: Vec<Outcome> = (0..plan.objects.len())
             .map(|i| match known_at(i) {
@@ -136,7 +171,7 @@ impl Fetcher {
                 .collect();
             if !retry.is_empty() {
                 let second = self
-                    .fetch_region(plan, failover_region, &retry, identity)
+                    .fetch_region(plan, failover_region, &retry, identity, sharing)
                     .await;
                 for (wanted, outcome) in retry.iter().zip(second) {
                     // Keep the primary's error when both fail: it names the
@@ -171,11 +206,12 @@ impl Fetcher {
         region: &str,
         wanted: &[Wanted<'_>],
         identity: &AwsIdentity,
+        sharing: &Sharing,
     ) -> Vec<Outcome> {
         let is_sm =
             |w: &Wanted<'_>| plan.objects[w.index].object_type == ObjectType::SecretsManager;
-        let sm: Vec<Wanted<'_>> = wanted.iter().filter(|w| is_sm(w)).cloned().collect();
-        let ssm: Vec<Wanted<'_>> = wanted.iter().filter(|w| !is_sm(w)).cloned().collect();
+        let sm: Vec<&ObjectRef> = wanted.iter().filter(|w| is_sm(w)).map(|w| w.object).collect();
+        let ssm: Vec<&ObjectRef> = wanted.iter().filter(|w| !is_sm(w)).map(|w| w.object).collect();
         let mut config = self
             .base
             .to_builder()
@@ -185,8 +221,10 @@ impl Fetcher {
         }
         let config = config.build();
         let (sm_out, ssm_out) = tokio::join!(
-            secretsmanager::fetch(&config, region, &sm, &self.metrics),
-            ssm::fetch(&config, region, &ssm, &self.metrics),
+            self.shared
+                .get(&config, region, ObjectType::SecretsManager, &sm, sharing),
+            self.shared
+                .get(&config, region, ObjectType::SsmParameter, &ssm, sharing),
         );
         // Each service answers in its own request order; merge back.
         let (mut sm_out, mut ssm_out) = (sm_out.into_iter(), ssm_out.into_iter());

@@ -7,8 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::Client;
 use futures::future::join_all;
 
-use super::{FetchedValue, ObjectFailure, Outcome, Wanted};
-use crate::metrics::Metrics;
+use super::{Calls, FetchedValue, ObjectFailure, Outcome, Wanted};
 use crate::secret::SecretBytes;
 
 /// BatchGetSecretValue takes at most 20 ids.
@@ -19,14 +18,14 @@ pub(crate) async fn fetch(
     config: &SdkConfig,
     region: &str,
     wanted: &[Wanted<'_>],
-    metrics: &Metrics,
+    calls: &Calls<'_>,
 ) -> Vec<Outcome> {
     if wanted.is_empty() {
         return Vec::new();
     }
-    let client = Calls {
+    let client = Sm {
         client: Client::new(config),
-        metrics,
+        calls,
     };
 
     // Distinct current-version ids go to the batch API; the rest one by one.
@@ -81,7 +80,8 @@ pub(crate) async fn fetch(
 /// One BatchGetSecretValue call; ids it does not answer for are fetched one
 /// by one, and so is the whole chunk when the role may not use the batch API
 /// (policies written for the AWS provider grant GetSecretValue only).
-async fn batch<'a>(client: &Calls<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
+async fn batch<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
+    client.calls.admit("BatchGetSecretValue").await;
     let response = client
         .client
         .batch_get_secret_value()
@@ -178,16 +178,15 @@ async fn batch<'a>(client: &Calls<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'
         .collect()
 }
 
-/// A client that counts its calls.
-struct Calls<'m> {
+/// A client whose calls are budgeted and counted.
+struct Sm<'a> {
     client: Client,
-    metrics: &'m Metrics,
+    calls: &'a Calls<'a>,
 }
 
-impl Calls<'_> {
+impl Sm<'_> {
     fn record(&self, api: &'static str, failure: Option<ObjectFailure>) {
-        self.metrics
-            .aws_call(api, failure.map_or("ok", |f| f.kind().label()));
+        self.calls.record(api, failure.map_or("ok", |f| f.kind().label()));
     }
 }
 
@@ -201,7 +200,7 @@ fn matches_entry(id: &str, name: Option<&str>, arn: Option<&str>) -> bool {
         })
 }
 
-async fn singles<'a>(client: &Calls<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
+async fn singles<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
     join_all(
         ids.iter()
             .map(|id| async move { (*id, single(client, region, id, None, None).await) }),
@@ -210,12 +209,13 @@ async fn singles<'a>(client: &Calls<'_>, region: &str, ids: &[&'a str]) -> Vec<(
 }
 
 async fn single(
-    client: &Calls<'_>,
+    client: &Sm<'_>,
     region: &str,
     id: &str,
     version_id: Option<&str>,
     stage: Option<&str>,
 ) -> Outcome {
+    client.calls.admit("GetSecretValue").await;
     let out = client
         .client
         .get_secret_value()

@@ -7,8 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
 use futures::future::join_all;
 
-use super::{FetchedValue, ObjectFailure, Outcome, Wanted};
-use crate::metrics::Metrics;
+use super::{Calls, FetchedValue, ObjectFailure, Outcome, Wanted};
 use crate::secret::SecretBytes;
 use crate::spc::ObjectRef;
 
@@ -60,7 +59,7 @@ pub(crate) async fn fetch(
     config: &SdkConfig,
     region: &str,
     wanted: &[Wanted<'_>],
-    metrics: &Metrics,
+    calls: &Calls<'_>,
 ) -> Vec<Outcome> {
     if wanted.is_empty() {
         return Vec::new();
@@ -68,7 +67,7 @@ pub(crate) async fn fetch(
     let client = Client::new(config);
     let groups = batches(wanted);
     let answers: Vec<(String, Outcome)> =
-        join_all(groups.iter().map(|b| call(&client, region, b, metrics)))
+        join_all(groups.iter().map(|b| call(&client, region, b, calls)))
             .await
             .into_iter()
             .flatten()
@@ -90,8 +89,9 @@ async fn call(
     client: &Client,
     region: &str,
     batch: &[(String, &ObjectRef)],
-    metrics: &Metrics,
+    calls: &Calls<'_>,
 ) -> Vec<(String, Outcome)> {
+    calls.admit("GetParameters").await;
     let response = client
         .get_parameters()
         .set_names(Some(batch.iter().map(|(s, _)| s.clone()).collect()))
@@ -104,7 +104,7 @@ async fn call(
             .kind()
             .label(),
     };
-    metrics.aws_call("GetParameters", outcome);
+    calls.record("GetParameters", outcome);
     let out = match response {
         Ok(out) => out,
         Err(e) => {

@@ -1,0 +1,288 @@
+//! A per-API rate budget for the whole node, so a wave of mounts never bursts
+//! past what AWS allows an account (which many nodes share). First mounts go
+//! before refreshes: a pod waits on its mount, a refresh can wait a little.
+//!
+//! Hand-written rather than `governor`: waiters need two priorities, which a
+//! plain token bucket does not give.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Who is waiting for a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Refresh,
+    FirstMount,
+}
+
+/// Calls per second allowed for one API, with a burst of one second's worth.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+/// `API=RATE`, e.g. `GetParameters=10`: a command-line override.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSetting {
+    pub api: String,
+    pub rate: Rate,
+}
+
+impl FromStr for RateSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (api, rate) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected API=CALLS_PER_SECOND"))?;
+        if !KNOWN_APIS.contains(&api) {
+            return Err(format!(
+                "{api:?}: not an API with a budget (one of {})",
+                KNOWN_APIS.join(", ")
+            ));
+        }
+        let per_second: f64 = rate
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| format!("{rate:?}: calls per second must be a positive number"))?;
+        Ok(RateSetting {
+            api: api.to_owned(),
+            rate: Rate { per_second },
+        })
+    }
+}
+
+/// The APIs a node calls per object, and their default budget per node.
+/// AWS allows an account and region GetSecretValue 10,000/s,
+/// BatchGetSecretValue 100/s and GetParameters 40/s; a node takes a tenth
+/// (GetParameters a quarter: ten names a call, and pods mount in waves).
+/// (STS is not budgeted: one call per identity key is in flight at a time.)
+pub const DEFAULT_RATES: [(&str, f64); 3] = [
+    ("GetSecretValue", 1000.0),
+    ("BatchGetSecretValue", 10.0),
+    ("GetParameters", 10.0),
+];
+
+const KNOWN_APIS: [&str; 3] = ["GetSecretValue", "BatchGetSecretValue", "GetParameters"];
+
+/// The token bucket of one API. Pure: time comes in as an argument.
+#[derive(Debug, Clone)]
+struct Bucket {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    updated: Instant,
+    /// First mounts waiting for a token; refreshes wait until none is.
+    first_mounts_waiting: usize,
+}
+
+impl Bucket {
+    fn new(rate: Rate, now: Instant) -> Self {
+        let burst = rate.per_second.max(1.0);
+        Bucket {
+            per_second: rate.per_second,
+            burst,
+            tokens: burst,
+            updated: now,
+            first_mounts_waiting: 0,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.updated = now;
+    }
+
+    /// Takes a token, or says how long to wait before asking again.
+    fn take(&mut self, now: Instant, priority: Priority) -> Result<(), Duration> {
+        self.refill(now);
+        let yield_to_mounts = priority == Priority::Refresh && self.first_mounts_waiting > 0;
+        if self.tokens >= 1.0 && !yield_to_mounts {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        let missing = (1.0 - self.tokens).max(0.0);
+        let wait = Duration::from_secs_f64(missing / self.per_second);
+        // A yielding refresh looks again soon: the mounts may be done.
+        Err(wait.max(Duration::from_millis(1)))
+    }
+}
+
+/// The node's budgets, one bucket per API.
+#[derive(Debug)]
+pub struct RateBudget {
+    buckets: HashMap<&'static str, Mutex<Bucket>>,
+}
+
+impl RateBudget {
+    /// The default rates, with `overrides` applied.
+    pub fn new(overrides: &[RateSetting]) -> Self {
+        let now = Instant::now();
+        let buckets = DEFAULT_RATES
+            .iter()
+            .map(|(api, default)| {
+                let per_second = overrides
+                    .iter()
+                    .rev()
+                    .find(|o| o.api == *api)
+                    .map_or(*default, |o| o.rate.per_second);
+                (*api, Mutex::new(Bucket::new(Rate { per_second }, now)))
+            })
+            .collect();
+        RateBudget { buckets }
+    }
+
+    /// Waits until `api` may be called. APIs without a budget pass at once.
+    pub async fn admit(&self, api: &str, priority: Priority) {
+        let Some(bucket) = self.buckets.get(api) else {
+            return;
+        };
+        let lock = || bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counted = false;
+        loop {
+            let wait = {
+                let mut b = lock();
+                match b.take(Instant::now(), priority) {
+                    Ok(()) => {
+                        if counted {
+                            b.first_mounts_waiting -= 1;
+                        }
+                        return;
+                    }
+                    Err(wait) => {
+                        if priority == Priority::FirstMount && !counted {
+                            b.first_mounts_waiting += 1;
+                            counted = true;
+                        }
+                        wait
+                    }
+                }
+            };
+            // Dropped while waiting (the publish timed out): uncount.
+            let guard = Uncount {
+                bucket,
+                active: counted,
+            };
+            tokio::time::sleep(wait).await;
+            std::mem::forget(guard);
+        }
+    }
+}
+
+/// Takes a cancelled first mount out of the waiting count.
+struct Uncount<'a> {
+    bucket: &'a Mutex<Bucket>,
+    active: bool,
+}
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        if self.active {
+            let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+            b.first_mounts_waiting = b.first_mounts_waiting.saturating_sub(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_burst_of_one_second_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Rate { per_second: 10.0 }, t0);
+        for _ in 0..10 {
+            assert_eq!(b.take(t0, Priority::FirstMount), Ok(()));
+        }
+        let wait = b.take(t0, Priority::FirstMount).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(100));
+        assert!(b.take(at(t0, 50), Priority::FirstMount).is_err());
+        assert_eq!(b.take(at(t0, 100), Priority::FirstMount), Ok(()));
+        // Idle time refills, never past the burst.
+        let later = at(t0, 60_000);
+        for _ in 0..10 {
+            assert_eq!(b.take(later, Priority::Refresh), Ok(()));
+        }
+        assert!(b.take(later, Priority::Refresh).is_err());
+    }
+
+    #[test]
+    fn refreshes_yield_to_waiting_first_mounts() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Rate { per_second: 2.0 }, t0);
+        b.first_mounts_waiting = 1;
+        assert!(b.take(t0, Priority::Refresh).is_err(), "tokens left, but a mount waits");
+        assert_eq!(b.take(t0, Priority::FirstMount), Ok(()));
+        b.first_mounts_waiting = 0;
+        assert_eq!(b.take(t0, Priority::Refresh), Ok(()));
+    }
+
+    #[test]
+    fn slow_rates_still_allow_one_call() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(Rate { per_second: 0.5 }, t0);
+        assert_eq!(b.take(t0, Priority::FirstMount), Ok(()));
+        assert_eq!(
+            b.take(t0, Priority::FirstMount).unwrap_err(),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn settings_parse_with_clear_errors() {
+        let s: RateSetting = "GetParameters=2.5".parse().unwrap();
+        assert_eq!(s.api, "GetParameters");
+        assert_eq!(s.rate.per_second, 2.5);
+        assert!(
+            "GetParameter=1"
+                .parse::<RateSetting>()
+                .unwrap_err()
+                .contains("not an API")
+        );
+        for bad in ["GetParameters", "GetParameters=0", "GetParameters=-1", "GetParameters=x", "GetParameters=inf"] {
+            assert!(bad.parse::<RateSetting>().is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admit_paces_calls_and_serves_mounts_first() {
+        let budget = std::sync::Arc::new(RateBudget::new(&[RateSetting {
+            api: "GetParameters".into(),
+            rate: Rate { per_second: 1.0 },
+        }]));
+        budget.admit("GetParameters", Priority::FirstMount).await;
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let refresh = {
+            let (budget, order) = (budget.clone(), order.clone());
+            tokio::spawn(async move {
+                budget.admit("GetParameters", Priority::Refresh).await;
+                order.lock().unwrap().push("refresh");
+            })
+        };
+        tokio::task::yield_now().await;
+        let mount = {
+            let (budget, order) = (budget.clone(), order.clone());
+            tokio::spawn(async move {
+                budget.admit("GetParameters", Priority::FirstMount).await;
+                order.lock().unwrap().push("mount");
+            })
+        };
+        let started = Instant::now();
+        mount.await.unwrap();
+        refresh.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["mount", "refresh"]);
+        assert!(started.elapsed() >= Duration::from_secs(2), "one call a second");
+        // An API without a budget is never held.
+        budget.admit("DescribeSecret", Priority::Refresh).await;
+    }
+}
