@@ -365,6 +365,17 @@ impl Driver {
             .unwrap_or(0.0)
     }
 
+    /// Calls made to one AWS API, whatever their outcome.
+    pub async fn aws_calls(&self, api: &str) -> u64 {
+        let prefix = format!("aws_api_calls_total{{api=\"{api}\"");
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Kills the driver with SIGKILL (no cleanup of any kind).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
