@@ -19,12 +19,15 @@ async fn setup(w: &World, ns: &str, interval: &str) {
     for i in 0..SECRETS {
         moto.create_secret(&format!("{ns}/s{i}"), &format!("{ns}-s{i}-v1"))
             .await;
-        objects += &format!("- {{objectName: {ns}/s{i}, objectType: secretsmanager, objectAlias: s{i}}}\n");
+        objects += &format!(
+            "- {{objectName: {ns}/s{i}, objectType: secretsmanager, objectAlias: s{i}}}\n"
+        );
     }
     for i in 0..PARAMETERS {
         moto.put_parameter(&format!("/{ns}/p{i}"), &format!("{ns}-p{i}-v1"))
             .await;
-        objects += &format!("- {{objectName: /{ns}/p{i}, objectType: ssmparameter, objectAlias: p{i}}}\n");
+        objects +=
+            &format!("- {{objectName: /{ns}/p{i}, objectType: ssmparameter, objectAlias: p{i}}}\n");
     }
     w.kube.put_class(
         ns,
@@ -50,8 +53,10 @@ async fn pods_of_one_identity_share_calls_and_other_identities_do_not() {
     let w = World::new().await;
     setup(&w, "sh1", "2m").await;
     w.kube.put_service_account("sh1", "app", Some(READER_ROLE));
-    w.kube.put_service_account("sh1", "other", Some(READER_ROLE));
-    w.kube.put_service_account("sh1", "denied", Some(NOBODY_ROLE));
+    w.kube
+        .put_service_account("sh1", "other", Some(READER_ROLE));
+    w.kube
+        .put_service_account("sh1", "denied", Some(NOBODY_ROLE));
 
     let app: Vec<PodSpec> = (0..30)
         .map(|i| PodSpec::new("sh1", &format!("app-{i}"), "app"))

@@ -221,7 +221,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Bucket::new(Rate { per_second: 2.0 }, t0);
         b.first_mounts_waiting = 1;
-        assert!(b.take(t0, Priority::Refresh).is_err(), "tokens left, but a mount waits");
+        assert!(
+            b.take(t0, Priority::Refresh).is_err(),
+            "tokens left, but a mount waits"
+        );
         assert_eq!(b.take(t0, Priority::FirstMount), Ok(()));
         b.first_mounts_waiting = 0;
         assert_eq!(b.take(t0, Priority::Refresh), Ok(()));
@@ -249,7 +252,13 @@ mod tests {
                 .unwrap_err()
                 .contains("not an API")
         );
-        for bad in ["GetParameters", "GetParameters=0", "GetParameters=-1", "GetParameters=x", "GetParameters=inf"] {
+        for bad in [
+            "GetParameters",
+            "GetParameters=0",
+            "GetParameters=-1",
+            "GetParameters=x",
+            "GetParameters=inf",
+        ] {
             assert!(bad.parse::<RateSetting>().is_err(), "{bad}");
         }
     }
@@ -281,7 +290,10 @@ mod tests {
         mount.await.unwrap();
         refresh.await.unwrap();
         assert_eq!(*order.lock().unwrap(), ["mount", "refresh"]);
-        assert!(started.elapsed() >= Duration::from_secs(2), "one call a second");
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "one call a second"
+        );
         // An API without a budget is never held.
         budget.admit("DescribeSecret", Priority::Refresh).await;
     }

@@ -21,8 +21,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 pub use budget::{DEFAULT_RATES, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
-pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};
 pub(crate) use failure::{HttpStatus, describe};
+pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};
 
 use crate::identity::AwsIdentity;
 use crate::metrics::Metrics;
@@ -210,8 +210,16 @@ impl Fetcher {
     ) -> Vec<Outcome> {
         let is_sm =
             |w: &Wanted<'_>| plan.objects[w.index].object_type == ObjectType::SecretsManager;
-        let sm: Vec<&ObjectRef> = wanted.iter().filter(|w| is_sm(w)).map(|w| w.object).collect();
-        let ssm: Vec<&ObjectRef> = wanted.iter().filter(|w| !is_sm(w)).map(|w| w.object).collect();
+        let sm: Vec<&ObjectRef> = wanted
+            .iter()
+            .filter(|w| is_sm(w))
+            .map(|w| w.object)
+            .collect();
+        let ssm: Vec<&ObjectRef> = wanted
+            .iter()
+            .filter(|w| !is_sm(w))
+            .map(|w| w.object)
+            .collect();
         let mut config = self
             .base
             .to_builder()

@@ -186,7 +186,8 @@ struct Sm<'a> {
 
 impl Sm<'_> {
     fn record(&self, api: &'static str, failure: Option<ObjectFailure>) {
-        self.calls.record(api, failure.map_or("ok", |f| f.kind().label()));
+        self.calls
+            .record(api, failure.map_or("ok", |f| f.kind().label()));
     }
 }
 

@@ -231,7 +231,9 @@ impl SharedValues {
             ObjectType::SecretsManager => {
                 secretsmanager::fetch(&queue.config, &key.region, &wanted, &calls).await
             }
-            ObjectType::SsmParameter => ssm::fetch(&queue.config, &key.region, &wanted, &calls).await,
+            ObjectType::SsmParameter => {
+                ssm::fetch(&queue.config, &key.region, &wanted, &calls).await
+            }
         };
         let fetched_at = Instant::now();
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -253,10 +253,20 @@ impl Driver {
         extra_env: &[(&str, &str)],
         args: &[&str],
     ) -> Self {
+        Self::start_against(&moto().endpoint, dir, kubeconfig, extra_env, args).await
+    }
+
+    /// The driver with AWS at `aws_endpoint` (moto, or a stand-in).
+    pub async fn start_against(
+        aws_endpoint: &str,
+        dir: &Path,
+        kubeconfig: &Path,
+        extra_env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Self {
         let socket = dir.join("csi.sock");
         let log = dir.join("driver.log");
         let metrics_port = free_port();
-        let moto = moto();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"));
         cmd.arg("serve")
             .arg("--endpoint")
@@ -273,7 +283,7 @@ impl Driver {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
             .env("AWS_REGION", REGION)
             // No credentials of its own: every AWS call must use the pod's.
             .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -1,0 +1,228 @@
+//! A local AWS stand-in for the benchmark: STS AssumeRoleWithWebIdentity,
+//! Secrets Manager GetSecretValue / BatchGetSecretValue / DescribeSecret and
+//! SSM GetParameters, each answered after a fixed latency, each call counted.
+//! Every name exists; its value is derived from the name and a version that
+//! `change_all` bumps. Loopback only; stopped when dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+/// The size of every value: a typical small secret (a JSON credential).
+const VALUE_BYTES: usize = 200;
+
+#[derive(Default)]
+struct State {
+    calls: Mutex<BTreeMap<String, u64>>,
+    /// The current version of each object (1 until changed).
+    generation: Mutex<u64>,
+}
+
+pub struct AwsStandIn {
+    pub endpoint: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AwsStandIn {
+    pub async fn start(latency: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State {
+            generation: Mutex::new(1),
+            ..Default::default()
+        });
+        let served = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| answer(req, state.clone(), latency));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        AwsStandIn {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            state,
+            task,
+        }
+    }
+
+    /// Calls per API since the start (or the last `reset`).
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    pub fn reset(&self) {
+        self.state.calls.lock().unwrap().clear();
+    }
+
+    /// Every object gets a new version.
+    pub fn change_all(&self) {
+        *self.state.generation.lock().unwrap() += 1;
+    }
+}
+
+impl Drop for AwsStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The value of `name` at `generation`, padded to a realistic size.
+pub fn value_of(name: &str, generation: u64) -> String {
+    let mut v = format!("{{\"name\":\"{name}\",\"generation\":{generation},\"pad\":\"");
+    while v.len() < VALUE_BYTES - 2 {
+        v.push('x');
+    }
+    v.push_str("\"}");
+    v
+}
+
+async fn answer(
+    req: Request<Incoming>,
+    state: Arc<State>,
+    latency: Duration,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let target = req
+        .headers()
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let generation = *state.generation.lock().unwrap();
+    let (api, response) = if target.is_empty() {
+        sts(&body)
+    } else {
+        let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let api = target.rsplit('.').next().unwrap_or("").to_owned();
+        let out = match api.as_str() {
+            "GetSecretValue" => secret(input["SecretId"].as_str().unwrap_or(""), generation),
+            "BatchGetSecretValue" => {
+                let ids = input["SecretIdList"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let values: Vec<Value> = ids
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|id| secret(id, generation))
+                    .collect();
+                json!({"SecretValues": values, "Errors": []})
+            }
+            "DescribeSecret" => {
+                let id = input["SecretId"].as_str().unwrap_or("");
+                let mut stages = serde_json::Map::new();
+                stages.insert(version_id(generation), json!(["AWSCURRENT"]));
+                json!({"ARN": arn(id), "Name": id, "VersionIdsToStages": stages})
+            }
+            "GetParameters" => {
+                let names = input["Names"].as_array().cloned().unwrap_or_default();
+                let parameters: Vec<Value> = names
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|n| {
+                        json!({
+                            "Name": n, "Type": "SecureString", "DataType": "text",
+                            "Value": value_of(n, generation), "Version": generation,
+                            "ARN": format!("arn:aws:ssm:us-east-1:123456789012:parameter{n}"),
+                        })
+                    })
+                    .collect();
+                json!({"Parameters": parameters, "InvalidParameters": []})
+            }
+            _ => json!({"__type": "UnknownOperationException"}),
+        };
+        (api, (out.to_string(), "application/x-amz-json-1.1"))
+    };
+    *state.calls.lock().unwrap().entry(api).or_default() += 1;
+    Ok(Response::builder()
+        .header("content-type", response.1)
+        .body(Full::new(Bytes::from(response.0)))
+        .unwrap())
+}
+
+fn version_id(generation: u64) -> String {
+    format!("00000000-0000-4000-8000-{generation:012}")
+}
+
+fn arn(id: &str) -> String {
+    format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{id}-AbCdEf")
+}
+
+fn secret(id: &str, generation: u64) -> Value {
+    json!({
+        "ARN": arn(id), "Name": id, "VersionId": version_id(generation),
+        "SecretString": value_of(id, generation), "VersionStages": ["AWSCURRENT"],
+        "CreatedDate": 1.7e9,
+    })
+}
+
+/// STS speaks the query protocol: a form in, XML out.
+fn sts(body: &[u8]) -> (String, (String, &'static str)) {
+    let form: HashMap<String, String> = url_decode_form(body);
+    let action = form.get("Action").cloned().unwrap_or_default();
+    let expiration =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
+    let xml = format!(
+        "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{action}Result>\
+         <Credentials><AccessKeyId>ASIABENCH</AccessKeyId><SecretAccessKey>bench-secret-key</SecretAccessKey>\
+         <SessionToken>bench-session</SessionToken><Expiration>{expiration}</Expiration></Credentials>\
+         <SubjectFromWebIdentityToken>bench</SubjectFromWebIdentityToken>\
+         <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/reader/bench</Arn><AssumedRoleId>AROABENCH:bench</AssumedRoleId></AssumedRoleUser>\
+         </{action}Result><ResponseMetadata><RequestId>bench</RequestId></ResponseMetadata></{action}Response>"
+    );
+    (action, (xml, "text/xml"))
+}
+
+fn url_decode_form(body: &[u8]) -> HashMap<String, String> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((decode(k), decode(v)))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
