@@ -53,6 +53,10 @@ pub enum PublishError {
     Deadline(Duration),
     #[error("an operation on volume {0} is already in progress")]
     Busy(String),
+    #[error(
+        "volume {volume_id} is already published at {target}; a volume is published at one target"
+    )]
+    PublishedElsewhere { volume_id: String, target: PathBuf },
 }
 
 impl PublishError {
@@ -80,6 +84,7 @@ impl PublishError {
             PublishError::Volume { .. } => "FileWriteError",
             PublishError::Deadline(_) => "Timeout",
             PublishError::Busy(_) => "OperationInProgress",
+            PublishError::PublishedElsewhere { .. } => "VolumePublishedElsewhere",
         }
     }
 }
@@ -189,6 +194,26 @@ impl Publisher {
             target: target.clone(),
             source,
         };
+        // A volume id is one pod's volume: published at a second target
+        // while its first is still mounted, it is refused (CSI: the volume
+        // is published, incompatibly).
+        if let Some(record) = self.volumes.get(&req.volume_id)
+            && record.target != req.target
+        {
+            let first = record.target.clone();
+            let mounted = blocking(&first, {
+                let first = first.clone();
+                move || volume::is_mount_point(&first)
+            })
+            .await
+            .unwrap_or(true);
+            if mounted {
+                return Err(PublishError::PublishedElsewhere {
+                    volume_id: req.volume_id.clone(),
+                    target: first,
+                });
+            }
+        }
         if volume::is_mount_point(&req.target).map_err(on_target)? {
             return Ok(self.republish(req).await);
         }

@@ -71,9 +71,13 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
     });
     let count = set.len();
     tokio::task::spawn_blocking(move || -> Result<(), volume::VolumeError> {
-        let mounted = tmpfs.is_some() && volume::is_mount_point(&target)?;
-        if mounted {
-            // Already ours from an earlier run: swap the content in place.
+        // Already ours from an earlier run (our tmpfs, or with --no-tmpfs the
+        // directory the user named): swap the content in place.
+        let in_place = match tmpfs {
+            Some(_) => volume::is_mount_point(&target)?,
+            None => target.is_dir(),
+        };
+        if in_place {
             volume::write_file_set(&target, &set).map(|_| ())
         } else {
             volume::populate(&target, &set, tmpfs.as_ref())

@@ -47,6 +47,7 @@ fn code_of(e: &PublishError) -> Code {
         PublishError::Volume { .. } => Code::Internal,
         PublishError::Deadline(_) => Code::DeadlineExceeded,
         PublishError::Busy(_) => Code::Aborted,
+        PublishError::PublishedElsewhere { .. } => Code::AlreadyExists,
     }
 }
 

@@ -29,6 +29,19 @@ pub fn populate(
             reason: "the target is not a directory (a symlink or a file is refused)",
         });
     }
+    // Neither kubelet nor this driver leaves files in an unmounted target:
+    // whatever is there belongs to someone else, and stays untouched.
+    if !created
+        && fs::read_dir(target)
+            .map_err(VolumeError::io("read", target))?
+            .next()
+            .is_some()
+    {
+        return Err(VolumeError::Unsafe {
+            path: target.to_path_buf(),
+            reason: "the target directory is not empty and not a mount (files of someone else are not mounted over)",
+        });
+    }
     let mut mounted = false;
     let result = (|| {
         if let Some(options) = tmpfs {
@@ -50,7 +63,8 @@ pub fn populate(
 }
 
 /// Unmounts `target` (every mount stacked there) and removes it. Succeeds
-/// when it is already gone.
+/// when it is already gone. Files left below the unmounted target are not
+/// ours (ours live in the tmpfs): they are kept, with a warning.
 pub fn teardown(target: &Path) -> Result<(), VolumeError> {
     match target.parent().map(fs::symlink_metadata) {
         // Nothing left to tear down.
@@ -67,9 +81,13 @@ pub fn teardown(target: &Path) -> Result<(), VolumeError> {
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(VolumeError::io("inspect", target)(e)),
-        Ok(m) if m.is_dir() => {
-            fs::remove_dir_all(target).map_err(VolumeError::io("remove", target))
-        }
+        Ok(m) if m.is_dir() => match fs::remove_dir(target) {
+            Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => {
+                tracing::warn!(target = %target.display(), "unmounted; the directory holds files this driver did not write, so it is left in place");
+                Ok(())
+            }
+            other => other.map_err(VolumeError::io("remove", target)),
+        },
         Ok(_) => fs::remove_file(target).map_err(VolumeError::io("remove", target)),
     }
 }
@@ -110,6 +128,32 @@ mod tests {
             elsewhere.join("mount").exists(),
             "nothing removed through the link"
         );
+    }
+
+    #[test]
+    fn a_prefilled_target_is_refused_and_its_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("mount");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("theirs"), "keep me").unwrap();
+        let e = populate(&target, &FileSet::default(), None).unwrap_err();
+        assert!(e.to_string().contains("not empty"), "{e}");
+        assert_eq!(
+            fs::read_to_string(target.join("theirs")).unwrap(),
+            "keep me"
+        );
+        // An unpublish of it unmounts nothing and removes nothing foreign.
+        teardown(&target).unwrap();
+        assert_eq!(
+            fs::read_to_string(target.join("theirs")).unwrap(),
+            "keep me"
+        );
+        // An empty target (kubelet may create it) is fine.
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        populate(&empty, &FileSet::default(), None).unwrap();
+        teardown(&empty).unwrap();
+        assert!(!empty.exists());
     }
 
     #[test]
