@@ -16,13 +16,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-#[path = "node_scale/aws.rs"]
-mod aws;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws::AwsStandIn;
+use common::aws_standin::{self as aws, AwsStandIn};
 use common::kube::FakeKube;
 use common::*;
 

@@ -1,5 +1,6 @@
-//! Load: many concurrent publishes, republishes and unpublishes through one
-//! driver, against moto, twice. Zero errors; afterwards no mount, no
+//! Load: 500 concurrent publishes, republishes (which refresh: the class
+//! asks for a 1-second interval) and unpublishes through one driver, against
+//! the AWS stand-in, twice. Zero errors; afterwards no mount, no
 //! directory, no file handle and no state record is left, the second round
 //! holds no more sockets than the first (a bounded connection pool, not a
 //! leak), and the driver's memory is printed. Needs root.
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::StreamExt;
 
-const PODS: usize = 300;
-const CONCURRENCY: usize = 50;
+const PODS: usize = 500;
+const CONCURRENCY: usize = 500;
 
 /// (non-socket, socket) file descriptors of a process.
 fn open_fds(pid: u32) -> (Vec<String>, usize) {
@@ -71,8 +72,9 @@ async fn round(w: &World, pods: &[PodSpec], targets: &[PathBuf]) -> Duration {
     );
     assert_eq!(mounts_under(w.dir.path()).len(), pods.len());
     for target in targets.iter().step_by(37) {
-        assert_eq!(read(target, "k"), "load-a");
-        assert_eq!(read(target, "p"), "load-p");
+        assert_eq!(read(target, "k"), "load/a");
+        assert_eq!(read(target, "b"), aws_standin::value_of("load/b", 1));
+        assert_eq!(read(target, "p"), aws_standin::value_of("/load/p", 1));
     }
     let errors: Vec<String> = futures::stream::iter(pods.iter().zip(targets))
         .map(|(pod, target)| async move {
@@ -108,16 +110,20 @@ async fn round(w: &World, pods: &[PodSpec], targets: &[PathBuf]) -> Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hundreds_of_concurrent_publishes_republishes_and_unpublishes() {
-    let w = World::new().await;
-    let moto = moto();
-    moto.create_secret("load/a", r#"{"k":"load-a"}"#).await;
-    moto.create_secret("load/b", "load-b").await;
-    moto.put_parameter("/load/p", "load-p").await;
+    let aws = aws_standin::AwsStandIn::start(Duration::ZERO).await;
+    let w = World::with(&[("AWS_ENDPOINT_URL", &aws.endpoint)], &[]).await;
     w.kube.put_service_account("load", "app", Some(READER_ROLE));
-    w.class(
+    w.kube.put_class(
         "load",
         "c",
-        "- {objectName: load/a, objectType: secretsmanager, jmesPath: [{path: k, objectAlias: k}]}\n- {objectName: load/b, objectType: secretsmanager, objectAlias: b}\n- {objectName: /load/p, objectType: ssmparameter, objectAlias: p}",
+        &[
+            ("region", REGION),
+            ("refreshInterval", "1s"),
+            (
+                "objects",
+                "- {objectName: load/a, objectType: secretsmanager, jmesPath: [{path: name, objectAlias: k}]}\n- {objectName: load/b, objectType: secretsmanager, objectAlias: b}\n- {objectName: /load/p, objectType: ssmparameter, objectAlias: p}",
+            ),
+        ],
     );
     let pid = w.driver.pid();
     let pods: Vec<PodSpec> = (0..PODS)
@@ -162,4 +168,5 @@ async fn hundreds_of_concurrent_publishes_republishes_and_unpublishes() {
         .metric("aws_api_calls_total{api=\"AssumeRoleWithWebIdentity\",outcome=\"ok\"}")
         .await;
     assert_eq!(sts, 1.0, "one identity: one STS call for all pods");
+    println!("load: AWS calls {:?}", aws.calls());
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod aws_standin;
 pub mod kube;
 pub mod proxy;
 
