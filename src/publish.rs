@@ -16,12 +16,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
 use crate::fetch::{FetchError, FetchedValue, Fetcher, Priority, Sharing};
 use crate::identity::{
-    AwsIdentity, Identities, IdentityError, IdentityKey, IdentityRequest, Source,
+    AwsIdentity, Claimant, Identities, IdentityError, IdentityKey, IdentityRequest, Obtained,
+    ProvenTokens, Source, judge,
 };
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
 use crate::request::{AUDIENCE_POD_IDENTITY, AUDIENCE_STS, PublishRequest, RequestError};
 use crate::rotation::RefreshState;
+use crate::secret::Token;
 use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretObject, SecretProviderClassSpec};
 use crate::state::{VolumeRecord, VolumeStore};
 use crate::volume::{self, TmpfsOptions, VolumeError, WriteOutcome};
@@ -122,6 +124,8 @@ pub enum Published {
 pub struct Publisher {
     cluster: Cluster,
     identities: Identities,
+    /// Pods' tokens the API server vouched for recently.
+    proven: ProvenTokens,
     /// The node's `topology.kubernetes.io/region` label, looked up once.
     node_region: tokio::sync::OnceCell<Option<String>>,
     /// What each volume's SecretProviderClassPodStatus last said (a hash),
@@ -159,6 +163,7 @@ impl Publisher {
         Publisher {
             cluster,
             identities,
+            proven: ProvenTokens::default(),
             node_region: tokio::sync::OnceCell::new(),
             pod_status: Mutex::default(),
             secrets_synced: Mutex::default(),
@@ -379,12 +384,16 @@ impl Publisher {
         }
         let fingerprint = fingerprint(&class.spec);
         let role;
+        let audience = match plan.auth {
+            AuthMode::Irsa => AUDIENCE_STS,
+            AuthMode::PodIdentity => AUDIENCE_POD_IDENTITY,
+        };
+        let token = req
+            .tokens
+            .get(audience)
+            .ok_or(IdentityError::TokenMissing(audience))?;
         let source = match plan.auth {
             AuthMode::Irsa => {
-                let token = req
-                    .tokens
-                    .get(AUDIENCE_STS)
-                    .ok_or(IdentityError::TokenMissing(AUDIENCE_STS))?;
                 role = self
                     .cluster
                     .service_account_role(ns, &req.pod.service_account)
@@ -399,10 +408,7 @@ impl Publisher {
                 }
             }
             AuthMode::PodIdentity => Source::PodIdentity {
-                token: req
-                    .tokens
-                    .get(AUDIENCE_POD_IDENTITY)
-                    .ok_or(IdentityError::TokenMissing(AUDIENCE_POD_IDENTITY))?,
+                token,
                 preference: plan.address_preference,
             },
         };
@@ -436,7 +442,10 @@ impl Publisher {
                 Priority::FirstMount
             },
         };
-        let obtained = self.identities.credentials(&who).await?;
+        let mut obtained = self.identities.credentials(&who).await?;
+        if obtained.cached {
+            obtained = self.prove(req, token, audience, &who, obtained).await?;
+        }
         let mut set = fetch_and_render(
             &self.fetcher,
             &plan,
@@ -469,6 +478,40 @@ impl Publisher {
             interval,
             fingerprint,
         })
+    }
+
+    /// Credentials obtained with another pod's token are served only once
+    /// this pod's own token is proven: by the API server (TokenReview), or,
+    /// when it cannot say, by exchanging the token with AWS.
+    async fn prove(
+        &self,
+        req: &PublishRequest,
+        token: &Token,
+        audience: &str,
+        who: &IdentityRequest<'_>,
+        obtained: Obtained,
+    ) -> Result<Obtained, PublishError> {
+        let claimant = Claimant {
+            namespace: &req.pod.namespace,
+            service_account: &req.pod.service_account,
+            pod: &req.pod.name,
+            pod_uid: &req.pod.uid,
+            audience,
+        };
+        if self.proven.is_proven(token, &claimant) {
+            return Ok(obtained);
+        }
+        match self.cluster.review_token(token, audience).await {
+            Ok(review) => {
+                judge(&review, &claimant).map_err(IdentityError::from)?;
+                self.proven.remember(token, &claimant);
+                Ok(obtained)
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "cannot review the pod's token; exchanging it with AWS instead");
+                Ok(self.identities.exchange(who).await?)
+            }
+        }
     }
 
     /// After content was written: the pod status object and the synced

@@ -73,7 +73,7 @@ async fn pod_identity_over_ipv4() {
     assert_eq!(read(&target, "s"), "pi-v4-value");
     assert_eq!(
         agent.authorizations(),
-        vec!["eyJ-pi-token-for-p".to_string()],
+        vec![pod.pod_identity_token.clone().unwrap()],
         "the pod's own token, as Authorization"
     );
     assert_no_leak(&w.driver, &["eyJ-pi-token-for-p", "pi-v4-value"]);

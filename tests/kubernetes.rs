@@ -114,13 +114,13 @@ impl ControlPlane {
         .unwrap()
     }
 
-    /// A kubeconfig that authenticates with `token`.
-    fn kubeconfig_with_token(&self, path: &Path, token: &str) {
+    /// A kubeconfig that authenticates with `token` at `server` (the API
+    /// server's own address, or a relay in front of it).
+    fn kubeconfig_with_token(&self, path: &Path, server: &str, token: &str) {
         std::fs::write(
             path,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: driver\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: driver}}\ncurrent-context: test\n",
-                self.server,
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{server}\", certificate-authority: \"{}\"}}\nusers:\n- name: driver\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: driver}}\ncurrent-context: test\n",
                 self.work.join("certs/apiserver.crt").display()
             ),
         )
@@ -236,6 +236,52 @@ fn granted(files: &[&str]) -> BTreeSet<(String, String)> {
     out
 }
 
+/// `name` in namespace e2e as kubelet would present it: its uid and an
+/// sts.amazonaws.com token bound to it (TokenRequest).
+fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
+    let uid = cp.kubectl(
+        &[
+            "get",
+            "pod",
+            name,
+            "-n",
+            "e2e",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    let token = cp.kubectl(
+        &[
+            "create",
+            "token",
+            service_account,
+            "-n",
+            "e2e",
+            "--audience",
+            "sts.amazonaws.com",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            name,
+            "--bound-object-uid",
+            &uid,
+            "--duration",
+            "1h",
+        ],
+        None,
+    );
+    assert_eq!(token.trim().split('.').count(), 3, "a real JWT");
+    PodSpec {
+        namespace: "e2e".into(),
+        name: name.into(),
+        uid,
+        service_account: service_account.into(),
+        token: Some(token.trim().to_owned()),
+        pod_identity_token: None,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_driver_serves_a_real_cluster_with_the_rbac_of_deploy() {
     require_root();
@@ -312,6 +358,10 @@ metadata:
   annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
 ---
 apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: other, namespace: e2e}}
+---
+apiVersion: v1
 kind: Node
 metadata:
   name: test-node
@@ -359,6 +409,14 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {{name: web-2, namespace: e2e}}
+spec:
+  serviceAccountName: app
+  nodeName: test-node
+  containers: [{{name: app, image: example.invalid/app}}]
+---
+apiVersion: v1
+kind: Pod
 metadata: {{name: web, namespace: e2e}}
 spec:
   serviceAccountName: app
@@ -373,43 +431,9 @@ spec:
 "#
         )),
     );
-    let uid = cp.kubectl(
-        &[
-            "get",
-            "pod",
-            "web",
-            "-n",
-            "e2e",
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ],
-        None,
-    );
     // The token kubelet would get for the CSIDriver's tokenRequests: bound to the pod.
-    let token = cp
-        .kubectl(
-            &[
-                "create",
-                "token",
-                "app",
-                "-n",
-                "e2e",
-                "--audience",
-                "sts.amazonaws.com",
-                "--bound-object-kind",
-                "Pod",
-                "--bound-object-name",
-                "web",
-                "--bound-object-uid",
-                &uid,
-                "--duration",
-                "1h",
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
-    assert_eq!(token.split('.').count(), 3, "a real JWT");
+    let pod = bound_pod(cp, "web", "app");
+    let (uid, token) = (pod.uid.clone(), pod.token.clone().unwrap());
 
     // The driver runs as its own ServiceAccount, not as an administrator.
     let dir = TestDir::new();
@@ -425,8 +449,15 @@ spec:
         ],
         None,
     );
+    // The driver reaches the API server through a relay, so that the test
+    // can take the API away and bring it back.
+    let relay = common::relay::Relay::start(cp.server.trim_start_matches("https://")).await;
     let kubeconfig = dir.path().join("driver.kubeconfig");
-    cp.kubeconfig_with_token(&kubeconfig, driver_token.trim());
+    cp.kubeconfig_with_token(
+        &kubeconfig,
+        &format!("https://{}", relay.address),
+        driver_token.trim(),
+    );
     let driver = Driver::start_with(
         dir.path(),
         &kubeconfig,
@@ -435,14 +466,6 @@ spec:
     )
     .await;
 
-    let pod = PodSpec {
-        namespace: "e2e".into(),
-        name: "web".into(),
-        uid: uid.clone(),
-        service_account: "app".into(),
-        token: Some(token.clone()),
-        pod_identity_token: None,
-    };
     let target = dir.target(&uid);
     let mut node = driver.node().await;
     node.node_publish_volume(publish_request(&target, "db", &pod))
@@ -610,6 +633,140 @@ spec:
     .await
     .unwrap();
 
+    // Another pod of the same ServiceAccount, with the token kubelet would
+    // get for it, and a token of another ServiceAccount that claims to be
+    // this pod's: the API server's TokenReview tells them apart.
+    let web2 = bound_pod(cp, "web-2", "app");
+    let mut impostor = web2.clone();
+    impostor.token = Some(
+        cp.kubectl(
+            &[
+                "create",
+                "token",
+                "other",
+                "-n",
+                "e2e",
+                "--audience",
+                "sts.amazonaws.com",
+            ],
+            None,
+        )
+        .trim()
+        .to_owned(),
+    );
+    let impostor_target = dir.target("impostor-volume");
+    let mut req = publish_request(&impostor_target, "db", &impostor);
+    req.volume_id = "csi-impostor".into();
+    let err = node.node_publish_volume(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message()
+            .contains("it belongs to system:serviceaccount:e2e:other"),
+        "{}",
+        err.message()
+    );
+    assert!(!impostor_target.exists(), "nothing left behind");
+
+    // The Kubernetes API goes away.
+    relay.set_up(false);
+    // A refresh still follows AWS and answers OK; the pod status and the
+    // synced Secret cannot be written and wait for the API.
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("k1/db")
+        .secret_string(r#"{"username":"k8s-user","password":"k8s-pw-3"}"#)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    node.node_publish_volume(publish_request(&target, "db", &pod))
+        .await
+        .unwrap();
+    assert_eq!(read(&target, "pass"), "k8s-pw-3");
+    // A new volume of a class the watch cache holds: served from the caches.
+    let cached = dir.target("cached-volume");
+    let mut req = publish_request(&cached, "db", &pod);
+    req.volume_id = "csi-cached".into();
+    node.node_publish_volume(req).await.unwrap();
+    assert_eq!(read(&cached, "pass"), "k8s-pw-3");
+    // A pod whose token nobody can review now: it is exchanged with STS.
+    let sts_before = driver.aws_calls("AssumeRoleWithWebIdentity").await;
+    let web2_target = dir.target(&web2.uid);
+    node.node_publish_volume(publish_request(&web2_target, "db", &web2))
+        .await
+        .unwrap();
+    assert_eq!(read(&web2_target, "pass"), "k8s-pw-3");
+    assert_eq!(
+        driver.aws_calls("AssumeRoleWithWebIdentity").await,
+        sts_before + 1
+    );
+    // A class the cache never saw: Unavailable at once (kubelet retries),
+    // not a wait for the deadline; nothing is left behind.
+    let absent = dir.target("absent-volume");
+    let mut absent_req = publish_request(&absent, "absent", &pod);
+    absent_req.volume_id = "csi-absent".into();
+    let err = node
+        .node_publish_volume(absent_req.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("SecretProviderClass e2e/absent: the API server could not be used"),
+        "{}",
+        err.message()
+    );
+    assert!(!absent.exists(), "nothing left behind");
+    // Unpublish needs no API.
+    for (volume, path) in [("csi-cached", &cached), ("csi-web-2", &web2_target)] {
+        let mut req = unpublish_request(path, &pod);
+        req.volume_id = volume.into();
+        node.node_unpublish_volume(req).await.unwrap();
+        assert!(!path.exists());
+    }
+
+    // The API comes back: kubelet's retry mounts the class created
+    // meanwhile, and the next refresh writes what waited.
+    relay.set_up(true);
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: absent, namespace: e2e}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n    objects: |\n      - {objectName: k1/db, objectType: secretsmanager, objectAlias: db}\n",
+        ),
+    );
+    node.node_publish_volume(absent_req).await.unwrap();
+    assert!(read(&absent, "db").contains("k8s-pw-3"));
+    let mut req = unpublish_request(&absent, &pod);
+    req.volume_id = "csi-absent".into();
+    node.node_unpublish_volume(req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    node.node_publish_volume(publish_request(&target, "db", &pod))
+        .await
+        .unwrap();
+    assert_eq!(
+        b64(&secret("db-synced")["data"]["password"]),
+        "k8s-pw-3",
+        "the Secret caught up"
+    );
+    let status = cp.get("secretproviderclasspodstatuses", "web-e2e-db", "e2e");
+    assert_eq!(
+        status["status"]["objects"][0]["version"],
+        moto.secrets_manager()
+            .describe_secret()
+            .secret_id("k1/db")
+            .send()
+            .await
+            .unwrap()
+            .version_ids_to_stages()
+            .unwrap()
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+            .map(|(v, _)| v.clone())
+            .unwrap()
+            .as_str(),
+        "the pod status caught up"
+    );
+
     // The pod goes away; kubelet unpublishes.
     cp.kubectl(&["delete", "pod", "web", "-n", "e2e", "--wait=false"], None);
     node.node_unpublish_volume(unpublish_request(&target, &pod))
@@ -625,7 +782,15 @@ spec:
     assert!(mounts_under(dir.path()).is_empty());
     assert_no_leak(
         &driver,
-        &[&token, driver_token.trim(), "k8s-pw-1", "k8s-pw-2"],
+        &[
+            &token,
+            driver_token.trim(),
+            web2.token.as_deref().unwrap(),
+            impostor.token.as_deref().unwrap(),
+            "k8s-pw-1",
+            "k8s-pw-2",
+            "k8s-pw-3",
+        ],
     );
 
     // What the driver's memory came to (for the DaemonSet's requests).

@@ -198,3 +198,74 @@ fn an_unknown_api_in_the_rate_budget_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_proves_its_own_identity_before_it_is_served_shared_credentials() {
+    let w = World::new().await;
+    setup(&w, "sh4", "2m").await;
+    w.kube.put_service_account("sh4", "app", Some(READER_ROLE));
+    w.kube
+        .put_service_account("sh4", "other", Some(READER_ROLE));
+    let first = PodSpec::new("sh4", "first", "app");
+    w.publish(&w.dir.target(&first.uid), "c", &first)
+        .await
+        .unwrap();
+    assert_eq!(w.driver.aws_calls("AssumeRoleWithWebIdentity").await, 1);
+    assert_eq!(w.kube.gets(TOKEN_REVIEWS), 0, "its token went to STS");
+
+    // A pod of service account "app" whose token is another account's, or
+    // no valid token at all: refused, although "app" has credentials.
+    let mut impostor = PodSpec::new("sh4", "impostor", "app");
+    impostor.token = PodSpec::new("sh4", "impostor", "other").token;
+    let target = w.dir.target(&impostor.uid);
+    let err = w.publish(&target, "c", &impostor).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message().contains(
+            "token of pod sh4/impostor does not prove service account app: it belongs to system:serviceaccount:sh4:other"
+        ),
+        "{}",
+        err.message()
+    );
+    assert!(!target.exists());
+    let mut forged = PodSpec::new("sh4", "forged", "app");
+    forged.token = Some("eyJ-forged".into());
+    let target = w.dir.target(&forged.uid);
+    let err = w.publish(&target, "c", &forged).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(
+        err.message().contains("did not accept it"),
+        "{}",
+        err.message()
+    );
+    assert!(!err.message().contains("eyJ-forged"), "no token in errors");
+    assert!(!target.exists());
+
+    // A genuine pod: one review, then the shared credentials and values.
+    let second = PodSpec::new("sh4", "second", "app");
+    w.publish(&w.dir.target(&second.uid), "c", &second)
+        .await
+        .unwrap();
+    assert_eq!(read(&w.dir.target(&second.uid), "s1"), "sh4-s1-v1");
+    assert_eq!(w.kube.gets(TOKEN_REVIEWS), 3);
+    assert_eq!(w.driver.aws_calls("AssumeRoleWithWebIdentity").await, 1);
+    assert_eq!(w.driver.aws_calls("BatchGetSecretValue").await, 1);
+
+    // The API server cannot review: the pod's token goes to STS instead.
+    w.kube.token_reviews_down(true);
+    let third = PodSpec::new("sh4", "third", "app");
+    w.publish(&w.dir.target(&third.uid), "c", &third)
+        .await
+        .unwrap();
+    assert_eq!(w.driver.aws_calls("AssumeRoleWithWebIdentity").await, 2);
+    assert_no_leak(
+        &w.driver,
+        &[
+            impostor.token.as_deref().unwrap(),
+            "eyJ-forged",
+            third.token.as_deref().unwrap(),
+        ],
+    );
+}

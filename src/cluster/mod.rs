@@ -173,7 +173,53 @@ where
     reader
 }
 
+/// What the API server says of a token (TokenReview).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenReviewed {
+    pub authenticated: bool,
+    pub username: Option<String>,
+    /// The pod a bound token belongs to (`authentication.kubernetes.io/pod-uid`).
+    pub pod_uid: Option<String>,
+    /// The API server's reason when not authenticated (never holds the token).
+    pub error: Option<String>,
+}
+
+/// The TokenReview `extra` key naming the pod of a bound token.
+pub const POD_UID_EXTRA: &str = "authentication.kubernetes.io/pod-uid";
+
 impl Cluster {
+    /// Asks the API server whether `token` is valid for `audience`, and
+    /// whose it is.
+    pub async fn review_token(
+        &self,
+        token: &crate::secret::Token,
+        audience: &str,
+    ) -> Result<TokenReviewed, ClusterError> {
+        use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                audiences: Some(vec![audience.to_owned()]),
+                token: Some(token.expose().to_owned()),
+            },
+            ..Default::default()
+        };
+        let answer = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| classify(e, "TokenReview", "", "(a pod's token)"))?;
+        let status = answer.status.unwrap_or_default();
+        let user = status.user.unwrap_or_default();
+        Ok(TokenReviewed {
+            authenticated: status.authenticated == Some(true),
+            username: user.username,
+            pod_uid: user
+                .extra
+                .and_then(|mut e| e.remove(POD_UID_EXTRA))
+                .and_then(|v| v.into_iter().next()),
+            error: status.error,
+        })
+    }
+
     /// The region label of a node, if it has one.
     pub async fn node_region(&self, name: &str) -> Result<Option<String>, ClusterError> {
         let node = Api::<Node>::all(self.client.clone())

@@ -21,7 +21,7 @@ fn code_of(e: &PublishError) -> Code {
         PublishError::Cluster(ClusterError::Unavailable { .. }) => Code::Unavailable,
         PublishError::Class { .. } => Code::InvalidArgument,
         PublishError::Identity(i) => match i {
-            IdentityError::TokenMissing(_) => Code::Unauthenticated,
+            IdentityError::TokenMissing(_) | IdentityError::NotProven(_) => Code::Unauthenticated,
             IdentityError::AgentRefused { .. } => Code::PermissionDenied,
             IdentityError::AgentUnavailable { .. } | IdentityError::AgentAnswer(_) => {
                 Code::Unavailable

@@ -12,6 +12,7 @@
 
 mod cache;
 mod pod_identity;
+mod proof;
 mod sts;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use aws_credential_types::Credentials;
 
 pub use cache::IdentityKey;
 pub use pod_identity::{AgentEndpoints, PodIdentityAgent};
+pub use proof::{Claimant, NotProven, PROOF_LIFETIME, ProvenTokens, judge};
 
 use crate::metrics::Metrics;
 use crate::secret::Token;
@@ -76,6 +78,8 @@ pub enum IdentityError {
     AgentUnavailable { tried: String, message: String },
     #[error("EKS Pod Identity agent answered with invalid credentials: {0}")]
     AgentAnswer(String),
+    #[error(transparent)]
+    NotProven(#[from] NotProven),
 }
 
 impl IdentityError {
@@ -201,6 +205,26 @@ impl Identities {
                 cached: true,
             });
         }
+        self.obtain(req, key).await
+    }
+
+    /// Credentials for `req` from STS or the agent, whatever the cache
+    /// holds: the pod's token is exchanged (and so proven) here and now.
+    pub async fn exchange(&self, req: &IdentityRequest<'_>) -> Result<Obtained, IdentityError> {
+        if let Source::Irsa { role_arn, .. } = req.source {
+            check_role_arn(role_arn)?;
+        }
+        let key = IdentityKey::of(req);
+        let gate = self.cache.gate(&key);
+        let _one_at_a_time = gate.lock().await;
+        self.obtain(req, key).await
+    }
+
+    async fn obtain(
+        &self,
+        req: &IdentityRequest<'_>,
+        key: IdentityKey,
+    ) -> Result<Obtained, IdentityError> {
         let session = session_name(req.namespace, req.pod);
         let mut credentials = match req.source {
             Source::Irsa { role_arn, token } => {

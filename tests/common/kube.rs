@@ -1,5 +1,6 @@
 //! A small stand-in for the Kubernetes API server: it answers GETs of the
-//! objects a test put in it, 404 otherwise, over plain HTTP on loopback.
+//! objects a test put in it, 404 otherwise, and TokenReviews of the tokens
+//! `PodSpec` makes, over plain HTTP on loopback.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,6 +16,8 @@ use hyper_util::rt::TokioIo;
 struct State {
     objects: Arc<Mutex<HashMap<String, serde_json::Value>>>,
     gets: Arc<Mutex<HashMap<String, usize>>>,
+    /// TokenReviews answer 503 while set.
+    reviews_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct FakeKube {
@@ -111,7 +114,14 @@ impl FakeKube {
         );
     }
 
-    /// How many GETs a path received.
+    /// TokenReviews fail (503) while `down`.
+    pub fn token_reviews_down(&self, down: bool) {
+        self.state
+            .reviews_down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many requests (GETs, TokenReview POSTs) a path received.
     pub fn gets(&self, path: &str) -> usize {
         self.state
             .gets
@@ -129,9 +139,69 @@ impl Drop for FakeKube {
     }
 }
 
+const TOKEN_REVIEWS: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+
+/// A TokenReview of a token `PodSpec` made:
+/// `eyJ-<kind>-token-for-<pod>.<namespace>.<service account>.<pod uid>`,
+/// valid for sts.amazonaws.com (kind `test`) or pods.eks.amazonaws.com
+/// (kind `pi`). Anything else is not authenticated.
+fn review(body: &[u8]) -> serde_json::Value {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let token = request["spec"]["token"].as_str().unwrap_or("");
+    let audiences: Vec<&str> = request["spec"]["audiences"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let parts: Vec<&str> = token.split('.').collect();
+    let audience = match parts.first() {
+        Some(p) if p.starts_with("eyJ-test-token-for-") => "sts.amazonaws.com",
+        Some(p) if p.starts_with("eyJ-pi-token-for-") => "pods.eks.amazonaws.com",
+        _ => "",
+    };
+    let status = if parts.len() == 4 && audiences.contains(&audience) {
+        serde_json::json!({
+            "authenticated": true,
+            "audiences": [audience],
+            "user": {
+                "username": format!("system:serviceaccount:{}:{}", parts[1], parts[2]),
+                "extra": {"authentication.kubernetes.io/pod-uid": [parts[3]]},
+            },
+        })
+    } else {
+        serde_json::json!({"authenticated": false, "error": "invalid bearer token"})
+    };
+    serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "metadata": {}, "spec": {}, "status": status,
+    })
+}
+
 async fn answer(req: Request<Incoming>, state: State) -> Result<Response<Full<Bytes>>, Infallible> {
+    use http_body_util::BodyExt;
     let path = req.uri().path().to_owned();
     *state.gets.lock().unwrap().entry(path.clone()).or_default() += 1;
+    if path == TOKEN_REVIEWS && req.method() == hyper::Method::POST {
+        let down = state.reviews_down.load(std::sync::atomic::Ordering::SeqCst);
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let (status, answer) = if down {
+            (
+                503,
+                serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "unavailable", "reason": "ServiceUnavailable", "code": 503}),
+            )
+        } else {
+            (201, review(&body))
+        };
+        return Ok(Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(answer.to_string())))
+            .unwrap());
+    }
     let found = state.objects.lock().unwrap().get(&path).cloned();
     let (status, body) = match found {
         Some(object) if req.method() == hyper::Method::GET => (200, object),

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod aws_standin;
 pub mod kube;
 pub mod proxy;
+pub mod relay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -441,8 +442,13 @@ impl PodSpec {
             name: name.into(),
             uid: format!("uid-{name}"),
             service_account: service_account.into(),
-            token: Some(format!("eyJ-test-token-for-{name}")),
-            pod_identity_token: Some(format!("eyJ-pi-token-for-{name}")),
+            // The stand-in API server's TokenReview reads whose they are.
+            token: Some(format!(
+                "eyJ-test-token-for-{name}.{namespace}.{service_account}.uid-{name}"
+            )),
+            pod_identity_token: Some(format!(
+                "eyJ-pi-token-for-{name}.{namespace}.{service_account}.uid-{name}"
+            )),
         }
     }
 }
