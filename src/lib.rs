@@ -1,19 +1,20 @@
 //! aws-secrets-csi: a CSI node driver that mounts AWS Secrets Manager and SSM
 //! Parameter Store values into pods. One module per step of the data flow
 //! (see DESIGN.md): request -> cluster -> spc -> identity -> fetch -> render
-//! -> volume, wired together by `publish` and served by `csi`.
+//! -> volume, wired together by `publish` and served by `csi`. The pure
+//! steps (planning, rendering, secret types) are the `aws-secrets-csi-core`
+//! crate, re-exported here.
 
 pub mod cluster;
+pub use aws_secrets_csi_core::{render, secret};
 pub mod commands;
 pub mod csi;
 pub mod fetch;
 pub mod identity;
 pub mod metrics;
 pub mod publish;
-pub mod render;
 pub mod request;
 pub mod rotation;
-pub mod secret;
 pub mod spc;
 pub mod state;
 pub mod telemetry;

@@ -64,6 +64,41 @@ async fn targets_outside_kubelet_pod_volumes_are_refused_and_untouched() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_that_is_a_symlink_is_never_followed() {
+    let w = World::new().await;
+    moto().create_secret("h5/s", "h5-value").await;
+    w.kube.put_service_account("h5", "app", Some(READER_ROLE));
+    w.class(
+        "h5",
+        "c",
+        "- {objectName: h5/s, objectType: secretsmanager, objectAlias: s}",
+    );
+    let victim_pod = PodSpec::new("h5", "victim", "app");
+    let victim = w.dir.target(&victim_pod.uid);
+    w.publish(&victim, "c", &victim_pod).await.unwrap();
+    // Another volume's target is a symlink to the victim's mounted volume.
+    let evil_pod = PodSpec::new("h5", "evil", "app");
+    let evil = w.dir.target(&evil_pod.uid);
+    std::os::unix::fs::symlink(&victim, &evil).unwrap();
+    let err = w.publish(&evil, "c", &evil_pod).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("symlink"), "{}", err.message());
+    // Unpublishing it removes the link and never unmounts through it.
+    w.driver
+        .node()
+        .await
+        .node_unpublish_volume(unpublish_request(&evil, &evil_pod))
+        .await
+        .unwrap();
+    assert!(
+        std::fs::symlink_metadata(&evil).is_err(),
+        "the link is gone"
+    );
+    assert!(mount_line(&victim).is_some(), "the victim is still mounted");
+    assert_eq!(read(&victim, "s"), "h5-value");
+}
+
 #[test]
 fn the_driver_refuses_to_start_without_the_mount_privilege() {
     require_root();

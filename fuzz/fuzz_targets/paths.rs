@@ -1,7 +1,7 @@
 //! The path rules: an accepted file name never leaves the volume.
 #![no_main]
 
-use aws_secrets_csi::spc::FilePath;
+use aws_secrets_csi_core::spc::FilePath;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_secrets_csi::spc::{FilePath, plan};
+use aws_secrets_csi_core::spc::{FilePath, plan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

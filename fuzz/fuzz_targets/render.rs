@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_secrets_csi::render::render;
-use aws_secrets_csi::secret::SecretBytes;
-use aws_secrets_csi::spc::plan;
+use aws_secrets_csi_core::render::render;
+use aws_secrets_csi_core::secret::SecretBytes;
+use aws_secrets_csi_core::spc::plan;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

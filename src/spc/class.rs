@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
+use super::{MountPlan, PlanError, plan};
+
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "secrets-store.csi.x-k8s.io",
@@ -48,4 +50,44 @@ pub struct SecretObjectData {
     pub object_name: String,
     #[serde(default)]
     pub key: String,
+}
+
+/// Builds the plan for a whole class: the provider must be `aws`.
+pub fn plan_class(
+    spec: &SecretProviderClassSpec,
+    default_region: Option<&str>,
+) -> Result<MountPlan, PlanError> {
+    if spec.provider != "aws" {
+        return Err(PlanError::Provider(spec.provider.clone()));
+    }
+    plan(&spec.parameters, default_region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_for_another_provider_is_refused() {
+        let spec = SecretProviderClassSpec {
+            provider: "azure".into(),
+            parameters: [
+                ("region", "r"),
+                ("objects", "- {objectName: a, objectType: secretsmanager}"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_class(&spec, None).unwrap_err().to_string(),
+            "provider is \"azure\", but this driver serves only provider \"aws\""
+        );
+        let aws = SecretProviderClassSpec {
+            provider: "aws".into(),
+            ..spec
+        };
+        assert!(plan_class(&aws, None).is_ok());
+    }
 }

@@ -1,16 +1,13 @@
-//! Step "spc": a SecretProviderClass -> a validated [`MountPlan`]. Pure.
+//! Step "spc": a SecretProviderClass -> a validated [`MountPlan`]. Pure. The
+//! planning itself lives in the `aws-secrets-csi-core` crate (so that it is
+//! fuzzed apart from the driver's dependencies); here are the Kubernetes
+//! resource and the manifest reader.
 
 mod class;
 mod manifest;
-mod paths;
-mod plan;
-#[cfg(test)]
-mod properties;
 
-pub use class::{SecretObject, SecretObjectData, SecretProviderClass, SecretProviderClassSpec};
-pub use manifest::{ManifestError, load_manifest};
-pub use paths::{FilePath, PathRule, PathTranslation};
-pub use plan::{
-    AddressPreference, AuthMode, DEFAULT_FILE_MODE, FileSpec, JmesFile, MountPlan, ObjectRef,
-    ObjectType, PlanError, PlannedObject, RoleChain, is_role_arn, plan, plan_class,
+pub use aws_secrets_csi_core::spc::*;
+pub use class::{
+    SecretObject, SecretObjectData, SecretProviderClass, SecretProviderClassSpec, plan_class,
 };
+pub use manifest::{ManifestError, load_manifest};

@@ -25,8 +25,16 @@ impl Default for TmpfsOptions {
 }
 
 /// Is `path` itself a mount point (of any file system)? Reads
-/// /proc/self/mountinfo, so it is right whatever directory mtimes say.
+/// /proc/self/mountinfo, so it is right whatever directory mtimes say. A
+/// symlink is never one: a link planted at a target must not make another
+/// volume's mount look like this target's.
 pub fn is_mount_point(path: &Path) -> Result<bool, VolumeError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(VolumeError::io("inspect", path)(e)),
+        Ok(_) => {}
+    }
     let canonical = match std::fs::canonicalize(path) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -55,17 +63,34 @@ pub fn mount_tmpfs(target: &Path, options: &TmpfsOptions) -> Result<(), VolumeEr
     })
 }
 
-/// Unmounts `target`; a busy mount is detached so that teardown always ends.
+/// Unmounts `target`, never through a symlink; a busy mount is detached so
+/// that teardown always ends.
 pub fn unmount(target: &Path) -> Result<(), VolumeError> {
     let err = |source| VolumeError::Unmount {
         path: PathBuf::from(target),
         source,
     };
-    match nix::mount::umount2(target, MntFlags::empty()) {
+    match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) => Ok(()),
         Err(nix::errno::Errno::EBUSY) => {
-            nix::mount::umount2(target, MntFlags::MNT_DETACH).map_err(err)
+            nix::mount::umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
+                .map_err(err)
         }
         Err(e) => Err(err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_to_a_mount_point_is_not_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        assert!(is_mount_point(Path::new("/")).unwrap());
+        assert!(!is_mount_point(&link).unwrap());
+        assert!(!is_mount_point(&dir.path().join("absent")).unwrap());
     }
 }

@@ -221,17 +221,6 @@ pub enum PlanError {
     },
 }
 
-/// Builds the plan for a whole class: the provider must be `aws`.
-pub fn plan_class(
-    spec: &super::SecretProviderClassSpec,
-    default_region: Option<&str>,
-) -> Result<MountPlan, PlanError> {
-    if spec.provider != "aws" {
-        return Err(PlanError::Provider(spec.provider.clone()));
-    }
-    plan(&spec.parameters, default_region)
-}
-
 /// Builds the plan for a class's `parameters`. `default_region` is the
 /// driver's own region, used when the class names none.
 pub fn plan(

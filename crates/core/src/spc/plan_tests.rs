@@ -611,27 +611,6 @@ fn thousands_of_objects_plan_quickly() {
 }
 
 #[test]
-fn a_class_for_another_provider_is_refused() {
-    let spec = crate::spc::SecretProviderClassSpec {
-        provider: "azure".into(),
-        parameters: params(&[
-            ("region", "r"),
-            ("objects", "- {objectName: a, objectType: secretsmanager}"),
-        ]),
-        ..Default::default()
-    };
-    assert_eq!(
-        plan_class(&spec, None).unwrap_err().to_string(),
-        "provider is \"azure\", but this driver serves only provider \"aws\""
-    );
-    let aws = crate::spc::SecretProviderClassSpec {
-        provider: "aws".into(),
-        ..spec
-    };
-    assert!(plan_class(&aws, None).is_ok());
-}
-
-#[test]
 fn refresh_interval_is_an_optional_duration() {
     let objects = "- {objectName: a, objectType: secretsmanager}";
     let with = |v: &str| {

@@ -1,0 +1,9 @@
+//! The pure core of aws-secrets-csi: a SecretProviderClass's parameters ->
+//! a [`spc::MountPlan`], fetched values -> a [`render::FileSet`], and the
+//! types that hold secret material. No I/O, no async: tested exhaustively,
+//! property-tested and fuzzed apart from the driver (a fuzz build of this
+//! crate takes a minute; one of the driver's dependencies takes twenty).
+
+pub mod render;
+pub mod secret;
+pub mod spc;

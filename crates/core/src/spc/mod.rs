@@ -1,0 +1,13 @@
+//! Step "spc": a SecretProviderClass's parameters -> a validated
+//! [`MountPlan`]. Pure.
+
+mod paths;
+mod plan;
+#[cfg(test)]
+mod properties;
+
+pub use paths::{FilePath, PathRule, PathTranslation};
+pub use plan::{
+    AddressPreference, AuthMode, DEFAULT_FILE_MODE, FileSpec, JmesFile, MountPlan, ObjectRef,
+    ObjectType, PlanError, PlannedObject, RoleChain, is_role_arn, plan,
+};
