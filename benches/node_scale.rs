@@ -8,10 +8,12 @@
 //! Under `cargo test` (no `--bench` argument) it runs a small version of the
 //! same scenarios in a debug build and checks the call counts it can promise.
 //!
-//! The AWS provider (ASCP) cannot be installed here (the Go module proxy
-//! refuses github.com/aws/secrets-store-csi-driver-provider-aws), so its
-//! column holds the calls its documented call pattern makes for the same
-//! scenario (shared/reference/ascp.md 3.3), computed, not measured.
+//! The AWS provider (ASCP) v3.1.1 cannot be installed here: the Go module
+//! proxy answers 403 "This module version is not available" for
+//! github.com/aws/secrets-store-csi-driver-provider-aws at commit a74182c
+//! and for its version list. So its column holds the calls its documented
+//! call pattern makes for the same scenario (shared/reference/ascp.md 3.3),
+//! computed, not measured; its latency, CPU and memory are not measured.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -50,8 +52,16 @@ struct Figures {
     first_wave: BTreeMap<String, u64>,
     /// Calls per refresh interval while volumes are held.
     per_interval: Option<BTreeMap<String, f64>>,
+    /// TCP connections the AWS stand-in accepted, over the whole scenario.
+    connections: u64,
+    /// Calls over the whole scenario.
+    calls: u64,
     cpu: Duration,
     peak_rss_kib: u64,
+    /// Resident memory at the end: heap and stacks, and mapped files (the
+    /// binary's code, shared with every other process that maps it).
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
 }
 
 impl Scenario {
@@ -221,6 +231,8 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
         latencies = futures::future::join_all(pods.iter().map(|p| publish(&driver, &dir, p))).await;
     }
     let first_wave = aws.calls();
+    let mut connections = aws.connections();
+    let mut calls: u64 = first_wave.values().sum();
     let last = dir.target(&pods[pods.len() - 1].uid);
     assert_eq!(read(&last, "s0"), aws::value_of("bench/s0", 1));
 
@@ -249,6 +261,8 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
                 );
             }
             let n = f64::from(h.intervals);
+            connections += aws.connections();
+            calls += aws.calls().values().sum::<u64>();
             Some(
                 aws.calls()
                     .into_iter()
@@ -258,7 +272,7 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
         }
     };
 
-    let (cpu, peak_rss_kib) = usage(driver.pid());
+    let usage = usage(driver.pid());
     for pod in &pods {
         let target = dir.target(&pod.uid);
         driver
@@ -277,13 +291,24 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
         p99: pick(0.99),
         first_wave,
         per_interval,
-        cpu,
-        peak_rss_kib,
+        connections,
+        calls,
+        cpu: usage.cpu,
+        peak_rss_kib: usage.peak_rss_kib,
+        rss_anon_kib: usage.rss_anon_kib,
+        rss_file_kib: usage.rss_file_kib,
     }
 }
 
-/// CPU time (user + system) and peak RSS of a process, from /proc.
-fn usage(pid: u32) -> (Duration, u64) {
+struct Usage {
+    cpu: Duration,
+    peak_rss_kib: u64,
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
+}
+
+/// CPU time (user + system) and memory of a process, from /proc.
+fn usage(pid: u32) -> Usage {
     // USER_HZ is 100 on Linux whatever the kernel's HZ.
     const TICKS: u64 = 100;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -295,12 +320,19 @@ fn usage(pid: u32) -> (Duration, u64) {
         .filter_map(|i| fields.get(*i)?.parse::<u64>().ok())
         .sum();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    (Duration::from_millis(ticks * 1000 / TICKS), hwm)
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Usage {
+        cpu: Duration::from_millis(ticks * 1000 / TICKS),
+        peak_rss_kib: kib("VmHWM:"),
+        rss_anon_kib: kib("RssAnon:"),
+        rss_file_kib: kib("RssFile:"),
+    }
 }
 
 fn calls_text(calls: &BTreeMap<String, u64>) -> String {
@@ -334,12 +366,12 @@ fn main() {
         }
     );
     println!(
-        "AWS provider column: calls from its documented call pattern (computed, not measured: it cannot be installed here).\n"
+        "AWS provider column: calls from its documented call pattern (computed, not measured: the Go module proxy refuses the module, so it cannot be installed here).\n"
     );
     println!(
-        "| scenario | AWS latency | publish p50 | publish p99 | AWS calls, first wave | calls per refresh interval | AWS provider calls (first wave / per interval) | driver CPU | driver peak RSS |"
+        "| scenario | AWS latency | publish p50 | publish p99 | AWS calls, first wave | calls per refresh interval | AWS provider calls (first wave / per interval) | AWS calls / connections | driver CPU | driver peak RSS | RSS at the end: heap / mapped files |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &ms in latencies {
         for s in scenarios(full) {
             let f = runtime.block_on(run(&s, Duration::from_millis(ms)));
@@ -371,7 +403,7 @@ fn main() {
                 ),
             };
             println!(
-                "| {} | {ms} ms | {:.1} ms | {:.1} ms | {} | {} | {} | {:.2} s | {:.1} MiB |",
+                "| {} | {ms} ms | {:.1} ms | {:.1} ms | {} | {} | {} | {} / {} | {:.2} s | {:.1} MiB | {:.1} / {:.1} MiB |",
                 s.name()
                     .replace("100 pods", &format!("{} pods", s.pods))
                     .replace("110 volumes", &format!("{} volumes", s.pods)),
@@ -380,8 +412,12 @@ fn main() {
                 calls_text(&f.first_wave),
                 interval_text,
                 theirs_text,
+                f.calls,
+                f.connections,
                 f.cpu.as_secs_f64(),
                 f.peak_rss_kib as f64 / 1024.0,
+                f.rss_anon_kib as f64 / 1024.0,
+                f.rss_file_kib as f64 / 1024.0,
             );
             if !full {
                 smoke_checks(&s, &f);
@@ -414,6 +450,17 @@ fn smoke_checks(s: &Scenario, f: &Figures) {
         s.name()
     );
     assert_eq!(first("GetSecretValue"), 0, "{}", s.name());
+    // One HTTPS client for the whole driver: calls reuse its connections
+    // (one new client per fetch made a connection per call).
+    if s.sequential || s.hold.is_some() {
+        assert!(
+            f.connections < f.calls,
+            "{}: {} connections for {} calls",
+            s.name(),
+            f.connections,
+            f.calls
+        );
+    }
     if let Some(per_interval) = &f.per_interval {
         let batch = per_interval
             .get("BatchGetSecretValue")

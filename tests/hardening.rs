@@ -67,18 +67,18 @@ async fn targets_outside_kubelet_pod_volumes_are_refused_and_untouched() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_that_is_a_symlink_is_never_followed() {
     let w = World::new().await;
-    moto().create_secret("h5/s", "h5-value").await;
-    w.kube.put_service_account("h5", "app", Some(READER_ROLE));
+    moto().create_secret("h9/s", "h9-value").await;
+    w.kube.put_service_account("h9", "app", Some(READER_ROLE));
     w.class(
-        "h5",
+        "h9",
         "c",
-        "- {objectName: h5/s, objectType: secretsmanager, objectAlias: s}",
+        "- {objectName: h9/s, objectType: secretsmanager, objectAlias: s}",
     );
-    let victim_pod = PodSpec::new("h5", "victim", "app");
+    let victim_pod = PodSpec::new("h9", "victim", "app");
     let victim = w.dir.target(&victim_pod.uid);
     w.publish(&victim, "c", &victim_pod).await.unwrap();
     // Another volume's target is a symlink to the victim's mounted volume.
-    let evil_pod = PodSpec::new("h5", "evil", "app");
+    let evil_pod = PodSpec::new("h9", "evil", "app");
     let evil = w.dir.target(&evil_pod.uid);
     std::os::unix::fs::symlink(&victim, &evil).unwrap();
     let err = w.publish(&evil, "c", &evil_pod).await.unwrap_err();
@@ -96,7 +96,7 @@ async fn a_target_that_is_a_symlink_is_never_followed() {
         "the link is gone"
     );
     assert!(mount_line(&victim).is_some(), "the victim is still mounted");
-    assert_eq!(read(&victim, "s"), "h5-value");
+    assert_eq!(read(&victim, "s"), "h9-value");
 }
 
 #[test]

@@ -79,6 +79,14 @@ fn control_plane() -> &'static ControlPlane {
 impl ControlPlane {
     /// kubectl as the cluster admin; panics on failure.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
+        match self.try_kubectl(args, stdin) {
+            Ok(out) => out,
+            Err(e) => panic!("kubectl {args:?} failed: {e}"),
+        }
+    }
+
+    /// kubectl as the cluster admin: its output, or its error output.
+    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         let mut cmd = Command::new(self.bin.join("kubectl"));
         cmd.arg("--kubeconfig").arg(&self.admin).args(args);
         cmd.stdin(if stdin.is_some() {
@@ -98,12 +106,11 @@ impl ControlPlane {
                 .unwrap();
         }
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        if out.status.success() {
+            Ok(String::from_utf8(out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// One object, as JSON.
@@ -322,6 +329,26 @@ async fn the_driver_serves_a_real_cluster_with_the_rbac_of_deploy() {
             deploy.join("daemonset.yaml").to_str().unwrap(),
         ],
         None,
+    );
+    // Its one privileged container is the least it can be: with only
+    // CAP_SYS_ADMIN instead, the API server refuses the Bidirectional mount
+    // propagation that puts the tmpfs mounts into the pods' view.
+    let daemonset = std::fs::read_to_string(deploy.join("daemonset.yaml")).unwrap();
+    let unprivileged = daemonset.replace(
+        "privileged: true",
+        "privileged: false\n            capabilities: {add: [SYS_ADMIN]}",
+    );
+    assert_ne!(unprivileged, daemonset);
+    let refused = cp
+        .try_kubectl(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&unprivileged),
+        )
+        .unwrap_err();
+    assert!(
+        refused
+            .contains("Bidirectional mount propagation is available only to privileged containers"),
+        "{refused}"
     );
     let csidriver = cp.kubectl(
         &[

@@ -23,6 +23,8 @@ struct State {
     calls: Mutex<BTreeMap<String, u64>>,
     /// The current version of each object (1 until changed).
     generation: Mutex<u64>,
+    /// TCP connections accepted: with connection reuse, far fewer than calls.
+    connections: std::sync::atomic::AtomicU64,
 }
 
 pub struct AwsStandIn {
@@ -45,6 +47,9 @@ impl AwsStandIn {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                served
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let state = served.clone();
                 tokio::spawn(async move {
                     let service =
@@ -67,8 +72,18 @@ impl AwsStandIn {
         self.state.calls.lock().unwrap().clone()
     }
 
+    /// TCP connections accepted since the start (or the last `reset`).
+    pub fn connections(&self) -> u64 {
+        self.state
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn reset(&self) {
         self.state.calls.lock().unwrap().clear();
+        self.state
+            .connections
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Every object gets a new version.
