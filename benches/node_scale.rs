@@ -36,6 +36,9 @@ struct Scenario {
     /// Publish one pod after the other (else all at once).
     sequential: bool,
     hold: Option<Hold>,
+    /// Raise the driver's per-API rate budget (BatchGetSecretValue 10/s,
+    /// GetParameters 10/s by default) to the account's whole quota.
+    unpaced: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -82,6 +85,9 @@ impl Scenario {
         } else {
             format!("{} pods x {objects} objects, {who}", self.pods)
         };
+        if self.unpaced {
+            name += ", rate budget raised to the account quota";
+        }
         if let Some(h) = self.hold {
             name += &format!(
                 ", held {} intervals of {}, {}",
@@ -105,14 +111,20 @@ fn scenarios(full: bool) -> Vec<Scenario> {
         interval: Duration::from_secs(1),
         change,
     };
+    let cold = Scenario {
+        pods: scale(30, 3),
+        identities: scale(30, 3),
+        secrets: 8,
+        parameters: 2,
+        sequential: true,
+        hold: None,
+        unpaced: false,
+    };
     vec![
+        cold,
         Scenario {
-            pods: scale(30, 3),
-            identities: scale(30, 3),
-            secrets: 8,
-            parameters: 2,
-            sequential: true,
-            hold: None,
+            unpaced: true,
+            ..cold
         },
         Scenario {
             pods: scale(100, 10),
@@ -120,7 +132,8 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             secrets: 8,
             parameters: 2,
             sequential: false,
-            hold: None,
+            hold: Some(hold(false)),
+            unpaced: false,
         },
         Scenario {
             pods: scale(100, 10),
@@ -129,6 +142,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             parameters: 2,
             sequential: false,
             hold: None,
+            unpaced: false,
         },
         Scenario {
             pods: scale(110, 11),
@@ -137,6 +151,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             parameters: 5,
             sequential: false,
             hold: Some(hold(false)),
+            unpaced: false,
         },
         Scenario {
             pods: scale(110, 11),
@@ -145,6 +160,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             parameters: 5,
             sequential: false,
             hold: Some(hold(true)),
+            unpaced: false,
         },
     ]
 }
@@ -215,7 +231,16 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
         dir.path(),
         &kube.kubeconfig,
         &[("RUST_LOG", "warn")],
-        &[],
+        if s.unpaced {
+            &[
+                "--aws-rate-limit",
+                "BatchGetSecretValue=100",
+                "--aws-rate-limit",
+                "GetParameters=40",
+            ]
+        } else {
+            &[]
+        },
     )
     .await;
     let pods: Vec<PodSpec> = (0..s.pods)
@@ -404,9 +429,7 @@ fn main() {
             };
             println!(
                 "| {} | {ms} ms | {:.1} ms | {:.1} ms | {} | {} | {} | {} / {} | {:.2} s | {:.1} MiB | {:.1} / {:.1} MiB |",
-                s.name()
-                    .replace("100 pods", &format!("{} pods", s.pods))
-                    .replace("110 volumes", &format!("{} volumes", s.pods)),
+                s.name(),
                 f.p50.as_secs_f64() * 1000.0,
                 f.p99.as_secs_f64() * 1000.0,
                 calls_text(&f.first_wave),

@@ -243,6 +243,30 @@ fn granted(files: &[&str]) -> BTreeSet<(String, String)> {
     out
 }
 
+/// A new password for k1/db in AWS, then kubelet's republish after the
+/// class's 2-second refresh interval.
+async fn rotate_and_republish(
+    moto: &Moto,
+    node: &mut aws_secrets_csi::csi::node_client::NodeClient<tonic::transport::Channel>,
+    target: &Path,
+    pod: &PodSpec,
+    password: &str,
+) {
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("k1/db")
+        .secret_string(format!(
+            r#"{{"username":"k8s-user","password":"{password}"}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    node.node_publish_volume(publish_request(target, "db", pod))
+        .await
+        .unwrap();
+}
+
 /// `name` in namespace e2e as kubelet would present it: its uid and an
 /// sts.amazonaws.com token bound to it (TokenRequest).
 fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
@@ -569,17 +593,7 @@ spec:
     assert_eq!(status_version(cp), before, "unchanged: no pod status write");
 
     // Rotation: a new version in AWS, a republish after the interval.
-    moto.secrets_manager()
-        .put_secret_value()
-        .secret_id("k1/db")
-        .secret_string(r#"{"username":"k8s-user","password":"k8s-pw-2"}"#)
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2400)).await;
-    node.node_publish_volume(publish_request(&target, "db", &pod))
-        .await
-        .unwrap();
+    rotate_and_republish(moto, &mut node, &target, &pod, "k8s-pw-2").await;
     assert_eq!(read(&target, "pass"), "k8s-pw-2");
     assert_eq!(
         b64(&secret("db-synced")["data"]["password"]),
@@ -698,17 +712,7 @@ spec:
     relay.set_up(false);
     // A refresh still follows AWS and answers OK; the pod status and the
     // synced Secret cannot be written and wait for the API.
-    moto.secrets_manager()
-        .put_secret_value()
-        .secret_id("k1/db")
-        .secret_string(r#"{"username":"k8s-user","password":"k8s-pw-3"}"#)
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2400)).await;
-    node.node_publish_volume(publish_request(&target, "db", &pod))
-        .await
-        .unwrap();
+    rotate_and_republish(moto, &mut node, &target, &pod, "k8s-pw-3").await;
     assert_eq!(read(&target, "pass"), "k8s-pw-3");
     // A new volume of a class the watch cache holds: served from the caches.
     let cached = dir.target("cached-volume");

@@ -8,6 +8,49 @@ use serde_json::Value;
 
 use super::paths::{FilePath, PathRule, PathTranslation};
 
+/// How many times a jmesPath expression may copy its input. Only
+/// multi-select lists and hashes copy: `[@,@][]` doubles an array, so 30 of
+/// them in a line (210 bytes of class) would ask for 2^30 elements and take
+/// the node's driver down (found by the render fuzz target). Extracting
+/// fields, filters, slices, pipes and functions copy nothing.
+pub const MAX_JMES_COPIES: u64 = 16;
+
+/// An upper bound of how many times `ast` can copy its input: the product of
+/// the widths of every multi-select list and hash in it (each one can repeat
+/// everything it is given once per element). Everything else yields at most
+/// what it was given.
+fn jmes_copies(ast: &jmespath::ast::Ast) -> u64 {
+    use jmespath::ast::Ast;
+    let (width, children): (usize, Vec<&Ast>) = match ast {
+        Ast::MultiList { elements, .. } => (elements.len(), elements.iter().collect()),
+        Ast::MultiHash { elements, .. } => (
+            elements.len(),
+            elements.iter().map(|kv| &kv.value).collect(),
+        ),
+        Ast::Comparison { lhs, rhs, .. }
+        | Ast::And { lhs, rhs, .. }
+        | Ast::Or { lhs, rhs, .. }
+        | Ast::Projection { lhs, rhs, .. }
+        | Ast::Subexpr { lhs, rhs, .. } => (1, vec![lhs, rhs]),
+        Ast::Condition {
+            predicate, then, ..
+        } => (1, vec![predicate, then]),
+        Ast::Expref { ast: node, .. }
+        | Ast::Flatten { node, .. }
+        | Ast::Not { node, .. }
+        | Ast::ObjectValues { node, .. } => (1, vec![node]),
+        Ast::Function { args, .. } => (1, args.iter().collect()),
+        Ast::Identity { .. }
+        | Ast::Field { .. }
+        | Ast::Index { .. }
+        | Ast::Literal { .. }
+        | Ast::Slice { .. } => (1, vec![]),
+    };
+    children
+        .into_iter()
+        .fold(width.max(1) as u64, |n, c| n.saturating_mul(jmes_copies(c)))
+}
+
 /// File mode when neither the object nor the jmesPath entry sets one; the
 /// upstream driver hands the AWS provider 0644.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -188,6 +231,10 @@ pub enum PlanError {
     JmesAliasMissing,
     #[error("Invalid JMES Path: {0}.")]
     JmesInvalid(String),
+    #[error(
+        "JMES Path - {path} can copy its input {copies} times (multi-select lists and hashes, nested); at most {MAX_JMES_COPIES} is allowed."
+    )]
+    JmesTooWide { path: String, copies: u64 },
     #[error("object alias must be specified for objects with failover entries: {0}")]
     FailoverAliasMissing(String),
     #[error("failover object allowed only when failover region is defined: {0}")]
@@ -634,8 +681,15 @@ fn validate(
         if e.object_alias.is_empty() {
             return Err(PlanError::JmesAliasMissing);
         }
-        if jmespath::compile(&e.path).is_err() {
+        let Ok(expression) = jmespath::compile(&e.path) else {
             return Err(PlanError::JmesInvalid(e.path.clone()));
+        };
+        let copies = jmes_copies(expression.as_ast());
+        if copies > MAX_JMES_COPIES {
+            return Err(PlanError::JmesTooWide {
+                path: e.path.clone(),
+                copies,
+            });
         }
         let mode = match e.file_permission.as_str() {
             "" => mode,

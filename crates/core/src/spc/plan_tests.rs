@@ -717,3 +717,56 @@ fn role_chain_parameters() {
             .starts_with("assumeRoleSessionTags must be")
     );
 }
+
+/// A class with one jmesPath entry `path` (YAML single-quoted).
+fn plan_jmes(path: &str) -> Result<MountPlan, PlanError> {
+    plan_objects(&format!(
+        "- objectName: a\n  objectType: secretsmanager\n  jmesPath:\n    - {{path: '{}', objectAlias: y}}\n",
+        path.replace('\'', "''")
+    ))
+}
+
+#[test]
+fn jmes_paths_that_copy_their_input_too_often_are_refused() {
+    // `[@,@][]` doubles an array: 2^4 copies pass, 2^5 do not.
+    assert!(plan_jmes(&"[@,@][]".repeat(4)).is_ok());
+    let five = "[@,@][]".repeat(5);
+    assert_eq!(
+        plan_jmes(&five).unwrap_err().to_string(),
+        format!(
+            "JMES Path - {five} can copy its input 32 times (multi-select lists and hashes, nested); at most 16 is allowed."
+        )
+    );
+    // Nested and hashed selections count; thirty in a line saturate, not overflow.
+    assert!(plan_jmes("[[@,@],[@,@]]").is_ok());
+    assert!(plan_jmes("{a: {b: @, c: @}, d: [@, @, @]}").is_ok());
+    assert!(matches!(
+        plan_jmes("{a: {b: @, c: @}, d: [@, @, @], e: [@, @]}"),
+        Err(PlanError::JmesTooWide { copies: 36, .. })
+    ));
+    assert!(plan_jmes(&"[@,@][]".repeat(70)).is_err());
+    // What the render fuzz target found: 859 bytes that asked for gigabytes.
+    let found = "[BBBBCBn&nnnnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnBBn&n&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBnnBBBBn&nnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBBn&n&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnBBn&n&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBnnBBBBn&nnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBnnBBBBn&nn&nnnnB@B]";
+    assert!(
+        matches!(plan_jmes(found), Err(PlanError::JmesTooWide { .. })),
+        "{:?}",
+        plan_jmes(found).map(|_| ())
+    );
+}
+
+#[test]
+fn everyday_jmes_paths_copy_nothing_and_pass() {
+    for path in [
+        "username",
+        "db.credentials.password",
+        "hosts[0]",
+        "\"key-with-dash\"",
+        "items[?name=='db'].value | [0]",
+        "join(',', [user, host, port])",
+        "{u: username, p: password}.p",
+        "to_string(port)",
+        "sort_by(items, &name)[-1].value",
+    ] {
+        assert!(plan_jmes(path).is_ok(), "{path}");
+    }
+}
