@@ -177,17 +177,11 @@ fn review(body: &[u8]) -> serde_json::Value {
 }
 
 async fn answer(req: Request<Incoming>, state: State) -> Result<Response<Full<Bytes>>, Infallible> {
-    use http_body_util::BodyExt;
     let path = req.uri().path().to_owned();
     *state.gets.lock().unwrap().entry(path.clone()).or_default() += 1;
     if path == TOKEN_REVIEWS && req.method() == hyper::Method::POST {
         let down = state.reviews_down.load(std::sync::atomic::Ordering::SeqCst);
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = super::body_of(req).await;
         let (status, answer) = if down {
             (
                 503,

@@ -31,6 +31,17 @@ pub const NOBODY_ROLE: &str = "arn:aws:iam::123456789012:role/nobody";
 pub const HOPPER_ROLE: &str = "arn:aws:iam::123456789012:role/hopper";
 pub const CHAINED_ROLE: &str = "arn:aws:iam::123456789012:role/chained";
 
+/// The whole body of a request a stand-in server received (empty if the
+/// client broke off).
+pub async fn body_of(req: hyper::Request<hyper::body::Incoming>) -> hyper::body::Bytes {
+    use http_body_util::BodyExt;
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// Mounting a tmpfs needs CAP_SYS_ADMIN: say so plainly instead of failing
 /// somewhere deep in a test.
 pub fn require_root() {
