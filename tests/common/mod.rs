@@ -300,7 +300,9 @@ impl Driver {
             .env("AWS_REGION", REGION)
             // No credentials of its own: every AWS call must use the pod's.
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "debug")
+            // Every suite runs the driver at trace level, and every driver's
+            // log is searched for tokens and credentials when it stops.
+            .env("RUST_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -426,10 +428,30 @@ impl Driver {
     }
 }
 
+/// What only a token or a credential looks like in a log: every token the
+/// tests hand out is a JWT or starts like one (`eyJ`, the base64 of `{"`),
+/// the driver's own ServiceAccount token included; moto's and the AWS
+/// stand-in's session tokens and secret keys have fixed beginnings.
+const NEVER_LOGGED: [&str; 4] = ["eyJ", "FQoGZXIvYXdzE", "bench-session", "bench-secret-key"];
+
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            return;
+        }
+        let Ok(logs) = std::fs::read_to_string(&self.log) else {
+            panic!(
+                "the driver's log was gone before it stopped: stop the driver before its directory goes"
+            );
+        };
+        for marker in NEVER_LOGGED {
+            if let Some(at) = logs.find(marker) {
+                let line = logs[..at].rsplit('\n').next().unwrap_or("");
+                panic!("the driver logged a token or credential ({marker:?}) after: {line}");
+            }
+        }
     }
 }
 
@@ -531,10 +553,12 @@ pub fn assert_no_leak(driver: &Driver, needles: &[&str]) {
 }
 
 /// One test's world: a directory, a Kubernetes stand-in and a driver.
+/// Fields drop in this order: the driver stops (and its log is checked)
+/// before its directory goes.
 pub struct World {
-    pub dir: TestDir,
-    pub kube: kube::FakeKube,
     pub driver: Driver,
+    pub kube: kube::FakeKube,
+    pub dir: TestDir,
 }
 
 impl World {
