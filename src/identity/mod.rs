@@ -23,7 +23,7 @@ use aws_credential_types::Credentials;
 
 pub use cache::IdentityKey;
 pub use pod_identity::{AgentEndpoints, PodIdentityAgent};
-pub use proof::{Claimant, NotProven, PROOF_LIFETIME, ProvenTokens, judge};
+pub use proof::{Claimant, NotProven, ProvenTokens, judge};
 
 use crate::metrics::Metrics;
 use crate::secret::Token;
@@ -185,38 +185,43 @@ impl Identities {
     /// STS or the Pod Identity agent (then the role chain), then cached.
     /// `Obtained::cached` says which.
     pub async fn credentials(&self, req: &IdentityRequest<'_>) -> Result<Obtained, IdentityError> {
-        if let Source::Irsa { role_arn, .. } = req.source {
-            check_role_arn(role_arn)?;
-        }
-        let key = IdentityKey::of(req);
-        if let Some(credentials) = self.cache.get(&key) {
-            return Ok(Obtained {
-                credentials,
-                cached: true,
-            });
-        }
-        // One call in flight per identity: pods that start together wait for
-        // the first one's credentials instead of each asking STS.
-        let gate = self.cache.gate(&key);
-        let _one_at_a_time = gate.lock().await;
-        if let Some(credentials) = self.cache.get(&key) {
-            return Ok(Obtained {
-                credentials,
-                cached: true,
-            });
-        }
-        self.obtain(req, key).await
+        self.get(req, true).await
     }
 
     /// Credentials for `req` from STS or the agent, whatever the cache
     /// holds: the pod's token is exchanged (and so proven) here and now.
     pub async fn exchange(&self, req: &IdentityRequest<'_>) -> Result<Obtained, IdentityError> {
+        self.get(req, false).await
+    }
+
+    async fn get(
+        &self,
+        req: &IdentityRequest<'_>,
+        from_cache: bool,
+    ) -> Result<Obtained, IdentityError> {
         if let Source::Irsa { role_arn, .. } = req.source {
             check_role_arn(role_arn)?;
         }
         let key = IdentityKey::of(req);
+        let cached = || {
+            from_cache
+                .then(|| self.cache.get(&key))
+                .flatten()
+                .map(|credentials| Obtained {
+                    credentials,
+                    cached: true,
+                })
+        };
+        if let Some(obtained) = cached() {
+            return Ok(obtained);
+        }
+        // One call in flight per identity: pods that start together wait for
+        // the first one's credentials instead of each asking STS.
         let gate = self.cache.gate(&key);
         let _one_at_a_time = gate.lock().await;
+        if let Some(obtained) = cached() {
+            return Ok(obtained);
+        }
         self.obtain(req, key).await
     }
 

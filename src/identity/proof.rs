@@ -15,7 +15,7 @@ use crate::secret::Token;
 
 /// How long a proven token is trusted without asking again (kubelet's
 /// tokens live at least 10 minutes and are replaced at 80 % of that).
-pub const PROOF_LIFETIME: Duration = Duration::from_secs(300);
+const PROOF_LIFETIME: Duration = Duration::from_secs(300);
 
 /// Whose token a pod must present.
 #[derive(Debug, Clone, PartialEq, Eq)]
