@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
 use crate::fetch::{FetchError, FetchedValue, Fetcher, Priority, Sharing};
 use crate::identity::{
-    AwsIdentity, Claimant, Identities, IdentityError, IdentityKey, IdentityRequest, Obtained,
-    ProvenTokens, Source, judge,
+    AwsIdentity, Claimant, Identities, IdentityError, IdentityKey, IdentityRequest, ProvenTokens,
+    Source, judge,
 };
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
@@ -26,7 +26,7 @@ use crate::rotation::RefreshState;
 use crate::secret::Token;
 use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretObject, SecretProviderClassSpec};
 use crate::state::{VolumeRecord, VolumeStore};
-use crate::volume::{self, TmpfsOptions, VolumeError, WriteOutcome};
+use crate::volume::{self, Layout, Mounted, TmpfsOptions, VolumeError, WriteOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -59,6 +59,30 @@ pub enum PublishError {
         "volume {volume_id} is already published at {target}; a volume is published at one target"
     )]
     PublishedElsewhere { volume_id: String, target: PathBuf },
+    #[error(
+        "target {target} holds volume {holder}, not {volume_id}; a target holds one volume, and it is left as it is"
+    )]
+    TargetHeld {
+        target: PathBuf,
+        volume_id: String,
+        holder: String,
+    },
+    #[error(
+        "volume {volume_id} is not published at {target} ({why}); nothing was unmounted or removed"
+    )]
+    NotPublishedHere {
+        volume_id: String,
+        target: PathBuf,
+        why: String,
+    },
+    #[error(
+        "volume {volume_id} was published for pod {was}; this request names {now}, and the volume is left as it is"
+    )]
+    OtherIdentity {
+        volume_id: String,
+        was: String,
+        now: String,
+    },
 }
 
 impl PublishError {
@@ -82,11 +106,18 @@ impl PublishError {
                 FailureKind::InvalidRequest => "AwsInvalidRequest",
                 FailureKind::Unavailable => "AwsUnavailable",
             },
+            PublishError::Render {
+                source: RenderError::TooLarge { .. },
+                ..
+            } => "VolumeTooLarge",
             PublishError::Render { .. } => "RenderError",
             PublishError::Volume { .. } => "FileWriteError",
             PublishError::Deadline(_) => "Timeout",
             PublishError::Busy(_) => "OperationInProgress",
             PublishError::PublishedElsewhere { .. } => "VolumePublishedElsewhere",
+            PublishError::TargetHeld { .. }
+            | PublishError::OtherIdentity { .. }
+            | PublishError::NotPublishedHere { .. } => "VolumeConflict",
         }
     }
 }
@@ -106,6 +137,22 @@ pub struct PublishConfig {
     pub node_name: Option<String>,
     /// Keep the Kubernetes Secrets of `secretObjects` (off unless enabled).
     pub sync_secrets: bool,
+    /// Files one volume may hold (its bytes are the tmpfs size).
+    pub max_files: usize,
+    /// kubelet's root directory: targets are resolved below it, without
+    /// following links.
+    pub kubelet_dir: PathBuf,
+}
+
+impl PublishConfig {
+    /// What one volume may hold: every class is planned and rendered within
+    /// this before anything is fetched or written.
+    pub fn limits(&self) -> spc::VolumeLimits {
+        spc::VolumeLimits {
+            max_files: self.max_files,
+            max_bytes: self.tmpfs.size_bytes,
+        }
+    }
 }
 
 /// What a successful publish did.
@@ -192,8 +239,15 @@ impl Publisher {
         result
     }
 
+    /// What is mounted at `target`, resolved without following links.
+    async fn mounted(&self, target: &std::path::Path) -> Result<Mounted, VolumeError> {
+        let (root, path) = (self.config.kubelet_dir.clone(), target.to_path_buf());
+        blocking(target, move || volume::mounted(&root, &path)).await
+    }
+
     async fn publish_once(&self, req: &PublishRequest) -> Result<Published, PublishError> {
         let _guard = VolumeGuard::take(&self.in_flight, &req.volume_id)?;
+        let _target_guard = VolumeGuard::take(&self.in_flight, &target_key(&req.target))?;
         let target = req.target.clone();
         let on_target = |source| PublishError::Volume {
             target: target.clone(),
@@ -205,32 +259,70 @@ impl Publisher {
         if let Some(record) = self.volumes.get(&req.volume_id)
             && record.target != req.target
         {
-            let first = record.target.clone();
-            let mounted = blocking(&first, {
-                let first = first.clone();
-                move || volume::is_mount_point(&first)
-            })
-            .await
-            .unwrap_or(true);
-            if mounted {
+            let mounted = self.mounted(&record.target).await;
+            if !matches!(mounted, Ok(Mounted::No)) {
                 return Err(PublishError::PublishedElsewhere {
                     volume_id: req.volume_id.clone(),
-                    target: first,
+                    target: record.target,
                 });
             }
         }
-        if volume::is_mount_point(&req.target).map_err(on_target)? {
-            return Ok(self.republish(req).await);
+        let mounted = self.mounted(&req.target).await.map_err(on_target)?;
+        // A target holds one volume: a record of another volume id there is
+        // a conflict while our mount stands, and stale once it is gone.
+        if let Some(holder) = self.volumes.at_target(&req.target)
+            && holder.volume_id != req.volume_id
+        {
+            if mounted == Mounted::Ours {
+                return Err(PublishError::TargetHeld {
+                    target: req.target.clone(),
+                    volume_id: req.volume_id.clone(),
+                    holder: holder.volume_id,
+                });
+            }
+            self.forget(&holder.volume_id);
+        }
+        match mounted {
+            Mounted::Ours => {
+                // Ours, and the same pod's: its record (when there is one,
+                // a restart may have lost it) names this pod.
+                if let Some(record) = self.volumes.get(&req.volume_id) {
+                    let was = (&record.namespace, &record.pod_uid, &record.service_account);
+                    let now = (&req.pod.namespace, &req.pod.uid, &req.pod.service_account);
+                    if was != now {
+                        return Err(PublishError::OtherIdentity {
+                            volume_id: req.volume_id.clone(),
+                            was: format!(
+                                "{}/{} (service account {})",
+                                record.namespace, record.pod, record.service_account
+                            ),
+                            now: format!(
+                                "{}/{} (service account {})",
+                                req.pod.namespace, req.pod.name, req.pod.service_account
+                            ),
+                        });
+                    }
+                }
+                return Ok(self.republish(req).await);
+            }
+            Mounted::Foreign { fs_type, source } => {
+                return Err(on_target(VolumeError::Foreign {
+                    path: req.target.clone(),
+                    fs_type,
+                    mounted_from: source,
+                }));
+            }
+            Mounted::No => {}
         }
         let rendered = tokio::time::timeout(self.config.deadline, self.render(req, None))
             .await
             .map_err(|_| PublishError::Deadline(self.config.deadline))??;
         let files = rendered.set.len();
         let tmpfs = self.config.tmpfs.clone();
-        let path = req.target.clone();
+        let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
         let set = rendered.set.clone();
         blocking(&req.target, move || {
-            volume::populate(&path, &set, Some(&tmpfs))
+            volume::populate(&root, &path, &set, Some(&tmpfs))
         })
         .await
         .map_err(on_target)?;
@@ -317,45 +409,71 @@ impl Publisher {
             target: req.target.clone(),
             source,
         };
-        let path = req.target.clone();
-        let previous = blocking(&req.target, move || volume::read_file_set(&path))
-            .await
-            .map_err(on_target)?;
+        let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
+        let previous = blocking(&req.target, move || {
+            volume::read(&root, &path, Layout::Tmpfs)
+        })
+        .await
+        .map_err(on_target)?;
         let reuse = previous.map(|set| (record.map_or(0, |r| r.class_fingerprint), set));
         let rendered = self.render(req, reuse.as_ref()).await?;
-        let path = req.target.clone();
+        let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
         let set = rendered.set.clone();
-        let outcome = blocking(&req.target, move || volume::write_file_set(&path, &set))
-            .await
-            .map_err(on_target)?;
+        let outcome = blocking(&req.target, move || {
+            volume::write(&root, &path, Layout::Tmpfs, &set)
+        })
+        .await
+        .map_err(on_target)?;
         Ok((rendered, outcome))
     }
 
+    /// Unmounts and removes a volume's target. Only this driver's tmpfs is
+    /// unmounted; a target recorded for another volume id, or a volume
+    /// recorded at another target, is left untouched (NotFound).
     pub async fn unpublish(&self, volume_id: &str, target: PathBuf) -> Result<(), PublishError> {
         let _guard = VolumeGuard::take(&self.in_flight, volume_id)?;
-        let path = target.clone();
-        let result = blocking(&target, move || volume::teardown(&path))
+        let _target_guard = VolumeGuard::take(&self.in_flight, &target_key(&target))?;
+        let why = match (self.volumes.at_target(&target), self.volumes.get(volume_id)) {
+            (Some(holder), _) if holder.volume_id != volume_id => {
+                Some(format!("the target holds volume {}", holder.volume_id))
+            }
+            (_, Some(record)) if record.target != target => Some(format!(
+                "the volume is published at {}",
+                record.target.display()
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(PublishError::NotPublishedHere {
+                volume_id: volume_id.to_owned(),
+                target,
+                why,
+            });
+        }
+        let (root, path) = (self.config.kubelet_dir.clone(), target.clone());
+        blocking(&target, move || volume::teardown(&root, &path))
             .await
             .map_err(|source| PublishError::Volume {
                 target: target.clone(),
                 source,
-            });
-        if result.is_ok() {
-            self.pod_status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(volume_id);
-            self.secrets_synced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(volume_id);
-        }
-        if result.is_ok()
-            && let Err(e) = self.volumes.remove(volume_id)
-        {
+            })?;
+        self.forget(volume_id);
+        Ok(())
+    }
+
+    /// Drops everything known of a volume that is gone.
+    fn forget(&self, volume_id: &str) {
+        self.pod_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(volume_id);
+        self.secrets_synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(volume_id);
+        if let Err(e) = self.volumes.remove(volume_id) {
             tracing::warn!(%volume_id, error = %e, "cannot forget the volume's state");
         }
-        result
     }
 
     /// Class -> plan -> credentials -> values -> files; no side effects on
@@ -372,13 +490,12 @@ impl Publisher {
             .secret_provider_class(ns, &req.class_name)
             .await?;
         let default_region = self.default_region(&class.spec).await;
-        let plan = spc::plan_class(&class.spec, default_region.as_deref()).map_err(|source| {
-            PublishError::Class {
+        let plan = spc::plan_class(&class.spec, default_region.as_deref(), self.config.limits())
+            .map_err(|source| PublishError::Class {
                 namespace: ns.clone(),
                 name: req.class_name.clone(),
                 source: Box::new(source),
-            }
-        })?;
+            })?;
         for warning in &plan.warnings {
             tracing::warn!(namespace = %ns, class = %req.class_name, "{warning}");
         }
@@ -442,9 +559,15 @@ impl Publisher {
                 Priority::FirstMount
             },
         };
+        // The pod's token is proven before any credentials are obtained or
+        // served: a token of another ServiceAccount is refused even on an
+        // identity's first mount, whatever the role's trust policy says.
+        let proven = self.prove(req, token, audience).await?;
         let mut obtained = self.identities.credentials(&who).await?;
-        if obtained.cached {
-            obtained = self.prove(req, token, audience, &who, obtained).await?;
+        if obtained.cached && !proven {
+            // The API server could not say: credentials another pod
+            // obtained are served only once this pod's token is exchanged.
+            obtained = self.identities.exchange(&who).await?;
         }
         let mut set = fetch_and_render(
             &self.fetcher,
@@ -480,17 +603,16 @@ impl Publisher {
         })
     }
 
-    /// Credentials obtained with another pod's token are served only once
-    /// this pod's own token is proven: by the API server (TokenReview), or,
-    /// when it cannot say, by exchanging the token with AWS.
+    /// Asks the API server whether `token` is this pod's (TokenReview; a
+    /// verdict is kept 5 minutes per token). True when proven; false when the
+    /// API server cannot answer (the caller then relies on the exchange with
+    /// AWS); an error when the token is someone else's.
     async fn prove(
         &self,
         req: &PublishRequest,
         token: &Token,
         audience: &str,
-        who: &IdentityRequest<'_>,
-        obtained: Obtained,
-    ) -> Result<Obtained, PublishError> {
+    ) -> Result<bool, PublishError> {
         let claimant = Claimant {
             namespace: &req.pod.namespace,
             service_account: &req.pod.service_account,
@@ -499,17 +621,17 @@ impl Publisher {
             audience,
         };
         if self.proven.is_proven(token, &claimant) {
-            return Ok(obtained);
+            return Ok(true);
         }
         match self.cluster.review_token(token, audience).await {
             Ok(review) => {
                 judge(&review, &claimant).map_err(IdentityError::from)?;
                 self.proven.remember(token, &claimant);
-                Ok(obtained)
+                Ok(true)
             }
             Err(e) => {
-                tracing::warn!(namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "cannot review the pod's token; exchanging it with AWS instead");
-                Ok(self.identities.exchange(who).await?)
+                tracing::warn!(namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "cannot review the pod's token; relying on the exchange with AWS instead");
+                Ok(false)
             }
         }
     }
@@ -705,6 +827,12 @@ pub async fn fetch_and_render(
         source,
     })?;
     Ok((set, versions))
+}
+
+/// The in-flight key of a target: one operation per target at a time too,
+/// whatever volume id a request names.
+fn target_key(target: &std::path::Path) -> String {
+    format!("target:{}", target.display())
 }
 
 /// Runs file-system work off the async threads.

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use aws_secrets_csi_core::names::{self, InvalidName, NameKind};
+
 use crate::csi::NodePublishVolumeRequest;
 use crate::secret::Token;
 
@@ -66,6 +68,16 @@ pub enum RequestError {
     ClassName,
     #[error("pod information is missing ({0}): the CSIDriver object must set podInfoOnMount: true")]
     PodInfo(&'static str),
+    #[error("volume attribute {attribute} {value:?}: {error}")]
+    Name {
+        attribute: &'static str,
+        value: String,
+        error: InvalidName,
+    },
+    #[error(
+        "target path {target:?} is not a volume of pod {uid:?} ({ATTR_POD_UID}); refusing to publish another pod's volume"
+    )]
+    OtherPod { target: String, uid: String },
     #[error("{ATTR_TOKENS} is not valid JSON from kubelet: {0}")]
     Tokens(String),
 }
@@ -102,17 +114,38 @@ pub fn parse_publish(
     if !req.readonly {
         return Err(RequestError::NotReadOnly);
     }
-    check_target(&req.target_path, kubelet_dir)?;
+    let target_uid = check_target(&req.target_path, kubelet_dir)?;
     let ctx = &req.volume_context;
     let class_name = non_empty(ctx, ATTR_CLASS).ok_or(RequestError::ClassName)?;
-    let pod = Pod {
-        namespace: non_empty(ctx, ATTR_POD_NAMESPACE)
-            .ok_or(RequestError::PodInfo(ATTR_POD_NAMESPACE))?,
-        name: non_empty(ctx, ATTR_POD_NAME).ok_or(RequestError::PodInfo(ATTR_POD_NAME))?,
-        uid: non_empty(ctx, ATTR_POD_UID).unwrap_or_default(),
-        service_account: non_empty(ctx, ATTR_SERVICE_ACCOUNT)
-            .ok_or(RequestError::PodInfo(ATTR_SERVICE_ACCOUNT))?,
+    // Each of these goes into an API request path: only a real name may.
+    let named = |attribute: &'static str, kind| -> Result<String, RequestError> {
+        let value = non_empty(ctx, attribute).ok_or(RequestError::PodInfo(attribute))?;
+        names::check(&value, kind).map_err(|error| RequestError::Name {
+            attribute,
+            value: value.clone(),
+            error,
+        })?;
+        Ok(value)
     };
+    names::check(&class_name, NameKind::Subdomain).map_err(|error| RequestError::Name {
+        attribute: ATTR_CLASS,
+        value: class_name.clone(),
+        error,
+    })?;
+    let pod = Pod {
+        namespace: named(ATTR_POD_NAMESPACE, NameKind::Label)?,
+        name: named(ATTR_POD_NAME, NameKind::Subdomain)?,
+        uid: non_empty(ctx, ATTR_POD_UID).ok_or(RequestError::PodInfo(ATTR_POD_UID))?,
+        service_account: named(ATTR_SERVICE_ACCOUNT, NameKind::Subdomain)?,
+    };
+    // The target names its pod: a request for one pod never touches the
+    // volume of another.
+    if pod.uid != target_uid {
+        return Err(RequestError::OtherPod {
+            target: req.target_path.clone(),
+            uid: pod.uid,
+        });
+    }
     let tokens_json = req
         .secrets
         .get(ATTR_TOKENS)
@@ -135,7 +168,8 @@ pub fn parse_publish(
 /// kubelet's directory: the driver mounts there and, at unpublish, removes
 /// it, so no other path may ever be accepted. Checked on the text (no `.`,
 /// `..` or empty components); symlinks are checked where the path is used.
-pub fn check_target(target: &str, kubelet_dir: &Path) -> Result<(), RequestError> {
+/// Returns the pod uid the path names.
+pub fn check_target<'t>(target: &'t str, kubelet_dir: &Path) -> Result<&'t str, RequestError> {
     let refuse = || RequestError::TargetOutsideKubelet {
         target: target.to_owned(),
         root: kubelet_dir.display().to_string(),
@@ -156,7 +190,11 @@ pub fn check_target(target: &str, kubelet_dir: &Path) -> Result<(), RequestError
         && [parts[0], parts[3]]
             .iter()
             .all(|p| !p.is_empty() && *p != "." && *p != ".." && !p.contains('\0'));
-    if shape_ok { Ok(()) } else { Err(refuse()) }
+    if shape_ok {
+        Ok(parts[0])
+    } else {
+        Err(refuse())
+    }
 }
 
 fn non_empty(map: &HashMap<String, String>, key: &str) -> Option<String> {
@@ -189,7 +227,7 @@ mod tests {
     fn request() -> NodePublishVolumeRequest {
         NodePublishVolumeRequest {
             volume_id: "csi-abc".into(),
-            target_path: "/var/lib/kubelet/pods/u/volumes/kubernetes.io~csi/s/mount".into(),
+            target_path: "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~csi/s/mount".into(),
             volume_capability: Some(VolumeCapability {
                 access_type: Some(volume_capability::AccessType::Mount(Default::default())),
                 access_mode: None,
@@ -302,6 +340,45 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("podInfoOnMount")
+        );
+    }
+
+    #[test]
+    fn names_bound_for_api_paths_are_checked() {
+        for (attribute, bad) in [
+            (ATTR_CLASS, "../../kube-system/x"),
+            (ATTR_CLASS, "x?watch=1"),
+            (ATTR_POD_NAMESPACE, "kube-system/secrets"),
+            (ATTR_POD_NAMESPACE, "a.b"),
+            (ATTR_POD_NAME, "p#frag"),
+            (ATTR_SERVICE_ACCOUNT, "sa/../../x"),
+        ] {
+            let mut r = request();
+            r.volume_context.insert(attribute.into(), bad.into());
+            let e = parse_publish(&r).unwrap_err();
+            assert!(
+                matches!(&e, RequestError::Name { attribute: a, value, .. } if *a == attribute && value == bad),
+                "{attribute}={bad}: {e}"
+            );
+            assert!(
+                e.to_string().contains("is not a valid Kubernetes name"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pod_uid_must_be_the_targets() {
+        let mut r = request();
+        r.volume_context.insert(ATTR_POD_UID.into(), "uid-2".into());
+        let e = parse_publish(&r).unwrap_err();
+        assert!(matches!(e, RequestError::OtherPod { .. }), "{e}");
+        assert!(e.to_string().contains("another pod's volume"), "{e}");
+        let mut r = request();
+        r.volume_context.remove(ATTR_POD_UID);
+        assert_eq!(
+            parse_publish(&r).unwrap_err(),
+            RequestError::PodInfo(ATTR_POD_UID)
         );
     }
 

@@ -122,6 +122,11 @@ impl VolumeStore {
         self.lock().get(volume_id).cloned()
     }
 
+    /// The record of the volume published at `target`, whatever its id.
+    pub fn at_target(&self, target: &Path) -> Option<VolumeRecord> {
+        self.lock().values().find(|r| r.target == target).cloned()
+    }
+
     pub fn all(&self) -> Vec<VolumeRecord> {
         self.lock().values().cloned().collect()
     }

@@ -53,7 +53,8 @@ async fn targets_outside_kubelet_pod_volumes_are_refused_and_untouched() {
     std::fs::create_dir_all(volume.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(&victim, &volume).unwrap();
     let target = volume.join("mount");
-    let err = w.publish(&target, "c", &pod).await.unwrap_err();
+    let evil = PodSpec::new("h1", "evil", "app");
+    let err = w.publish(&target, "c", &evil).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("symlink"), "{}", err.message());
     assert!(mounts_under(&victim).is_empty());
@@ -174,11 +175,31 @@ async fn a_full_tmpfs_fails_the_mount_cleanly_and_keeps_old_files_on_refresh() {
         1,
         "the half-written directory was removed"
     );
+    // Refused while rendering: the value is larger than the volume.
     assert!(
         w.driver
             .metrics()
             .await
-            .contains("rotation_reconcile_error_total{provider=\"aws\",error_type=\"FileWriteError\",os_type=\"linux\",rotated=\"false\"} 1")
+            .contains("rotation_reconcile_error_total{provider=\"aws\",error_type=\"VolumeTooLarge\",os_type=\"linux\",rotated=\"false\"} 1")
+    );
+
+    // Under the byte limit, yet more than the tmpfs holds (each file takes
+    // a 4 KiB page): the write itself fails, cleanly.
+    moto.create_secret("h2/page", &"p".repeat(3000)).await;
+    let objects: String = (0..20)
+        .map(|i| {
+            format!("- {{objectName: h2/page, objectType: secretsmanager, objectAlias: p{i}}}\n")
+        })
+        .collect();
+    w.class("h2", "pages", &objects);
+    let paged = PodSpec::new("h2", "paged", "app");
+    let target = w.dir.target(&paged.uid);
+    let err = w.publish(&target, "pages", &paged).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("No space left"), "{}", err.message());
+    assert!(
+        mounts_under(&target).is_empty() && !target.exists(),
+        "nothing left behind"
     );
 }
 

@@ -628,7 +628,7 @@ spec:
     );
 
     // A class without a region: the node's label decides.
-    let other = dir.target("other-volume");
+    let other = dir.volume_target(&pod.uid, "other-volume");
     let mut req = publish_request(&other, "no-region", &pod);
     req.volume_id = "csi-other".into();
     node.node_publish_volume(req).await.unwrap();

@@ -419,7 +419,7 @@ async fn tokens_are_read_from_secrets_first() {
     let mut req = publish_request(&target, "c", &pod);
     req.secrets.insert(
         "csi.storage.k8s.io/serviceAccount.tokens".into(),
-        r#"{"sts.amazonaws.com":{"token":"eyJ-token-in-secrets","expirationTimestamp":"2026-11-28T13:00:00Z"}}"#.into(),
+        r#"{"sts.amazonaws.com":{"token":"eyJ-test-token-for-p.t11.app.uid-p","expirationTimestamp":"2026-11-28T13:00:00Z"}}"#.into(),
     );
     let mut node = w.driver.node().await;
     node.node_publish_volume(req).await.unwrap();
@@ -427,7 +427,10 @@ async fn tokens_are_read_from_secrets_first() {
     node.node_unpublish_volume(unpublish_request(&target, &pod))
         .await
         .unwrap();
-    assert_no_leak(&w.driver, &["eyJ-token-in-secrets", "from-secrets-value"]);
+    assert_no_leak(
+        &w.driver,
+        &["eyJ-test-token-for-p.t11.app.uid-p", "from-secrets-value"],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -213,7 +213,11 @@ async fn a_pod_proves_its_own_identity_before_it_is_served_shared_credentials() 
         .await
         .unwrap();
     assert_eq!(w.driver.aws_calls("AssumeRoleWithWebIdentity").await, 1);
-    assert_eq!(w.kube.gets(TOKEN_REVIEWS), 0, "its token went to STS");
+    assert_eq!(
+        w.kube.gets(TOKEN_REVIEWS),
+        1,
+        "its token was reviewed before it went to STS"
+    );
 
     // A pod of service account "app" whose token is another account's, or
     // no valid token at all: refused, although "app" has credentials.
@@ -249,7 +253,7 @@ async fn a_pod_proves_its_own_identity_before_it_is_served_shared_credentials() 
         .await
         .unwrap();
     assert_eq!(read(&w.dir.target(&second.uid), "s1"), "sh4-s1-v1");
-    assert_eq!(w.kube.gets(TOKEN_REVIEWS), 3);
+    assert_eq!(w.kube.gets(TOKEN_REVIEWS), 4);
     assert_eq!(w.driver.aws_calls("AssumeRoleWithWebIdentity").await, 1);
     assert_eq!(w.driver.aws_calls("BatchGetSecretValue").await, 1);
 

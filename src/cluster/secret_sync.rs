@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_secrets_csi_core::names::{self, InvalidName, NameKind};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -15,12 +16,56 @@ use crate::spc::SecretObject;
 /// Driver sets it): a Secret without it is never overwritten.
 pub const MANAGED_LABEL: &str = "secrets-store.csi.k8s.io/managed";
 
+/// The Secret types a mounted volume can stand for. Others carry meaning to
+/// Kubernetes itself (a `kubernetes.io/service-account-token` Secret is
+/// filled with a token for the ServiceAccount it names, a bootstrap token
+/// joins nodes): a class author must not be able to make the driver create
+/// those.
+pub const ALLOWED_TYPES: [&str; 6] = [
+    "Opaque",
+    "kubernetes.io/tls",
+    "kubernetes.io/dockerconfigjson",
+    "kubernetes.io/dockercfg",
+    "kubernetes.io/basic-auth",
+    "kubernetes.io/ssh-auth",
+];
+
+/// Label and annotation prefixes that belong to Kubernetes (and to this
+/// driver's own managed label): a class may not set them.
+fn reserved_key(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return false;
+    };
+    let prefix = prefix.to_ascii_lowercase();
+    ["kubernetes.io", "k8s.io"]
+        .iter()
+        .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
     #[error("secretObjects entry {index}: {field} is required")]
     Missing { index: usize, field: &'static str },
     #[error("secretObjects {secret}: objectName {object:?} is not a file of this volume")]
     UnknownObject { secret: String, object: String },
+    #[error("secretObjects entry {index}: secretName {name:?}: {error}")]
+    Name {
+        index: usize,
+        name: String,
+        error: InvalidName,
+    },
+    #[error(
+        "secretObjects {secret}: type {type_:?} is not allowed for a synced Secret (allowed: Opaque, kubernetes.io/tls, kubernetes.io/dockerconfigjson, kubernetes.io/dockercfg, kubernetes.io/basic-auth, kubernetes.io/ssh-auth)"
+    )]
+    Type { secret: String, type_: String },
+    #[error(
+        "secretObjects {secret}: {what} {key:?} is reserved for Kubernetes (kubernetes.io and k8s.io prefixes); a synced Secret cannot set it"
+    )]
+    ReservedKey {
+        secret: String,
+        what: &'static str,
+        key: String,
+    },
     #[error(
         "Secret {namespace}/{name} exists and is not managed by this driver (no {MANAGED_LABEL}=true label); refusing to overwrite it"
     )]
@@ -47,11 +92,37 @@ pub fn desired_secret(
             field: "secretName",
         });
     }
+    // The name goes into the API request path.
+    names::check(&object.secret_name, NameKind::Subdomain).map_err(|error| SyncError::Name {
+        index,
+        name: object.secret_name.clone(),
+        error,
+    })?;
     if object.type_.is_empty() {
         return Err(SyncError::Missing {
             index,
             field: "type",
         });
+    }
+    if !ALLOWED_TYPES.contains(&object.type_.as_str()) {
+        return Err(SyncError::Type {
+            secret: object.secret_name.clone(),
+            type_: object.type_.clone(),
+        });
+    }
+    let keys = object
+        .labels
+        .keys()
+        .map(|k| ("label", k))
+        .chain(object.annotations.keys().map(|k| ("annotation", k)));
+    for (what, key) in keys {
+        if reserved_key(key) {
+            return Err(SyncError::ReservedKey {
+                secret: object.secret_name.clone(),
+                what,
+                key: key.clone(),
+            });
+        }
     }
     if object.data.is_empty() {
         return Err(SyncError::Missing {
@@ -196,6 +267,67 @@ mod tests {
                 .to_string(),
             "secretObjects db: objectName \"nope\" is not a file of this volume"
         );
+    }
+
+    #[test]
+    fn only_secret_types_a_volume_stands_for_are_synced() {
+        for allowed in ALLOWED_TYPES {
+            let mut o = object();
+            o.type_ = allowed.into();
+            assert!(
+                desired_secret(0, &o, &files(), "ns", None).is_ok(),
+                "{allowed}"
+            );
+        }
+        for refused in [
+            "kubernetes.io/service-account-token",
+            "bootstrap.kubernetes.io/token",
+            "helm.sh/release.v1",
+            "opaque",
+        ] {
+            let mut o = object();
+            o.type_ = refused.into();
+            let e = desired_secret(0, &o, &files(), "ns", None).unwrap_err();
+            assert!(matches!(e, SyncError::Type { .. }), "{refused}: {e}");
+            assert!(e.to_string().contains("is not allowed"), "{e}");
+        }
+    }
+
+    #[test]
+    fn kubernetes_labels_and_annotations_are_refused() {
+        for (label, key) in [
+            (false, "kubernetes.io/service-account.name"),
+            (false, "kubectl.kubernetes.io/last-applied-configuration"),
+            (true, "secrets-store.csi.k8s.io/managed"),
+            (true, "node-role.kubernetes.io/control-plane"),
+        ] {
+            let mut o = object();
+            if label {
+                o.labels.insert(key.into(), "x".into());
+            } else {
+                o.annotations.insert(key.into(), "x".into());
+            }
+            let e = desired_secret(0, &o, &files(), "ns", None).unwrap_err();
+            assert!(matches!(e, SyncError::ReservedKey { .. }), "{key}: {e}");
+        }
+        let mut o = object();
+        o.annotations
+            .insert("example.com/owner".into(), "team".into());
+        o.labels.insert("app.kubernetes.iox/x".into(), "y".into());
+        assert!(desired_secret(0, &o, &files(), "ns", None).is_ok());
+    }
+
+    #[test]
+    fn secret_names_bound_for_api_paths_are_checked() {
+        for bad in ["../../kube-system/secrets/x", "x?watch=1", "UPPER", "a/b"] {
+            let mut o = object();
+            o.secret_name = bad.into();
+            let e = desired_secret(3, &o, &files(), "ns", None).unwrap_err();
+            assert!(
+                matches!(&e, SyncError::Name { index: 3, name, .. } if name == bad),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

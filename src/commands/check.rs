@@ -28,8 +28,13 @@ struct FileLine<'a> {
 /// Exit code 0 and the file list when valid; an error (exit 1) otherwise.
 pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let class = super::load_class(&args.file)?;
-    let plan = spc::plan_class(&class.spec, args.region.as_deref())
-        .map_err(|e| anyhow::anyhow!("SecretProviderClass {}: {e}", super::class_id(&class)))?;
+    // The driver's default limits: what `serve` accepts unless told more.
+    let plan = spc::plan_class(
+        &class.spec,
+        args.region.as_deref(),
+        spc::VolumeLimits::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("SecretProviderClass {}: {e}", super::class_id(&class)))?;
     for warning in &plan.warnings {
         eprintln!("warning: {warning}");
     }

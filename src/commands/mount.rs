@@ -9,7 +9,7 @@ use crate::publish::{fetch_and_render, fingerprint, pinned_values};
 use crate::render::FileSet;
 use crate::secret::Token;
 use crate::spc::{self, MountPlan};
-use crate::volume::{self, TmpfsOptions, WriteOutcome};
+use crate::volume::{self, Layout, Mounted, TmpfsOptions, WriteOutcome};
 
 /// Run the whole pipeline without Kubernetes and write the files into a
 /// directory.
@@ -64,23 +64,35 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
         None,
     )
     .await?;
-    let target = args.target.clone();
+    // The directory the user named, and the one above it as the root below
+    // which it is resolved (without following links) at every step.
+    let target = std::path::absolute(&args.target)?;
+    let root = target
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("--target must name a directory below another"))?
+        .to_path_buf();
     let tmpfs = (!args.no_tmpfs).then(|| TmpfsOptions {
         size_bytes: args.tmpfs_size,
         ..Default::default()
     });
+    let layout = match tmpfs {
+        Some(_) => Layout::Tmpfs,
+        None => Layout::Directory,
+    };
     let count = set.len();
+    let (r, t) = (root.clone(), target.clone());
     tokio::task::spawn_blocking(move || -> Result<(), volume::VolumeError> {
         // Already ours from an earlier run (our tmpfs, or with --no-tmpfs the
-        // directory the user named): swap the content in place.
-        let in_place = match tmpfs {
-            Some(_) => volume::is_mount_point(&target)?,
-            None => target.is_dir(),
+        // directory the user named holding our layout): swap the content in
+        // place.
+        let in_place = match layout {
+            Layout::Tmpfs => volume::mounted(&r, &t)? == Mounted::Ours,
+            Layout::Directory => volume::read(&r, &t, layout).is_ok_and(|s| s.is_some()),
         };
         if in_place {
-            volume::write_file_set(&target, &set).map(|_| ())
+            volume::write(&r, &t, layout, &set).map(|_| ())
         } else {
-            volume::populate(&target, &set, tmpfs.as_ref())
+            volume::populate(&r, &t, &set, tmpfs.as_ref())
         }
     })
     .await??;
@@ -103,9 +115,8 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(interval) => {}
             _ = &mut stop => return Ok(()),
         }
-        let target = args.target.clone();
-        let previous =
-            tokio::task::spawn_blocking(move || volume::read_file_set(&target)).await??;
+        let (r, t) = (root.clone(), target.clone());
+        let previous = tokio::task::spawn_blocking(move || volume::read(&r, &t, layout)).await??;
         // A failed refresh leaves the files as they are; the next one retries.
         let reuse = previous.as_ref().map(|p| (class_fingerprint, p));
         let rendered = render_once(
@@ -120,9 +131,9 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
         match rendered {
             Ok((_, fingerprint, set)) => {
                 class_fingerprint = fingerprint;
-                let target = args.target.clone();
+                let (r, t) = (root.clone(), target.clone());
                 let outcome =
-                    tokio::task::spawn_blocking(move || volume::write_file_set(&target, &set))
+                    tokio::task::spawn_blocking(move || volume::write(&r, &t, layout, &set))
                         .await??;
                 match outcome {
                     WriteOutcome::Swapped => println!("refreshed: content changed, files swapped"),
@@ -148,7 +159,11 @@ async fn render_once(
     let class = super::load_class(&args.file)?;
     let class_fingerprint = fingerprint(&class.spec);
     let id = super::class_id(&class);
-    let plan = spc::plan_class(&class.spec, default_region)
+    let limits = spc::VolumeLimits {
+        max_bytes: args.tmpfs_size,
+        ..Default::default()
+    };
+    let plan = spc::plan_class(&class.spec, default_region, limits)
         .map_err(|e| anyhow::anyhow!("SecretProviderClass {id}: {e}"))?;
     for warning in &plan.warnings {
         tracing::warn!("{warning}");

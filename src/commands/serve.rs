@@ -29,9 +29,14 @@ pub struct ServeArgs {
         default_value = "secrets-store.aws-secrets-csi.io"
     )]
     pub driver_name: String,
-    /// Size cap of each volume's tmpfs (Ki, Mi, Gi suffixes).
-    #[arg(long, default_value = "16Mi", value_parser = parse_size)]
+    /// Size cap of each volume's tmpfs (Ki, Mi, Gi suffixes); also the most
+    /// a class may render for one volume.
+    #[arg(long, env = "TMPFS_SIZE", default_value = "16Mi", value_parser = parse_size)]
     pub tmpfs_size: u64,
+    /// The most files one volume may hold (whole values and jmesPath files);
+    /// a class asking for more is refused before anything is fetched.
+    #[arg(long, env = "MAX_FILES_PER_VOLUME", default_value_t = 2048)]
+    pub max_files_per_volume: usize,
     /// How long a publish may take before it is abandoned and cleaned up;
     /// below kubelet's 2-minute deadline.
     #[arg(long, default_value = "100s", value_parser = humantime::parse_duration)]
@@ -105,7 +110,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         VolumeStore::open(&args.state_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the state directory: {e}"))?,
     );
-    recover(&volumes).await;
+    recover(&volumes, &args.kubelet_dir).await;
     let metrics = Arc::new(Metrics::new().with_volumes(volumes.clone()));
     let config = PublishConfig {
         default_region: sdk.region().map(|r| r.to_string()),
@@ -117,6 +122,8 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         refresh_interval: args.refresh_interval,
         node_name: Some(args.node_id.clone()),
         sync_secrets: args.sync_secrets,
+        max_files: args.max_files_per_volume,
+        kubelet_dir: args.kubelet_dir.clone(),
     };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -201,12 +208,15 @@ fn require_mount_privilege() -> anyhow::Result<()> {
 
 /// After a restart: volumes whose target is no longer mounted are forgotten;
 /// the others are repaired if a write was interrupted (a kill mid-swap).
-async fn recover(volumes: &Arc<VolumeStore>) {
+async fn recover(volumes: &Arc<VolumeStore>, kubelet_dir: &std::path::Path) {
     let store = volumes.clone();
+    let root = kubelet_dir.to_path_buf();
     let report = tokio::task::spawn_blocking(move || {
-        let dropped = store.retain(|r| volume::is_mount_point(&r.target).unwrap_or(false));
+        let dropped = store.retain(|r| {
+            volume::mounted(&root, &r.target).is_ok_and(|m| m == volume::Mounted::Ours)
+        });
         for record in store.all() {
-            if let Err(e) = volume::tidy(&record.target) {
+            if let Err(e) = volume::tidy(&root, &record.target) {
                 tracing::warn!(volume_id = %record.volume_id, error = %e, "cannot repair a volume");
             }
         }

@@ -38,16 +38,24 @@ fn code_of(e: &PublishError) -> Code {
             FailureKind::InvalidRequest => Code::InvalidArgument,
             FailureKind::Unavailable => Code::Unavailable,
         },
+        PublishError::Render {
+            source: crate::render::RenderError::TooLarge { .. },
+            ..
+        } => Code::ResourceExhausted,
         PublishError::Render { .. } => Code::InvalidArgument,
         PublishError::Volume { source, .. } if source.is_no_space() => Code::ResourceExhausted,
         PublishError::Volume {
-            source: crate::volume::VolumeError::Unsafe { .. },
+            source:
+                crate::volume::VolumeError::Unsafe { .. } | crate::volume::VolumeError::Foreign { .. },
             ..
         } => Code::FailedPrecondition,
         PublishError::Volume { .. } => Code::Internal,
         PublishError::Deadline(_) => Code::DeadlineExceeded,
         PublishError::Busy(_) => Code::Aborted,
-        PublishError::PublishedElsewhere { .. } => Code::AlreadyExists,
+        PublishError::NotPublishedHere { .. } => Code::NotFound,
+        PublishError::PublishedElsewhere { .. }
+        | PublishError::TargetHeld { .. }
+        | PublishError::OtherIdentity { .. } => Code::AlreadyExists,
     }
 }
 

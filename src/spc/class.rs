@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
-use super::{MountPlan, PlanError, plan};
+use super::{MountPlan, PlanError, VolumeLimits, plan_within};
 
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
 #[kube(
@@ -52,15 +52,17 @@ pub struct SecretObjectData {
     pub key: String,
 }
 
-/// Builds the plan for a whole class: the provider must be `aws`.
+/// Builds the plan for a whole class, for a volume with `limits`: the
+/// provider must be `aws`.
 pub fn plan_class(
     spec: &SecretProviderClassSpec,
     default_region: Option<&str>,
+    limits: VolumeLimits,
 ) -> Result<MountPlan, PlanError> {
     if spec.provider != "aws" {
         return Err(PlanError::Provider(spec.provider.clone()));
     }
-    plan(&spec.parameters, default_region)
+    plan_within(&spec.parameters, default_region, limits)
 }
 
 #[cfg(test)]
@@ -81,13 +83,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            plan_class(&spec, None).unwrap_err().to_string(),
+            plan_class(&spec, None, VolumeLimits::default())
+                .unwrap_err()
+                .to_string(),
             "provider is \"azure\", but this driver serves only provider \"aws\""
         );
         let aws = SecretProviderClassSpec {
             provider: "aws".into(),
             ..spec
         };
-        assert!(plan_class(&aws, None).is_ok());
+        assert!(plan_class(&aws, None, VolumeLimits::default()).is_ok());
     }
 }

@@ -1,18 +1,21 @@
 //! Step "volume": the tmpfs at a pod's target path and the atomic swap of its
-//! whole [`FileSet`](crate::render::FileSet), kubelet style.
+//! whole [`FileSet`](crate::render::FileSet), kubelet style. Targets are
+//! resolved once without following links and reached through that handle.
 
 mod lifecycle;
 mod mountinfo;
+mod target;
 mod tmpfs;
 mod writer;
 
 use std::io;
 use std::path::PathBuf;
 
-pub use lifecycle::{populate, teardown};
+pub use lifecycle::{Layout, mounted, populate, read, teardown, tidy, write};
 pub use mountinfo::{MountEntry, parse_mountinfo};
-pub use tmpfs::{TmpfsOptions, is_mount_point, mount_tmpfs, unmount};
-pub use writer::{DATA_LINK, WriteOutcome, read_file_set, tidy, write_file_set};
+pub use target::{MOUNT_SOURCE, Mounted, Target};
+pub use tmpfs::{TmpfsOptions, mount_tmpfs, unmount};
+pub use writer::{DATA_LINK, WriteOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -29,6 +32,14 @@ pub enum VolumeError {
     Unmount { path: PathBuf, source: nix::Error },
     #[error("refusing to write into {path}: {reason}")]
     Unsafe { path: PathBuf, reason: &'static str },
+    #[error(
+        "{path} holds a file system this driver did not mount ({fs_type} from {mounted_from:?}); it is neither written into nor unmounted"
+    )]
+    Foreign {
+        path: PathBuf,
+        fs_type: String,
+        mounted_from: String,
+    },
 }
 
 impl VolumeError {
@@ -37,6 +48,32 @@ impl VolumeError {
         match self {
             VolumeError::Io { source, .. } => source.raw_os_error() == Some(libc_enospc()),
             _ => false,
+        }
+    }
+
+    /// The same error with paths below `via` (a handle's /proc path) shown
+    /// below `path` (what the user named).
+    pub(crate) fn named(self, via: &std::path::Path, path: &std::path::Path) -> Self {
+        let rename = |p: PathBuf| match p.strip_prefix(via) {
+            Ok(rest) if rest.as_os_str().is_empty() => path.to_path_buf(),
+            Ok(rest) => path.join(rest),
+            Err(_) => p,
+        };
+        match self {
+            VolumeError::Io {
+                action,
+                path: p,
+                source,
+            } => VolumeError::Io {
+                action,
+                path: rename(p),
+                source,
+            },
+            VolumeError::Unsafe { path: p, reason } => VolumeError::Unsafe {
+                path: rename(p),
+                reason,
+            },
+            other => other,
         }
     }
 

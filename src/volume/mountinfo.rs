@@ -1,11 +1,24 @@
-//! Reading `/proc/self/mountinfo`: is a path a mount point, and of what type.
+//! Reading `/proc/self/mountinfo`: which mounts exist, of what type, from
+//! which source and with which options.
 
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The mount's id (`mnt_id` in /proc/self/fdinfo).
+    pub id: u64,
     pub mount_point: PathBuf,
     pub fs_type: String,
+    /// The source the mount was made with (`tmpfs`, a device, ...).
+    pub source: String,
+    /// Per-mount options (`rw,nosuid,nodev,noexec,relatime`).
+    pub options: String,
+}
+
+impl MountEntry {
+    pub fn has_option(&self, option: &str) -> bool {
+        self.options.split(',').any(|o| o == option)
+    }
 }
 
 /// Parses mountinfo text (proc(5)). Lines that do not parse are skipped.
@@ -13,11 +26,19 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split(' ').nth(4)?;
-            let fs_type = right.split(' ').next()?;
+            let mut fields = left.split(' ');
+            let id = fields.next()?.parse().ok()?;
+            let mount_point = fields.nth(3)?;
+            let options = fields.next()?;
+            let mut right = right.split(' ');
+            let fs_type = right.next()?;
+            let source = right.next().unwrap_or_default();
             Some(MountEntry {
+                id,
                 mount_point: PathBuf::from(unescape(mount_point)),
                 fs_type: fs_type.to_owned(),
+                source: unescape(source),
+                options: options.to_owned(),
             })
         })
         .collect()
@@ -53,19 +74,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_mount_point_and_type() {
+    fn parses_id_mount_point_type_source_and_options() {
         let text = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
-                    97 29 0:45 / /var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/s/mount rw,nosuid,nodev,noexec,relatime shared:50 - tmpfs tmpfs rw,size=4096k,mode=755\n\
+                    97 29 0:45 / /var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/s/mount rw,nosuid,nodev,noexec,relatime shared:50 - tmpfs aws-secrets-csi rw,size=4096k,mode=755\n\
                     98 29 0:46 / /tmp/with\\040space rw - tmpfs tmpfs rw\n\
                     garbage line\n";
         let entries = parse_mountinfo(text);
         assert_eq!(entries.len(), 3);
+        let e = &entries[1];
+        assert_eq!(e.id, 97);
         assert_eq!(
-            entries[1].mount_point,
+            e.mount_point,
             PathBuf::from("/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/s/mount")
         );
-        assert_eq!(entries[1].fs_type, "tmpfs");
+        assert_eq!(e.fs_type, "tmpfs");
+        assert_eq!(e.source, "aws-secrets-csi");
+        assert!(e.has_option("noexec") && e.has_option("nodev") && e.has_option("nosuid"));
+        assert!(!e.has_option("no"));
         assert_eq!(entries[2].mount_point, PathBuf::from("/tmp/with space"));
+        assert_eq!(entries[2].source, "tmpfs");
     }
 
     #[test]

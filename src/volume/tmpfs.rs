@@ -1,10 +1,15 @@
-//! The tmpfs mount itself. Mounting needs CAP_SYS_ADMIN (root on the node).
+//! The tmpfs mount itself, made with the new mount API onto an open handle
+//! of the target (never onto a path), so the file system lands exactly on
+//! the directory that was checked, and the handle it gives back is its root.
+//! Mounting needs CAP_SYS_ADMIN (root on the node).
 
-use std::path::{Path, PathBuf};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
+    fsconfig_set_string, fsmount, fsopen, move_mount,
+};
 
-use nix::mount::{MntFlags, MsFlags};
-
-use super::{VolumeError, mountinfo};
+use super::VolumeError;
+use super::target::{MOUNT_SOURCE, Target};
 
 /// How each volume's tmpfs is mounted.
 #[derive(Debug, Clone)]
@@ -24,73 +29,49 @@ impl Default for TmpfsOptions {
     }
 }
 
-/// Is `path` itself a mount point (of any file system)? Reads
-/// /proc/self/mountinfo, so it is right whatever directory mtimes say. A
-/// symlink is never one: a link planted at a target must not make another
-/// volume's mount look like this target's.
-pub fn is_mount_point(path: &Path) -> Result<bool, VolumeError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => return Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(VolumeError::io("inspect", path)(e)),
-        Ok(_) => {}
-    }
-    let canonical = match std::fs::canonicalize(path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(VolumeError::io("resolve", path)(e)),
+/// Mounts a fresh tmpfs (`nosuid,nodev,noexec`, source
+/// [`MOUNT_SOURCE`]) on `target`; returns the handle of its root.
+pub fn mount_tmpfs(target: &Target, options: &TmpfsOptions) -> Result<Target, VolumeError> {
+    let fail = |e: rustix::io::Errno| VolumeError::Mount {
+        path: target.path().to_path_buf(),
+        source: nix::errno::Errno::from_raw(e.raw_os_error()),
     };
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(VolumeError::io("read", "/proc/self/mountinfo"))?;
-    Ok(mountinfo::parse_mountinfo(&text)
-        .iter()
-        .any(|m| m.mount_point == canonical))
-}
-
-/// Mounts a fresh tmpfs at `target` (which must exist), `nosuid,nodev,noexec`.
-pub fn mount_tmpfs(target: &Path, options: &TmpfsOptions) -> Result<(), VolumeError> {
-    let data = format!("size={},mode={:o}", options.size_bytes, options.mode);
-    nix::mount::mount(
-        Some("tmpfs"),
-        target,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(data.as_str()),
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(fail)?;
+    fsconfig_set_string(&fs, "source", MOUNT_SOURCE).map_err(fail)?;
+    fsconfig_set_string(&fs, "size", options.size_bytes.to_string()).map_err(fail)?;
+    fsconfig_set_string(&fs, "mode", format!("{:o}", options.mode)).map_err(fail)?;
+    fsconfig_create(&fs).map_err(fail)?;
+    let root = fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
     )
-    .map_err(|source| VolumeError::Mount {
-        path: target.to_path_buf(),
-        source,
-    })
+    .map_err(fail)?;
+    move_mount(
+        &root,
+        "",
+        target.fd(),
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(fail)?;
+    Ok(Target::from_fd(target.path(), root))
 }
 
-/// Unmounts `target`, never through a symlink; a busy mount is detached so
-/// that teardown always ends.
-pub fn unmount(target: &Path) -> Result<(), VolumeError> {
-    let err = |source| VolumeError::Unmount {
-        path: PathBuf::from(target),
-        source,
+/// Unmounts the mount whose root `target` is, through its handle; a busy
+/// mount is detached so that teardown always ends.
+pub fn unmount(target: &Target) -> Result<(), VolumeError> {
+    let err = |e: rustix::io::Errno| VolumeError::Unmount {
+        path: target.path().to_path_buf(),
+        source: nix::errno::Errno::from_raw(e.raw_os_error()),
     };
-    match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
+    match rustix::mount::unmount(target.via(), UnmountFlags::empty()) {
         Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EBUSY) => {
-            nix::mount::umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW)
-                .map_err(err)
+        Err(rustix::io::Errno::BUSY) => {
+            rustix::mount::unmount(target.via(), UnmountFlags::DETACH).map_err(err)
         }
         Err(e) => Err(err(e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_symlink_to_a_mount_point_is_not_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink("/", &link).unwrap();
-        assert!(is_mount_point(Path::new("/")).unwrap());
-        assert!(!is_mount_point(&link).unwrap());
-        assert!(!is_mount_point(&dir.path().join("absent")).unwrap());
     }
 }

@@ -207,11 +207,17 @@ impl TestDir {
     /// A kubelet-shaped target path for a pod volume; its parent exists, as
     /// kubelet guarantees, the target itself does not.
     pub fn target(&self, pod_uid: &str) -> PathBuf {
+        self.volume_target(pod_uid, "secrets")
+    }
+
+    /// The target of another CSI volume of the same pod.
+    pub fn volume_target(&self, pod_uid: &str, volume: &str) -> PathBuf {
         let parent = self
             .path()
             .join("pods")
             .join(pod_uid)
-            .join("volumes/kubernetes.io~csi/secrets");
+            .join("volumes/kubernetes.io~csi")
+            .join(volume);
         std::fs::create_dir_all(&parent).unwrap();
         parent.join("mount")
     }

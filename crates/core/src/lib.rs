@@ -4,6 +4,7 @@
 //! property-tested and fuzzed apart from the driver (a fuzz build of this
 //! crate takes a minute; one of the driver's dependencies takes twenty).
 
+pub mod names;
 pub mod render;
 pub mod secret;
 pub mod spc;

@@ -57,11 +57,37 @@ pub enum RenderError {
     ResultType { path: String },
     #[error("Invalid JMES Path: {0}.")]
     BadExpression(String),
+    #[error(
+        "the files would hold more than {limit} bytes, the size of the volume (the driver's --tmpfs-size); stopped at {file}"
+    )]
+    TooLarge { limit: u64, file: String },
     #[error("internal: {expected} objects planned but {got} values fetched")]
     Mismatch { expected: usize, got: usize },
 }
 
-/// Renders `values` (one per planned object, in plan order).
+/// Counts the bytes of a volume as its files are made, so that rendering
+/// stops at the volume's size instead of holding more than it could write.
+struct Budget {
+    limit: u64,
+    used: u64,
+}
+
+impl Budget {
+    fn take(&mut self, bytes: usize, file: &FilePath) -> Result<(), RenderError> {
+        self.used = self.used.saturating_add(bytes as u64);
+        if self.used > self.limit {
+            return Err(RenderError::TooLarge {
+                limit: self.limit,
+                file: file.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Renders `values` (one per planned object, in plan order), within the
+/// plan's byte limit: whole-value files share the fetched buffer, and a
+/// jmesPath result is counted before it is copied out of its document.
 pub fn render(plan: &MountPlan, values: &[SecretBytes]) -> Result<FileSet, RenderError> {
     if plan.objects.len() != values.len() {
         return Err(RenderError::Mismatch {
@@ -69,8 +95,13 @@ pub fn render(plan: &MountPlan, values: &[SecretBytes]) -> Result<FileSet, Rende
             got: values.len(),
         });
     }
+    let mut budget = Budget {
+        limit: plan.limits.max_bytes,
+        used: 0,
+    };
     let mut files = Vec::with_capacity(plan.files().count());
     for (object, value) in plan.objects.iter().zip(values) {
+        budget.take(value.len(), &object.file.path)?;
         files.push(FileEntry {
             path: object.file.path.clone(),
             mode: object.file.mode,
@@ -102,11 +133,22 @@ pub fn render(plan: &MountPlan, values: &[SecretBytes]) -> Result<FileSet, Rende
                         alias: entry.file.path.to_string(),
                     });
                 }
-                jmespath::Variable::String(s) => s.clone().into_bytes(),
+                jmespath::Variable::String(s) => {
+                    budget.take(s.len(), &entry.file.path)?;
+                    s.clone().into_bytes()
+                }
                 // The AWS provider allows strings only (its issue #250 asks
                 // for more); numbers and booleans are written as JSON text.
-                jmespath::Variable::Number(n) => n.to_string().into_bytes(),
-                jmespath::Variable::Bool(b) => b.to_string().into_bytes(),
+                jmespath::Variable::Number(n) => {
+                    let text = n.to_string();
+                    budget.take(text.len(), &entry.file.path)?;
+                    text.into_bytes()
+                }
+                jmespath::Variable::Bool(b) => {
+                    let text = b.to_string();
+                    budget.take(text.len(), &entry.file.path)?;
+                    text.into_bytes()
+                }
                 _ => {
                     return Err(RenderError::ResultType {
                         path: entry.expression.clone(),
@@ -224,6 +266,50 @@ mod tests {
             let e = render(&p, &[SecretBytes::from(value)]).unwrap_err();
             assert!(!e.to_string().contains("hunter2"));
             assert!(!format!("{e:?}").contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn rendering_stops_at_the_volume_size() {
+        let entries: String = (0..50)
+            .map(|i| format!("    - {{path: big, objectAlias: f{i}}}\n"))
+            .collect();
+        let mut p = plan_of(&format!(
+            "- objectName: db\n  objectType: secretsmanager\n  jmesPath:\n{entries}"
+        ));
+        let value = SecretBytes::from(format!("{{\"big\":\"{}\"}}", "x".repeat(10_000)));
+        // 50 copies of 10 kB and the value itself: about 510 kB.
+        p.limits.max_bytes = 100_000;
+        let e = render(&p, std::slice::from_ref(&value)).unwrap_err();
+        assert!(
+            matches!(&e, RenderError::TooLarge { limit: 100_000, file } if file.starts_with('f')),
+            "{e}"
+        );
+        assert!(e.to_string().contains("more than 100000 bytes"), "{e}");
+        // The whole value alone over the limit stops at the object's file.
+        p.limits.max_bytes = 1_000;
+        assert!(matches!(
+            render(&p, std::slice::from_ref(&value)),
+            Err(RenderError::TooLarge { file, .. }) if file == "db"
+        ));
+        p.limits.max_bytes = 600_000;
+        let set = render(&p, &[value]).unwrap();
+        assert_eq!(set.len(), 51);
+        assert!(set.content_bytes() <= 600_000);
+    }
+
+    #[test]
+    fn whole_value_files_share_the_fetched_buffer() {
+        let p = plan_of(
+            "- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: secretsmanager, objectAlias: b}",
+        );
+        let value = SecretBytes::from("v".repeat(1000));
+        let set = render(&p, &[value.clone(), value.clone()]).unwrap();
+        for f in set.files() {
+            assert!(std::ptr::eq(
+                f.bytes.expose().as_ptr(),
+                value.expose().as_ptr()
+            ));
         }
     }
 

@@ -3,19 +3,23 @@
 
 use std::fmt;
 
-use zeroize::Zeroize;
+use std::sync::Arc;
 
-/// A secret value (or a file made from one). Wiped from memory on drop.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct SecretBytes(Vec<u8>);
+use zeroize::{Zeroize, Zeroizing};
+
+/// A secret value (or a file made from one). Clones share one buffer, so a
+/// class that names one value a thousand times holds it once; the buffer is
+/// wiped from memory when the last clone drops.
+#[derive(Clone, Default)]
+pub struct SecretBytes(Arc<Zeroizing<Vec<u8>>>);
 
 impl SecretBytes {
     pub fn new(bytes: Vec<u8>) -> Self {
-        SecretBytes(bytes)
+        SecretBytes(Arc::new(Zeroizing::new(bytes)))
     }
 
     pub fn expose(&self) -> &[u8] {
-        &self.0
+        self.0.as_slice()
     }
 
     pub fn len(&self) -> usize {
@@ -27,21 +31,23 @@ impl SecretBytes {
     }
 }
 
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.expose() == other.expose()
+    }
+}
+
+impl Eq for SecretBytes {}
+
 impl From<String> for SecretBytes {
     fn from(s: String) -> Self {
-        SecretBytes(s.into_bytes())
+        SecretBytes::new(s.into_bytes())
     }
 }
 
 impl From<&str> for SecretBytes {
     fn from(s: &str) -> Self {
-        SecretBytes(s.as_bytes().to_vec())
-    }
-}
-
-impl Drop for SecretBytes {
-    fn drop(&mut self) {
-        self.0.zeroize();
+        SecretBytes::new(s.as_bytes().to_vec())
     }
 }
 
@@ -80,6 +86,16 @@ impl fmt::Debug for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clones_share_one_buffer() {
+        let s = SecretBytes::from("v".repeat(1000));
+        let c = s.clone();
+        assert!(std::ptr::eq(s.expose().as_ptr(), c.expose().as_ptr()));
+        assert_eq!(s, c);
+        assert_eq!(SecretBytes::from("a"), SecretBytes::from("a"));
+        assert_ne!(SecretBytes::from("a"), SecretBytes::from("b"));
+    }
 
     #[test]
     fn debug_never_shows_contents() {

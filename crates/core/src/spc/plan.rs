@@ -51,6 +51,27 @@ fn jmes_copies(ast: &jmespath::ast::Ast) -> u64 {
         .fold(width.max(1) as u64, |n, c| n.saturating_mul(jmes_copies(c)))
 }
 
+/// What one volume may hold. Every class is planned and rendered within
+/// these, so no class can make the driver hold more in memory than its
+/// volume may hold (a 60 KB value named 4,000 times would otherwise be
+/// 240 MB before the tmpfs refused it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeLimits {
+    /// Files per volume (whole values and jmesPath files together).
+    pub max_files: usize,
+    /// Bytes of content per volume: the size of its tmpfs.
+    pub max_bytes: u64,
+}
+
+impl Default for VolumeLimits {
+    fn default() -> Self {
+        VolumeLimits {
+            max_files: 2048,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
 /// File mode when neither the object nor the jmesPath entry sets one; the
 /// upstream driver hands the AWS provider 0644.
 pub const DEFAULT_FILE_MODE: u32 = 0o644;
@@ -161,6 +182,8 @@ pub struct MountPlan {
     /// Things that are accepted (the AWS provider accepts them) but are
     /// probably mistakes, such as an unknown key in an object.
     pub warnings: Vec<String>,
+    /// What the volume may hold; rendering stops at `max_bytes`.
+    pub limits: VolumeLimits,
 }
 
 impl MountPlan {
@@ -225,6 +248,14 @@ pub enum PlanError {
     SsmVersionAndLabel(String),
     #[error("Invalid File Permission: {0}")]
     FilePermission(String),
+    #[error(
+        "Invalid File Permission: {0}: setuid, setgid and sticky bits are not allowed (use 0000 to 0777)"
+    )]
+    FilePermissionSpecialBits(String),
+    #[error(
+        "the class asks for {files} files; a volume holds at most {limit} (the driver's --max-files-per-volume)"
+    )]
+    TooManyFiles { files: usize, limit: usize },
     #[error("Path must be specified for JMES object")]
     JmesPathMissing,
     #[error("Object alias must be specified for JMES object")]
@@ -268,13 +299,36 @@ pub enum PlanError {
     },
 }
 
-/// Builds the plan for a class's `parameters`. `default_region` is the
-/// driver's own region, used when the class names none.
+/// Builds the plan for a class's `parameters` within the default
+/// [`VolumeLimits`]. `default_region` is the driver's own region, used when
+/// the class names none.
 pub fn plan(
     parameters: &BTreeMap<String, String>,
     default_region: Option<&str>,
 ) -> Result<MountPlan, PlanError> {
+    plan_within(parameters, default_region, VolumeLimits::default())
+}
+
+/// [`plan`] for a volume with these limits: a class that asks for more
+/// files is refused before any of them is validated or fetched.
+pub fn plan_within(
+    parameters: &BTreeMap<String, String>,
+    default_region: Option<&str>,
+    limits: VolumeLimits,
+) -> Result<MountPlan, PlanError> {
     let param = |k: &str| parameters.get(k).map(String::as_str).unwrap_or("");
+
+    // The objects first: a broken YAML is the first thing to fix, even in a
+    // class that also lacks a region.
+    let mut warnings = Vec::new();
+    let descriptors = parse_objects(param("objects"), &mut warnings)?;
+    let files: usize = descriptors.iter().map(|d| 1 + d.jmes_path.len()).sum();
+    if files > limits.max_files {
+        return Err(PlanError::TooManyFiles {
+            files,
+            limit: limits.max_files,
+        });
+    }
 
     let region = match param("region") {
         "" => default_region
@@ -303,7 +357,6 @@ pub fn plan(
             None => return Err(PlanError::UsePodIdentity(v.to_owned())),
         },
     };
-    let mut warnings = Vec::new();
     let address_preference = match param("preferredAddressType").to_ascii_lowercase().as_str() {
         "ipv4" => AddressPreference::Ipv4,
         "ipv6" => AddressPreference::Ipv6,
@@ -328,7 +381,6 @@ pub fn plan(
 
     let role_chain = role_chain(&param)?;
 
-    let descriptors = parse_objects(param("objects"), &mut warnings)?;
     if descriptors.is_empty() {
         return Err(PlanError::NoObjects);
     }
@@ -353,6 +405,7 @@ pub fn plan(
         refresh_interval,
         role_chain,
         warnings,
+        limits,
     })
 }
 
@@ -662,16 +715,23 @@ fn validate(
         "" => DEFAULT_FILE_MODE,
         p => parse_mode(p)?,
     };
-    let file = file_spec(
-        if d.object_alias.is_empty() {
-            &d.object_name
-        } else {
-            &d.object_alias
-        },
-        mode,
-        translation,
-        &d.object_name,
-    )?;
+    let file = if d.object_alias.is_empty() {
+        file_spec(
+            &d.object_name,
+            Written::Name,
+            mode,
+            translation,
+            &d.object_name,
+        )?
+    } else {
+        file_spec(
+            &d.object_alias,
+            Written::Alias,
+            mode,
+            translation,
+            &d.object_name,
+        )?
+    };
 
     let mut jmes = Vec::with_capacity(d.jmes_path.len());
     for e in &d.jmes_path {
@@ -697,7 +757,13 @@ fn validate(
         };
         jmes.push(JmesFile {
             expression: e.path.clone(),
-            file: file_spec(&e.object_alias, mode, translation, &d.object_name)?,
+            file: file_spec(
+                &e.object_alias,
+                Written::Alias,
+                mode,
+                translation,
+                &d.object_name,
+            )?,
         });
     }
 
@@ -756,28 +822,69 @@ fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
+/// What a file name was written as: an object's name (an SSM name starts
+/// with `/` and becomes `_...` by translation) or an alias (a name the
+/// author chose for the file: never absolute).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Name,
+    Alias,
+}
+
 fn file_spec(
     name: &str,
+    written: Written,
     mode: u32,
     translation: PathTranslation,
     object: &str,
 ) -> Result<FileSpec, PlanError> {
-    let file = translation.apply(name);
-    let path = FilePath::parse(&file).map_err(|rule| PlanError::BadFileName {
-        file,
+    // Judged as the author wrote it, before translation can disguise it
+    // (`/etc/passwd` -> `_etc_passwd`, `../../x` -> `.._.._x`), and named in
+    // the error as written.
+    let as_written = |rule| PlanError::BadFileName {
+        file: name.to_owned(),
         object: object.to_owned(),
         rule,
+    };
+    let climbs = name.split('/').any(|c| c == "..");
+    if written == Written::Alias {
+        if name.starts_with('/') {
+            return Err(as_written(PathRule::Absolute));
+        }
+        if climbs {
+            return Err(as_written(PathRule::DotComponent));
+        }
+    }
+    // An object's name is the AWS name: `a/../b` is the harmless `a_.._b`
+    // once translated, as the AWS provider has it; refused only when the
+    // translated name is refused too.
+    let file = translation.apply(name);
+    let path = FilePath::parse(&file).map_err(|rule| {
+        if climbs {
+            as_written(PathRule::DotComponent)
+        } else {
+            PlanError::BadFileName {
+                file,
+                object: object.to_owned(),
+                rule,
+            }
+        }
     })?;
     Ok(FileSpec { path, mode })
 }
 
-/// A 4-digit octal string, as the AWS provider requires (`^[0-7]{4}$`).
+/// A 4-digit octal string, as the AWS provider requires (`^[0-7]{4}$`),
+/// with permission bits only: the driver runs as root, and a setuid file
+/// holding a secret is never what a pod needs.
 fn parse_mode(p: &str) -> Result<u32, PlanError> {
-    if p.len() == 4 && p.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        u32::from_str_radix(p, 8).map_err(|_| PlanError::FilePermission(p.to_owned()))
-    } else {
-        Err(PlanError::FilePermission(p.to_owned()))
+    if p.len() != 4 || !p.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(PlanError::FilePermission(p.to_owned()));
     }
+    let mode = u32::from_str_radix(p, 8).map_err(|_| PlanError::FilePermission(p.to_owned()))?;
+    if mode & !0o777 != 0 {
+        return Err(PlanError::FilePermissionSpecialBits(p.to_owned()));
+    }
+    Ok(mode)
 }
 
 /// The parts of an ARN the rules look at.
