@@ -4,6 +4,7 @@
 //! -> volume, wired together by `publish` and served by `csi`. The pure
 //! steps (planning, rendering, secret types) are the `aws-secrets-csi-core`
 //! crate, re-exported here.
+#![forbid(unsafe_code)]
 
 pub mod cluster;
 pub use aws_secrets_csi_core::{render, secret};

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 use clap::{Parser, Subcommand};
 
 use aws_secrets_csi::commands::{self, CheckArgs, MountArgs, ServeArgs};
@@ -28,11 +30,13 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The AWS SDK logs request bodies (which hold web-identity tokens) at
-    // trace level when this is set; this process must never do that.
+    // trace level when this is set; this process must never do that, and
+    // it refuses rather than unset it (that would need unsafe code).
     if std::env::var_os("LOG_SIGNABLE_BODY").is_some() {
-        // SAFETY: no other thread exists yet.
-        unsafe { std::env::remove_var("LOG_SIGNABLE_BODY") };
-        eprintln!("warning: LOG_SIGNABLE_BODY ignored: request bodies carry tokens");
+        eprintln!(
+            "error: LOG_SIGNABLE_BODY is set: the AWS SDK would log request bodies, which carry web-identity tokens; unset it"
+        );
+        return std::process::ExitCode::FAILURE;
     }
     telemetry::init(cli.log_format);
     // One TLS crypto provider for both the AWS SDK and kube (two would panic).

@@ -285,3 +285,84 @@ async fn mount_watch_follows_a_rotation_until_sigterm() {
         "files stay after the watch ends"
     );
 }
+
+/// `check` of a class whose `objects` are `objects`: its exit code and stderr.
+fn check_objects(objects: &str, extra: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(dir.path(), objects, extra);
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_refuses_setuid_setgid_and_sticky_modes() {
+    for mode in ["4755", "6777", "1777"] {
+        let (code, stderr) = check_objects(
+            &format!("- {{objectName: a, objectType: secretsmanager, filePermission: \"{mode}\"}}"),
+            "",
+        );
+        assert_eq!(code, Some(1), "{mode}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "Invalid File Permission: {mode}: setuid, setgid and sticky bits are not allowed"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn check_refuses_absolute_and_climbing_aliases_as_written() {
+    let (code, stderr) = check_objects(
+        "- {objectName: a, objectType: secretsmanager, objectAlias: /etc/passwd}",
+        "",
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(
+            "invalid file name \"/etc/passwd\" for object a: the file name is an absolute path"
+        ),
+        "{stderr}"
+    );
+    let (code, stderr) = check_objects(
+        "- {objectName: a, objectType: secretsmanager, objectAlias: ../../etc/x}",
+        "",
+    );
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("\"../../etc/x\""), "{stderr}");
+    assert!(!stderr.contains(".._.._etc_x"), "{stderr}");
+}
+
+#[test]
+fn check_reports_a_broken_objects_yaml_before_a_missing_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("class.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: demo, namespace: shop}\nspec:\n  provider: aws\n  parameters:\n    objects: |\n      - {objectName: a, objectType\n",
+    )
+    .unwrap();
+    let out = bin().args(["check", "-f"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("Failed to load SecretProviderClass"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Region not found"), "{stderr}");
+}
+
+#[test]
+fn the_driver_refuses_to_run_where_the_sdk_would_log_request_bodies() {
+    let out = bin()
+        .args(["check", "-f", "/nonexistent"])
+        .env("LOG_SIGNABLE_BODY", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("LOG_SIGNABLE_BODY is set"), "{stderr}");
+}

@@ -291,6 +291,9 @@ async fn a_symlink_swapped_in_during_publishes_never_lets_a_mount_or_file_escape
                     let _ = std::fs::remove_file(&volume);
                     let _ = std::fs::rename(&real, &volume);
                     swaps += 1;
+                    // Leave the real directory in place for a moment too, so
+                    // publishes interleave at every step.
+                    std::thread::sleep(std::time::Duration::from_micros(50 + swaps % 200));
                 }
             }
             swaps

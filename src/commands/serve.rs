@@ -53,8 +53,11 @@ pub struct ServeArgs {
     /// Where the state of published volumes is kept across restarts.
     #[arg(long, env = "STATE_DIR", default_value = "/run/aws-secrets-csi")]
     pub state_dir: PathBuf,
-    /// Address of the Prometheus metrics endpoint (/metrics, /healthz).
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8095")]
+    /// Address of the Prometheus metrics endpoint (/metrics, /healthz),
+    /// IP:PORT (a bare IPv6 address is fine). Loopback unless told: the
+    /// endpoint has no authentication, so the DaemonSet names the pod's own
+    /// IP, and only a deliberate 0.0.0.0 listens on every address.
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:8095", value_parser = parse_listen_addr)]
     pub metrics_addr: SocketAddr,
     /// Keep the Kubernetes Secrets a class lists in `secretObjects` in sync
     /// with its files (needs the RBAC of deploy/rbac-secret-sync.yaml).
@@ -249,6 +252,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// `IP:PORT`, where IP may be a bare IPv6 address (`fd00::5:8095`), as the
+/// DaemonSet writes `$(POD_IP):8095` for either family.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let (ip, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?} is not IP:PORT"))?;
+    let ip: std::net::IpAddr = ip
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| format!("{s:?} is not IP:PORT"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{s:?}: invalid port"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
 /// A size such as `16Mi`, `512Ki`, `1Gi` or plain bytes.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
@@ -267,7 +287,38 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_listen_addr, parse_size};
+
+    #[test]
+    fn listen_addresses_of_either_family() {
+        assert_eq!(
+            parse_listen_addr("10.0.0.5:8095").unwrap().to_string(),
+            "10.0.0.5:8095"
+        );
+        assert_eq!(
+            parse_listen_addr("fd00::5:8095").unwrap().to_string(),
+            "[fd00::5]:8095"
+        );
+        assert_eq!(
+            parse_listen_addr("[fd00::5]:8095").unwrap().to_string(),
+            "[fd00::5]:8095"
+        );
+        assert!(parse_listen_addr("localhost:8095").is_err());
+        assert!(parse_listen_addr("10.0.0.5").is_err());
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_told() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: super::ServeArgs,
+        }
+        let cli = Cli::try_parse_from(["x", "--node-id", "n"]).unwrap();
+        assert!(cli.serve.metrics_addr.ip().is_loopback());
+        assert_eq!(cli.serve.metrics_addr.port(), 8095);
+    }
 
     #[test]
     fn sizes() {

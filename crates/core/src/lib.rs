@@ -3,6 +3,7 @@
 //! types that hold secret material. No I/O, no async: tested exhaustively,
 //! property-tested and fuzzed apart from the driver (a fuzz build of this
 //! crate takes a minute; one of the driver's dependencies takes twenty).
+#![forbid(unsafe_code)]
 
 pub mod names;
 pub mod render;
