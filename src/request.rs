@@ -48,6 +48,8 @@ pub struct PublishRequest {
 pub enum RequestError {
     #[error("volume id is missing")]
     VolumeId,
+    #[error("volume id is longer than 128 bytes or holds control characters")]
+    VolumeIdShape,
     #[error("target path is missing")]
     TargetPath,
     #[error("target path {0:?} is not absolute")]
@@ -95,9 +97,7 @@ pub fn parse_publish(
     req: &NodePublishVolumeRequest,
     kubelet_dir: &Path,
 ) -> Result<PublishRequest, RequestError> {
-    if req.volume_id.is_empty() {
-        return Err(RequestError::VolumeId);
-    }
+    check_volume_id(&req.volume_id)?;
     if req.target_path.is_empty() {
         return Err(RequestError::TargetPath);
     }
@@ -162,6 +162,18 @@ pub fn parse_publish(
         pod,
         tokens,
     })
+}
+
+/// A volume id as CSI bounds it (at most 128 bytes): it names the volume's
+/// state file and appears in logs and metric labels.
+pub fn check_volume_id(id: &str) -> Result<(), RequestError> {
+    if id.is_empty() {
+        return Err(RequestError::VolumeId);
+    }
+    if id.len() > 128 || id.chars().any(char::is_control) {
+        return Err(RequestError::VolumeIdShape);
+    }
+    Ok(())
 }
 
 /// A target must be the `mount` directory of a CSI volume of a pod, below
@@ -341,6 +353,17 @@ mod tests {
                 .to_string()
                 .contains("podInfoOnMount")
         );
+    }
+
+    #[test]
+    fn volume_ids_are_bounded() {
+        let mut r = request();
+        r.volume_id = "v".repeat(129);
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::VolumeIdShape);
+        r.volume_id = "csi-\nx".into();
+        assert_eq!(parse_publish(&r).unwrap_err(), RequestError::VolumeIdShape);
+        r.volume_id = "v".repeat(128);
+        assert!(parse_publish(&r).is_ok());
     }
 
     #[test]

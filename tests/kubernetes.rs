@@ -640,7 +640,7 @@ spec:
         service_account: "late-sa".into(),
         ..pod.clone()
     };
-    let late = dir.target("late-volume");
+    let late = dir.volume_target(&late_pod.uid, "late-volume");
     let mut late_req = publish_request(&late, "late", &late_pod);
     late_req.volume_id = "csi-late".into();
     let err = node
@@ -665,6 +665,28 @@ spec:
             "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: late-sa\n  namespace: e2e\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n"
         )),
     );
+    // Its pod presents a token of its own ServiceAccount (reviewed first).
+    let late_pod = PodSpec {
+        token: Some(
+            cp.kubectl(
+                &[
+                    "create",
+                    "token",
+                    "late-sa",
+                    "-n",
+                    "e2e",
+                    "--audience",
+                    "sts.amazonaws.com",
+                ],
+                None,
+            )
+            .trim()
+            .to_owned(),
+        ),
+        ..late_pod
+    };
+    let mut late_req = publish_request(&late, "late", &late_pod);
+    late_req.volume_id = "csi-late".into();
     node.node_publish_volume(late_req).await.unwrap();
     assert!(read(&late, "db").contains("k8s-pw-2"));
     node.node_unpublish_volume(aws_secrets_csi::csi::NodeUnpublishVolumeRequest {
@@ -695,7 +717,7 @@ spec:
         .trim()
         .to_owned(),
     );
-    let impostor_target = dir.target("impostor-volume");
+    let impostor_target = dir.volume_target(&impostor.uid, "impostor-volume");
     let mut req = publish_request(&impostor_target, "db", &impostor);
     req.volume_id = "csi-impostor".into();
     let err = node.node_publish_volume(req).await.unwrap_err();
@@ -715,7 +737,7 @@ spec:
     rotate_and_republish(moto, &mut node, &target, &pod, "k8s-pw-3").await;
     assert_eq!(read(&target, "pass"), "k8s-pw-3");
     // A new volume of a class the watch cache holds: served from the caches.
-    let cached = dir.target("cached-volume");
+    let cached = dir.volume_target(&pod.uid, "cached-volume");
     let mut req = publish_request(&cached, "db", &pod);
     req.volume_id = "csi-cached".into();
     node.node_publish_volume(req).await.unwrap();
@@ -733,7 +755,7 @@ spec:
     );
     // A class the cache never saw: Unavailable at once (kubelet retries),
     // not a wait for the deadline; nothing is left behind.
-    let absent = dir.target("absent-volume");
+    let absent = dir.volume_target(&pod.uid, "absent-volume");
     let mut absent_req = publish_request(&absent, "absent", &pod);
     absent_req.volume_id = "csi-absent".into();
     let err = node
@@ -749,7 +771,11 @@ spec:
     );
     assert!(!absent.exists(), "nothing left behind");
     // Unpublish needs no API.
-    for (volume, path) in [("csi-cached", &cached), ("csi-web-2", &web2_target)] {
+    let web2_volume = format!("csi-{}", web2.uid);
+    for (volume, path) in [
+        ("csi-cached", &cached),
+        (web2_volume.as_str(), &web2_target),
+    ] {
         let mut req = unpublish_request(path, &pod);
         req.volume_id = volume.into();
         node.node_unpublish_volume(req).await.unwrap();

@@ -85,9 +85,7 @@ impl Node for NodeService {
         request: Request<NodeUnpublishVolumeRequest>,
     ) -> Result<Response<NodeUnpublishVolumeResponse>, Status> {
         let req = request.into_inner();
-        if req.volume_id.is_empty() {
-            return Err(Status::invalid_argument("volume id is missing"));
-        }
+        request::check_volume_id(&req.volume_id).map_err(|e| self.reject(e.into()))?;
         if req.target_path.is_empty() {
             return Err(Status::invalid_argument("target path is missing"));
         }
