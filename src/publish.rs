@@ -34,11 +34,16 @@ pub enum PublishError {
     Request(#[from] RequestError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
-    #[error("SecretProviderClass {namespace}/{name}: {source}")]
+    #[error(
+        "SecretProviderClass {namespace}/{name}: {source}{}",
+        hints_text(hints)
+    )]
     Class {
         namespace: String,
         name: String,
         source: Box<PlanError>,
+        /// Typos found in the class, often the cause of the error.
+        hints: Vec<String>,
     },
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -83,6 +88,14 @@ pub enum PublishError {
         was: String,
         now: String,
     },
+}
+
+fn hints_text(hints: &[String]) -> String {
+    if hints.is_empty() {
+        String::new()
+    } else {
+        format!(" (also: {})", hints.join("; "))
+    }
 }
 
 impl PublishError {
@@ -181,6 +194,8 @@ pub struct Publisher {
     /// The same for the volume's synced Secrets (kept only once all synced,
     /// so a failed sync is tried again at the next refresh).
     secrets_synced: Mutex<std::collections::HashMap<String, u64>>,
+    /// Classes (namespace, name, content) whose warnings were said once.
+    warned: Mutex<HashSet<(String, String, u64)>>,
     fetcher: Fetcher,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
@@ -214,6 +229,7 @@ impl Publisher {
             node_region: tokio::sync::OnceCell::new(),
             pod_status: Mutex::default(),
             secrets_synced: Mutex::default(),
+            warned: Mutex::default(),
             fetcher,
             config,
             volumes,
@@ -495,11 +511,10 @@ impl Publisher {
                 namespace: ns.clone(),
                 name: req.class_name.clone(),
                 source: Box::new(source),
+                hints: spc::lint(&class.spec.parameters),
             })?;
-        for warning in &plan.warnings {
-            tracing::warn!(namespace = %ns, class = %req.class_name, "{warning}");
-        }
         let fingerprint = fingerprint(&class.spec);
+        self.warn_once(req, &plan.warnings, fingerprint).await;
         let role;
         let audience = match plan.auth {
             AuthMode::Irsa => AUDIENCE_STS,
@@ -634,6 +649,43 @@ impl Publisher {
                 Ok(false)
             }
         }
+    }
+
+    /// A class's warnings (typos, mostly), logged and sent as an event the
+    /// first time this driver plans that content of the class, not at every
+    /// publish and refresh.
+    async fn warn_once(&self, req: &PublishRequest, warnings: &[String], fingerprint: u64) {
+        if warnings.is_empty() {
+            return;
+        }
+        let key = (
+            req.pod.namespace.clone(),
+            req.class_name.clone(),
+            fingerprint,
+        );
+        if !self
+            .warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+        {
+            return;
+        }
+        for warning in warnings {
+            tracing::warn!(namespace = %req.pod.namespace, class = %req.class_name, "{warning}");
+        }
+        self.cluster
+            .event(
+                &req.pod,
+                EventType::Warning,
+                "SecretProviderClassWarning",
+                &format!(
+                    "SecretProviderClass {}: {}",
+                    req.class_name,
+                    warnings.join("; ")
+                ),
+            )
+            .await;
     }
 
     /// After content was written: the pod status object and the synced

@@ -88,7 +88,7 @@ fn check_refuses_a_bad_class_with_the_driver_message() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
-        "error: SecretProviderClass shop/demo: Invalid File Permission: 777"
+        "error: SecretProviderClass shop/demo: objects[0] (a): Invalid File Permission: 777"
     );
     assert!(out.stdout.is_empty());
 }
@@ -103,10 +103,9 @@ fn check_warns_about_unknown_keys_but_accepts_them() {
     );
     let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
     assert!(out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("objects[0].objectAlais: unknown key, ignored")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "objects[0] (a): unknown key `objectAlais`, ignored; did you mean `objectAlias`?"
+    ));
 }
 
 #[test]
@@ -365,4 +364,27 @@ fn the_driver_refuses_to_run_where_the_sdk_would_log_request_bodies() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("LOG_SIGNABLE_BODY is set"), "{stderr}");
+}
+
+#[test]
+fn check_names_typos_even_when_the_class_fails() {
+    let (code, stderr) = check_objects(
+        "- {objectName: db, objectTyp: secretsmanager}",
+        "    pathTranslaton: \"-\"\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("warning: parameters: unknown parameter `pathTranslaton`, ignored; did you mean `pathTranslation`?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "warning: objects[0] (db): unknown key `objectTyp`, ignored; did you mean `objectType`?"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Must use objectType when a full ARN is not specified: db"),
+        "{stderr}"
+    );
 }

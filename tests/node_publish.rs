@@ -511,3 +511,48 @@ async fn a_4xx_in_the_primary_region_does_not_ask_the_failover_region() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_class_with_a_typo_is_warned_about_once_and_named_in_its_error() {
+    let w = world().await;
+    moto().create_secret("t14/s", "typo-value").await;
+    w.kube.put_service_account("t14", "app", Some(READER_ROLE));
+    // `objetAlias` is ignored (as upstream), so the file takes the name.
+    w.class(
+        "t14",
+        "c",
+        "- {objectName: t14/s, objectType: secretsmanager, objetAlias: s}",
+    );
+    for name in ["p1", "p2"] {
+        let pod = PodSpec::new("t14", name, "app");
+        w.publish(&w.dir.target(&pod.uid), "c", &pod).await.unwrap();
+    }
+    assert_eq!(
+        w.kube.gets("/api/v1/namespaces/t14/events"),
+        1,
+        "one warning event for the class, not one per publish"
+    );
+    let logs = w.driver.logs();
+    assert_eq!(
+        logs.matches("unknown key `objetAlias`, ignored; did you mean `objectAlias`?")
+            .count(),
+        1,
+        "{logs}"
+    );
+    // A typo that breaks the class: the error says it too.
+    w.class(
+        "t14",
+        "broken",
+        "- {objectName: t14/s, objectTyp: secretsmanager}",
+    );
+    let pod = PodSpec::new("t14", "p3", "app");
+    let err = w
+        .publish(&w.dir.target(&pod.uid), "broken", &pod)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "SecretProviderClass t14/broken: Must use objectType when a full ARN is not specified: t14/s (also: objects[0] (t14/s): unknown key `objectTyp`, ignored; did you mean `objectType`?)"
+    );
+}

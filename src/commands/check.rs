@@ -28,6 +28,10 @@ struct FileLine<'a> {
 /// Exit code 0 and the file list when valid; an error (exit 1) otherwise.
 pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let class = super::load_class(&args.file)?;
+    // Typos first, whether or not the class plans: they are often why not.
+    for warning in spc::lint(&class.spec.parameters) {
+        eprintln!("warning: {warning}");
+    }
     // The driver's default limits: what `serve` accepts unless told more.
     let plan = spc::plan_class(
         &class.spec,
@@ -35,9 +39,6 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
         spc::VolumeLimits::default(),
     )
     .map_err(|e| anyhow::anyhow!("SecretProviderClass {}: {e}", super::class_id(&class)))?;
-    for warning in &plan.warnings {
-        eprintln!("warning: {warning}");
-    }
     println!("{}", render_listing(&plan, args.json));
     Ok(())
 }

@@ -9,5 +9,6 @@ mod properties;
 pub use paths::{FilePath, PathRule, PathTranslation};
 pub use plan::{
     AddressPreference, AuthMode, DEFAULT_FILE_MODE, FileSpec, JmesFile, MountPlan, ObjectRef,
-    ObjectType, PlanError, PlannedObject, RoleChain, VolumeLimits, is_role_arn, plan, plan_within,
+    ObjectType, PlanError, PlannedObject, RoleChain, VolumeLimits, is_role_arn, lint, plan,
+    plan_within,
 };

@@ -276,6 +276,12 @@ pub enum PlanError {
         "found descriptor with duplicate object name {0}, objectAlias or objectVersionLabel must differ"
     )]
     DuplicateObject(String),
+    #[error("{}: {source}", object_label(*index, name))]
+    Object {
+        index: usize,
+        name: String,
+        source: Box<PlanError>,
+    },
     #[error("found duplicate object alias {0}")]
     DuplicateAlias(String),
     #[error(
@@ -299,6 +305,110 @@ pub enum PlanError {
     },
 }
 
+fn object_label(index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("objects[{index}]")
+    } else {
+        format!("objects[{index}] ({name})")
+    }
+}
+
+impl PlanError {
+    /// What went wrong, without the object it is about.
+    pub fn cause(&self) -> &PlanError {
+        match self {
+            PlanError::Object { source, .. } => source.cause(),
+            other => other,
+        }
+    }
+
+    /// The same error, saying which object it is about when its own text
+    /// does not (the AWS provider's texts for these name no object).
+    fn in_object(self, index: usize, name: &str) -> PlanError {
+        match self {
+            PlanError::EmptyDescriptor
+            | PlanError::ObjectNameMissing
+            | PlanError::FilePermission(_)
+            | PlanError::FilePermissionSpecialBits(_)
+            | PlanError::JmesPathMissing
+            | PlanError::JmesAliasMissing
+            | PlanError::JmesInvalid(_)
+            | PlanError::JmesTooWide { .. } => PlanError::Object {
+                index,
+                name: name.to_owned(),
+                source: Box::new(self),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The parameters a class may hold (the AWS provider's and our additions).
+const KNOWN_PARAMETERS: [&str; 11] = [
+    "objects",
+    "region",
+    "failoverRegion",
+    "pathTranslation",
+    "usePodIdentity",
+    "preferredAddressType",
+    "refreshInterval",
+    "assumeRoleArn",
+    "assumeRoleExternalId",
+    "assumeRoleDurationSeconds",
+    "assumeRoleSessionTags",
+];
+const OBJECT_KEYS: [&str; 8] = [
+    "objectName",
+    "objectAlias",
+    "objectVersion",
+    "objectVersionLabel",
+    "objectType",
+    "filePermission",
+    "jmesPath",
+    "failoverObject",
+];
+const JMES_KEYS: [&str; 3] = ["path", "objectAlias", "filePermission"];
+const FAILOVER_KEYS: [&str; 3] = ["objectName", "objectVersion", "objectVersionLabel"];
+
+/// The warning for a key nobody reads, with the known key it most likely
+/// meant (`objectTyp` -> `objectType`).
+fn unknown_key(at: &str, key: &str, known: &[&str], what: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    let closest = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(&lower, &k.to_ascii_lowercase()), *k))
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match closest {
+        Some((_, k)) => format!("{at}: unknown {what} `{key}`, ignored; did you mean `{k}`?"),
+        None => format!(
+            "{at}: unknown {what} `{key}`, ignored (known: {})",
+            known.join(", ")
+        ),
+    }
+}
+
+/// Keys of `parameters` that nothing reads: almost always typos. The
+/// upstream driver adds the pod's `csi.storage.k8s.io/*` attributes itself.
+fn parameter_warnings(parameters: &BTreeMap<String, String>) -> Vec<String> {
+    parameters
+        .keys()
+        .filter(|k| !KNOWN_PARAMETERS.contains(&k.as_str()))
+        .filter(|k| !k.starts_with("csi.storage.k8s.io/"))
+        .map(|k| unknown_key("parameters", k, &KNOWN_PARAMETERS, "parameter"))
+        .collect()
+}
+
+/// Every warning of a class (unknown parameters and keys, with the name
+/// each most likely meant), whether or not the class plans: a typo is
+/// often the cause of the error (`objectTyp` -> "Must use objectType").
+pub fn lint(parameters: &BTreeMap<String, String>) -> Vec<String> {
+    let mut warnings = parameter_warnings(parameters);
+    let objects = parameters.get("objects").map(String::as_str).unwrap_or("");
+    let _ = parse_objects(objects, &mut warnings);
+    warnings
+}
+
 /// Builds the plan for a class's `parameters` within the default
 /// [`VolumeLimits`]. `default_region` is the driver's own region, used when
 /// the class names none.
@@ -320,7 +430,7 @@ pub fn plan_within(
 
     // The objects first: a broken YAML is the first thing to fix, even in a
     // class that also lacks a region.
-    let mut warnings = Vec::new();
+    let mut warnings = parameter_warnings(parameters);
     let descriptors = parse_objects(param("objects"), &mut warnings)?;
     let files: usize = descriptors.iter().map(|d| 1 + d.jmes_path.len()).sum();
     if files > limits.max_files {
@@ -390,8 +500,10 @@ pub fn plan_within(
         failover: failover_region.as_deref(),
     };
     let mut objects = Vec::with_capacity(descriptors.len());
-    for d in &descriptors {
-        objects.push(validate(d, regions, translation)?);
+    for (index, d) in descriptors.iter().enumerate() {
+        objects.push(
+            validate(d, regions, translation).map_err(|e| e.in_object(index, &d.object_name))?,
+        );
     }
     check_duplicates(&descriptors)?;
     check_collisions(&objects)?;
@@ -564,7 +676,7 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
     let mut out = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
         let map = match item {
-            Value::Null => return Err(PlanError::EmptyDescriptor),
+            Value::Null => return Err(PlanError::EmptyDescriptor.in_object(index, "")),
             Value::Object(map) => map,
             other => {
                 return Err(PlanError::Load(format!(
@@ -574,6 +686,8 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
             }
         };
         let mut d = Descriptor::default();
+        // The object's own warnings, named once its objectName is known.
+        let mut own = Vec::new();
         for (key, value) in map {
             let at = || format!("objects[{index}].{key}");
             match key.to_ascii_lowercase().as_str() {
@@ -583,11 +697,19 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
                 "objectversionlabel" => d.object_version_label = string_field(&value, at)?,
                 "objecttype" => d.object_type = string_field(&value, at)?,
                 "filepermission" => d.file_permission = string_field(&value, at)?,
-                "jmespath" => d.jmes_path = jmes_entries(value, &at(), warnings)?,
-                "failoverobject" => d.failover = failover_entry(value, &at(), warnings)?,
-                _ => warnings.push(format!("{}: unknown key, ignored", at())),
+                "jmespath" => d.jmes_path = jmes_entries(value, &at(), &mut own)?,
+                "failoverobject" => d.failover = failover_entry(value, &at(), &mut own)?,
+                _ => own.push(unknown_key(
+                    &format!("objects[{index}]"),
+                    &key,
+                    &OBJECT_KEYS,
+                    "key",
+                )),
             }
         }
+        let prefix = format!("objects[{index}]");
+        let named = object_label(index, &d.object_name);
+        warnings.extend(own.into_iter().map(|w| w.replacen(&prefix, &named, 1)));
         out.push(d);
     }
     Ok(out)
@@ -627,7 +749,7 @@ fn jmes_entries(
                 "path" => e.path = string_field(&value, here)?,
                 "objectalias" => e.object_alias = string_field(&value, here)?,
                 "filepermission" => e.file_permission = string_field(&value, here)?,
-                _ => warnings.push(format!("{}: unknown key, ignored", here())),
+                _ => warnings.push(unknown_key(&format!("{at}[{i}]"), &key, &JMES_KEYS, "key")),
             }
         }
         out.push(e);
@@ -657,7 +779,7 @@ fn failover_entry(
             "objectname" => f.object_name = string_field(&value, here)?,
             "objectversion" => f.object_version = string_field(&value, here)?,
             "objectversionlabel" => f.object_version_label = string_field(&value, here)?,
-            _ => warnings.push(format!("{}: unknown key, ignored", here())),
+            _ => warnings.push(unknown_key(at, &key, &FAILOVER_KEYS, "key")),
         }
     }
     Ok((!f.object_name.is_empty()).then_some(f))

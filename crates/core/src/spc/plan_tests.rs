@@ -76,7 +76,10 @@ fn unknown_keys_are_accepted_with_a_warning() {
     assert_eq!(paths(&p), vec![("a".into(), 0o644)]);
     assert_eq!(
         p.warnings,
-        vec!["objects[0].objectAlais: unknown key, ignored".to_string()]
+        vec![
+            "objects[0] (a): unknown key `objectAlais`, ignored; did you mean `objectAlias`?"
+                .to_string()
+        ]
     );
 }
 
@@ -222,7 +225,10 @@ fn malformed_yaml_fails_to_load() {
         err("- just-a-string"),
         "Failed to load SecretProviderClass: objects[0] must be a mapping, found a string"
     );
-    assert_eq!(err("- ~"), "Empty descriptor entry in SecretProviderClass");
+    assert_eq!(
+        err("- {objectName: a, objectType: secretsmanager}\n- ~"),
+        "objects[1]: Empty descriptor entry in SecretProviderClass"
+    );
 }
 
 #[test]
@@ -247,7 +253,7 @@ fn yaml_alias_bombs_are_refused() {
 fn object_name_rules() {
     assert_eq!(
         err("- {objectType: secretsmanager}"),
-        "Object name must be specified"
+        "objects[0]: Object name must be specified"
     );
     assert_eq!(
         err("- {objectName: a}"),
@@ -339,14 +345,14 @@ fn file_permission_rules() {
             err(&format!(
                 "- {{objectName: a, objectType: secretsmanager, filePermission: \"{bad}\"}}"
             )),
-            format!("Invalid File Permission: {bad}")
+            format!("objects[0] (a): Invalid File Permission: {bad}")
         );
     }
     assert_eq!(
         err(
             "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: x, objectAlias: y, filePermission: \"999\"}]}"
         ),
-        "Invalid File Permission: 999"
+        "objects[0] (a): Invalid File Permission: 999"
     );
     let p = plan_objects("- {objectName: a, objectType: secretsmanager, filePermission: \"0777\"}")
         .unwrap();
@@ -357,17 +363,17 @@ fn file_permission_rules() {
 fn jmes_entry_rules() {
     assert_eq!(
         err("- {objectName: a, objectType: secretsmanager, jmesPath: [{objectAlias: y}]}"),
-        "Path must be specified for JMES object"
+        "objects[0] (a): Path must be specified for JMES object"
     );
     assert_eq!(
         err("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: x}]}"),
-        "Object alias must be specified for JMES object"
+        "objects[0] (a): Object alias must be specified for JMES object"
     );
     assert_eq!(
         err(
             "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: \"a[\", objectAlias: y}]}"
         ),
-        "Invalid JMES Path: a[."
+        "objects[0] (a): Invalid JMES Path: a[."
     );
     // Hyphenated keys must be quoted identifiers, as upstream documents.
     assert!(plan_objects("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: '\"a-b\"', objectAlias: y}]}").is_ok());
@@ -639,7 +645,7 @@ fn file_permissions_are_permission_bits_only() {
         assert_eq!(
             e,
             format!(
-                "Invalid File Permission: {bad}: setuid, setgid and sticky bits are not allowed (use 0000 to 0777)"
+                "objects[0] (a): Invalid File Permission: {bad}: setuid, setgid and sticky bits are not allowed (use 0000 to 0777)"
             )
         );
         let e = err(&format!(
@@ -867,21 +873,26 @@ fn jmes_paths_that_copy_their_input_too_often_are_refused() {
     assert_eq!(
         plan_jmes(&five).unwrap_err().to_string(),
         format!(
-            "JMES Path - {five} can copy its input 32 times (multi-select lists and hashes, nested); at most 16 is allowed."
+            "objects[0] (a): JMES Path - {five} can copy its input 32 times (multi-select lists and hashes, nested); at most 16 is allowed."
         )
     );
     // Nested and hashed selections count; thirty in a line saturate, not overflow.
     assert!(plan_jmes("[[@,@],[@,@]]").is_ok());
     assert!(plan_jmes("{a: {b: @, c: @}, d: [@, @, @]}").is_ok());
     assert!(matches!(
-        plan_jmes("{a: {b: @, c: @}, d: [@, @, @], e: [@, @]}"),
-        Err(PlanError::JmesTooWide { copies: 36, .. })
+        plan_jmes("{a: {b: @, c: @}, d: [@, @, @], e: [@, @]}")
+            .unwrap_err()
+            .cause(),
+        PlanError::JmesTooWide { copies: 36, .. }
     ));
     assert!(plan_jmes(&"[@,@][]".repeat(70)).is_err());
     // What the render fuzz target found: 859 bytes that asked for gigabytes.
     let found = "[BBBBCBn&nnnnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnBBn&n&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBnnBBBBn&nnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBBn&n&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnBBn&n&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnn&nnnBBn&nnnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBnnBBBBn&nnBBBBn&nnBBBBBn&nnBBBBBBBB] [][nnnnBBBBn&nnBBBBBn&nnBBBBBBBB] [][] [n&nnnBBn&nnnnnBBBBn&nn&nnnnBnnBBBBn&nn&nnnnB@B]";
     assert!(
-        matches!(plan_jmes(found), Err(PlanError::JmesTooWide { .. })),
+        matches!(
+            plan_jmes(found).as_ref().map_err(PlanError::cause),
+            Err(PlanError::JmesTooWide { .. })
+        ),
         "{:?}",
         plan_jmes(found).map(|_| ())
     );
@@ -902,4 +913,53 @@ fn everyday_jmes_paths_copy_nothing_and_pass() {
     ] {
         assert!(plan_jmes(path).is_ok(), "{path}");
     }
+}
+
+#[test]
+fn typos_are_named_with_the_key_they_most_likely_meant() {
+    let p = plan(
+        &params(&[
+            ("region", "r"),
+            ("pathTranslaton", "-"),
+            ("csi.storage.k8s.io/pod.name", "added by the upstream driver"),
+            (
+                "objects",
+                "- objectName: db\n  objectType: secretsmanager\n  objetAlias: x\n  jmesPath:\n    - {path: u, objectAlias: user, filePermision: \"0400\"}\n",
+            ),
+        ]),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        p.warnings,
+        vec![
+            "parameters: unknown parameter `pathTranslaton`, ignored; did you mean `pathTranslation`?",
+            "objects[0] (db).jmesPath[0]: unknown key `filePermision`, ignored; did you mean `filePermission`?",
+            "objects[0] (db): unknown key `objetAlias`, ignored; did you mean `objectAlias`?",
+        ]
+    );
+    // Nothing close: the known keys are listed.
+    let w = lint(&params(&[("region", "r"), ("zzz", "1")]));
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].contains("unknown parameter `zzz`, ignored (known: objects, region"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn typos_are_reported_even_when_the_class_fails() {
+    // `objectTyp` is why the object has no type: both are said.
+    let parameters = params(&[
+        ("region", "r"),
+        ("objects", "- {objectName: db, objectTyp: secretsmanager}"),
+    ]);
+    assert_eq!(
+        plan(&parameters, None).unwrap_err(),
+        PlanError::ObjectTypeMissing("db".into())
+    );
+    assert_eq!(
+        lint(&parameters),
+        vec!["objects[0] (db): unknown key `objectTyp`, ignored; did you mean `objectType`?"]
+    );
 }
