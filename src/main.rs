@@ -38,7 +38,14 @@ fn main() -> std::process::ExitCode {
         );
         return std::process::ExitCode::FAILURE;
     }
-    telemetry::init(cli.log_format);
+    // The node server reports everything; `check` and `mount` say what went
+    // wrong in their error, without pages of the SDK's credential-chain and
+    // instance-metadata warnings.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "info,aws_config=off,aws_smithy_runtime=off",
+    };
+    telemetry::init(cli.log_format, default_filter);
     // One TLS crypto provider for both the AWS SDK and kube (two would panic).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

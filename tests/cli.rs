@@ -278,6 +278,7 @@ async fn mount_watch_follows_a_rotation_until_sigterm() {
         stdout.contains("refreshed: content changed, files swapped"),
         "{stdout}"
     );
+    assert!(stdout.contains("stopped; the files stay in"), "{stdout}");
     assert_eq!(
         read().as_deref(),
         Some("watch-v2"),
@@ -386,5 +387,97 @@ fn check_names_typos_even_when_the_class_fails() {
     assert!(
         stderr.contains("Must use objectType when a full ARN is not specified: db"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn check_reports_yaml_errors_at_their_place_in_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // objects' third line, column 15: the quote that never closes.
+    let file = class_file(
+        dir.path(),
+        "- objectName: a\n  objectType: secretsmanager\n- objectName: \"b\n",
+        "",
+    );
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().position(|l| l.contains("\"b")).unwrap() + 1;
+    let column = text.lines().nth(line - 1).unwrap().find('"').unwrap() + 1;
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "error: SecretProviderClass shop/demo: Failed to load SecretProviderClass: {}:{line}:{column}: unclosed quote (inside parameters.objects, at its line 3 column 15)",
+            file.display()
+        )
+    );
+    assert_eq!(stderr.matches("error:").count(), 1, "said once: {stderr}");
+}
+
+#[test]
+fn check_json_into_a_closed_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: String = (0..2000)
+        .map(|i| format!("- {{objectName: s{i}, objectType: secretsmanager}}\n"))
+        .collect();
+    let file = class_file(dir.path(), &objects, "");
+    let mut child = bin()
+        .args(["check", "--json", "-f"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -1`: read a little, then close the pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn mount_without_credentials_says_how_to_give_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: a, objectType: secretsmanager}",
+        "",
+    );
+    let out = bin()
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["mount", "--no-tmpfs", "-f"])
+        .arg(&file)
+        .arg("--target")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: no AWS credentials found: give --role-arn with --token-file"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+
+    let out = bin()
+        .args(["mount", "--no-tmpfs", "--role-arn", "web", "--token-file"])
+        .arg(&file)
+        .arg("-f")
+        .arg(&file)
+        .arg("--target")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: --role-arn \"web\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
     );
 }

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -27,7 +28,8 @@ struct FileLine<'a> {
 
 /// Exit code 0 and the file list when valid; an error (exit 1) otherwise.
 pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let class = super::load_class(&args.file)?;
+    let file = super::ClassFile::read(&args.file)?;
+    let class = &file.class;
     // Typos first, whether or not the class plans: they are often why not.
     for warning in spc::lint(&class.spec.parameters) {
         eprintln!("warning: {warning}");
@@ -38,9 +40,15 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
         args.region.as_deref(),
         spc::VolumeLimits::default(),
     )
-    .map_err(|e| anyhow::anyhow!("SecretProviderClass {}: {e}", super::class_id(&class)))?;
-    println!("{}", render_listing(&plan, args.json));
-    Ok(())
+    .map_err(|e| file.error(&e))?;
+    // `check --json | head`: a reader that stops early is not an error.
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", render_listing(&plan, args.json)).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::anyhow!("cannot write the listing: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn render_listing(plan: &MountPlan, json: bool) -> String {

@@ -36,11 +36,51 @@ pub async fn aws_config() -> SdkConfig {
         .load()
         .await
 }
-/// Reads and plans a class file, with the message the driver would give.
-fn load_class(file: &std::path::Path) -> anyhow::Result<crate::spc::SecretProviderClass> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    crate::spc::load_manifest(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+/// A class read from a file, with the file's text (for positions).
+struct ClassFile {
+    path: std::path::PathBuf,
+    text: String,
+    class: crate::spc::SecretProviderClass,
+}
+
+impl ClassFile {
+    fn read(file: &std::path::Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        let class = crate::spc::load_manifest(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        Ok(ClassFile {
+            path: file.to_path_buf(),
+            text,
+            class,
+        })
+    }
+
+    /// `namespace/name` of the class, as messages name it.
+    fn id(&self) -> String {
+        class_id(&self.class)
+    }
+
+    /// A planning error as the user should read it: a YAML error inside
+    /// `objects` is placed in the file the user wrote.
+    fn error(&self, e: &crate::spc::PlanError) -> anyhow::Error {
+        if let crate::spc::PlanError::Yaml {
+            line,
+            column,
+            message,
+        } = e.cause()
+            && let Some((start, indent)) = crate::spc::objects_origin(&self.text)
+        {
+            return anyhow::anyhow!(
+                "SecretProviderClass {}: Failed to load SecretProviderClass: {}:{}:{}: {message} (inside parameters.objects, at its line {line} column {column})",
+                self.id(),
+                self.path.display(),
+                start + line,
+                indent + column
+            );
+        }
+        anyhow::anyhow!("SecretProviderClass {}: {e}", self.id())
+    }
 }
 
 /// `namespace/name` of a class, as messages name it.

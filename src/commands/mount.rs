@@ -44,7 +44,17 @@ pub struct MountArgs {
 }
 
 pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
+    if let Some(role) = &args.role_arn
+        && !spc::is_role_arn(role)
+    {
+        anyhow::bail!(
+            "--role-arn {role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+        );
+    }
     let sdk = super::aws_config().await;
+    if args.role_arn.is_none() {
+        require_credentials(&sdk).await?;
+    }
     let metrics = Arc::new(Metrics::new());
     let fetcher = Fetcher::new(sdk.clone(), metrics.clone(), Arc::new(RateBudget::new(&[])));
     let agent = PodIdentityAgent::new(
@@ -113,7 +123,16 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = &mut stop => return Ok(()),
+            _ = &mut stop => {
+                // The files stay: whatever reads them keeps working; the
+                // user removes them when done.
+                println!(
+                    "stopped; the files stay in {}{}",
+                    args.target.display(),
+                    if layout == Layout::Tmpfs { " (a tmpfs: `umount` it to remove them)" } else { "" }
+                );
+                return Ok(());
+            }
         }
         let (r, t) = (root.clone(), target.clone());
         let previous = tokio::task::spawn_blocking(move || volume::read(&r, &t, layout)).await??;
@@ -156,15 +175,15 @@ async fn render_once(
     default_region: Option<&str>,
     previous: Option<(u64, &FileSet)>,
 ) -> anyhow::Result<(MountPlan, u64, FileSet)> {
-    let class = super::load_class(&args.file)?;
+    let file = super::ClassFile::read(&args.file)?;
+    let class = &file.class;
     let class_fingerprint = fingerprint(&class.spec);
-    let id = super::class_id(&class);
+    let id = file.id();
     let limits = spc::VolumeLimits {
         max_bytes: args.tmpfs_size,
         ..Default::default()
     };
-    let plan = spc::plan_class(&class.spec, default_region, limits)
-        .map_err(|e| anyhow::anyhow!("SecretProviderClass {id}: {e}"))?;
+    let plan = spc::plan_class(&class.spec, default_region, limits).map_err(|e| file.error(&e))?;
     for warning in &plan.warnings {
         tracing::warn!("{warning}");
     }
@@ -213,6 +232,21 @@ async fn render_once(
     };
     let (set, _) = fetch_and_render(fetcher, &plan, &identity, &known, &sharing, &id).await?;
     Ok((plan, class_fingerprint, set))
+}
+
+/// Without --role-arn the standard AWS credentials are used: when there are
+/// none, say so in one line, with the ways to give them, before any fetch
+/// fails with a network error after the SDK tried instance metadata.
+async fn require_credentials(sdk: &aws_config::SdkConfig) -> anyhow::Result<()> {
+    use aws_credential_types::provider::ProvideCredentials;
+    const HOW: &str = "no AWS credentials found: give --role-arn with --token-file (a web-identity token, as IRSA), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in ~/.aws/config), or run where instance metadata or a container role provides them";
+    let Some(provider) = sdk.credentials_provider() else {
+        anyhow::bail!("{HOW}");
+    };
+    match tokio::time::timeout(Duration::from_secs(10), provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) | Err(_) => anyhow::bail!("{HOW}"),
+    }
 }
 
 async fn stop_signal() {

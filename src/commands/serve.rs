@@ -39,7 +39,7 @@ pub struct ServeArgs {
     pub max_files_per_volume: usize,
     /// How long a publish may take before it is abandoned and cleaned up;
     /// below kubelet's 2-minute deadline.
-    #[arg(long, default_value = "100s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "100s", value_parser = humantime::parse_duration)]
     pub publish_timeout: Duration,
     /// How often a mounted volume is checked for changes, unless its class
     /// sets `refreshInterval`. Checks happen on kubelet's republish calls
@@ -78,17 +78,22 @@ pub struct ServeArgs {
     )]
     pub pod_identity_agent_ipv6: String,
     /// Timeout of one call to the Pod Identity agent.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "POD_IDENTITY_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub pod_identity_timeout: Duration,
     /// How long an unreachable Pod Identity agent is retried (a new node's
     /// agent may start after the driver).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "POD_IDENTITY_RETRY_FOR", default_value = "30s", value_parser = humantime::parse_duration)]
     pub pod_identity_retry_for: Duration,
     /// The node's budget for one AWS API, in calls per second (burst: one
     /// second's worth), e.g. `--aws-rate-limit GetParameters=5`; repeat for
     /// several. Defaults: GetSecretValue=1000, BatchGetSecretValue=10,
     /// GetParameters=10 (a tenth or a quarter of the account's quota).
-    #[arg(long = "aws-rate-limit", value_name = "API=RATE")]
+    #[arg(
+        long = "aws-rate-limit",
+        value_name = "API=RATE",
+        env = "AWS_RATE_LIMITS",
+        value_delimiter = ','
+    )]
     pub aws_rate_limits: Vec<RateSetting>,
 }
 
@@ -305,6 +310,25 @@ mod tests {
         );
         assert!(parse_listen_addr("localhost:8095").is_err());
         assert!(parse_listen_addr("10.0.0.5").is_err());
+    }
+
+    #[test]
+    fn every_flag_of_serve_can_come_from_the_environment() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: super::ServeArgs,
+        }
+        for arg in Cli::command().get_arguments() {
+            if arg.get_long().is_some() {
+                assert!(
+                    arg.get_env().is_some(),
+                    "--{} has no environment variable",
+                    arg.get_id()
+                );
+            }
+        }
     }
 
     #[test]

@@ -38,7 +38,27 @@ pub fn load_manifest(text: &str) -> Result<SecretProviderClass, ManifestError> {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_owned()
+    let line = s.lines().next().unwrap_or_default();
+    // The parser starts its own text with "error: "; ours is said once.
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
+}
+
+/// Where the text of `parameters.objects` starts in a manifest file, when
+/// it is a block scalar (`objects: |`, as everyone writes it): the line
+/// before its first line (1-based) and its indentation. A position inside
+/// `objects` (line l, column c) is then line `start + l`, column
+/// `indent + c` of the file.
+pub fn objects_origin(text: &str) -> Option<(u64, u64)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines.iter().position(|l| {
+        let t = l.trim_start();
+        t.strip_prefix("objects:")
+            .is_some_and(|rest| rest.trim_start().starts_with(['|', '>']))
+    })?;
+    let header_indent = lines[header].len() - lines[header].trim_start().len();
+    let first = lines[header + 1..].iter().find(|l| !l.trim().is_empty())?;
+    let indent = first.len() - first.trim_start().len();
+    (indent > header_indent).then_some((header as u64 + 1, indent as u64))
 }
 
 #[cfg(test)]
@@ -56,6 +76,13 @@ mod tests {
         assert_eq!(c.metadata.namespace.as_deref(), Some("shop"));
         assert_eq!(c.spec.provider, "aws");
         assert!(c.spec.parameters["objects"].contains("objectName: a"));
+    }
+
+    #[test]
+    fn the_objects_block_is_located_in_the_file() {
+        // Line 8 is `objects: |`; its text starts on line 9, indented 6.
+        assert_eq!(objects_origin(CLASS), Some((8, 6)));
+        assert_eq!(objects_origin("objects: \"- a\"\n"), None);
     }
 
     #[test]

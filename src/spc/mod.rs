@@ -10,4 +10,4 @@ pub use aws_secrets_csi_core::spc::*;
 pub use class::{
     SecretObject, SecretObjectData, SecretProviderClass, SecretProviderClassSpec, plan_class,
 };
-pub use manifest::{ManifestError, load_manifest};
+pub use manifest::{ManifestError, load_manifest, objects_origin};

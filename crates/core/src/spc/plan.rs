@@ -228,6 +228,16 @@ pub enum PlanError {
     NoObjects,
     #[error("Failed to load SecretProviderClass: {0}")]
     Load(String),
+    /// A YAML syntax error inside `objects`; line and column count from the
+    /// start of the `objects` text (commands that have the file map them).
+    #[error(
+        "Failed to load SecretProviderClass: parameters.objects line {line} column {column}: {message}"
+    )]
+    Yaml {
+        line: u64,
+        column: u64,
+        message: String,
+    },
     #[error("Empty descriptor entry in SecretProviderClass")]
     EmptyDescriptor,
     #[error("Object name must be specified")]
@@ -484,7 +494,18 @@ pub fn plan_within(
     let refresh_interval = match param("refreshInterval") {
         "" => None,
         v => match humantime::parse_duration(v) {
-            Ok(d) if !d.is_zero() => Some(d),
+            Ok(d) if !d.is_zero() => {
+                // kubelet republishes every 60-90 s, and below a second the
+                // volume is fetched at every republish: usually a slip
+                // (`1ms` for `1m`), so say so.
+                if d < std::time::Duration::from_secs(1) {
+                    warnings.push(format!(
+                        "refreshInterval {v:?} is under a second: the volume is fetched from AWS at every republish (did you mean {}?)",
+                        v.trim_end_matches("ms").to_owned() + "m"
+                    ));
+                }
+                Some(d)
+            }
             _ => return Err(PlanError::RefreshInterval(v.to_owned())),
         },
     };
@@ -661,8 +682,7 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
             max_nodes: 200_000,
         },
     };
-    let value: Value = serde_saphyr::from_str_with_options(yaml, options)
-        .map_err(|e| PlanError::Load(first_line(&e.to_string())))?;
+    let value: Value = serde_saphyr::from_str_with_options(yaml, options).map_err(yaml_error)?;
     let items = match value {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
@@ -816,6 +836,26 @@ fn kind_of(v: &Value) -> &'static str {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A YAML error of `objects`, with its position when the parser knows it
+/// (and its text without the parser's own `error: line .. column ..:`).
+fn yaml_error(e: serde_saphyr::Error) -> PlanError {
+    let text = first_line(&e.to_string());
+    let Some(at) = e.location() else {
+        return PlanError::Load(text);
+    };
+    let message = text
+        .strip_prefix("error: ")
+        .unwrap_or(&text)
+        .strip_prefix(&format!("line {} column {}: ", at.line(), at.column()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.clone());
+    PlanError::Yaml {
+        line: at.line(),
+        column: at.column(),
+        message,
+    }
 }
 
 fn validate(

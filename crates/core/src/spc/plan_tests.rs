@@ -672,7 +672,7 @@ fn a_broken_objects_yaml_is_reported_before_a_missing_region() {
         None,
     )
     .unwrap_err();
-    assert!(matches!(e, PlanError::Load(_)), "{e}");
+    assert!(matches!(e, PlanError::Yaml { .. }), "{e}");
     // With sound objects, the missing region is what is said.
     let e = plan(
         &params(&[("objects", "- {objectName: a, objectType: secretsmanager}")]),
@@ -783,6 +783,14 @@ fn refresh_interval_is_an_optional_duration() {
             )
         );
     }
+    // Under a second: accepted (tests and the impatient use it), but said.
+    assert_eq!(
+        with("1ms").unwrap().warnings,
+        vec![
+            "refreshInterval \"1ms\" is under a second: the volume is fetched from AWS at every republish (did you mean 1m?)"
+        ]
+    );
+    assert!(with("1s").unwrap().warnings.is_empty());
 }
 
 #[test]
@@ -961,5 +969,19 @@ fn typos_are_reported_even_when_the_class_fails() {
     assert_eq!(
         lint(&parameters),
         vec!["objects[0] (db): unknown key `objectTyp`, ignored; did you mean `objectType`?"]
+    );
+}
+
+#[test]
+fn yaml_errors_say_where_inside_objects() {
+    let e = plan_objects("- objectName: a\n  objectType: secretsmanager\n- objectName: \"b\n")
+        .unwrap_err();
+    assert!(
+        matches!(&e, PlanError::Yaml { line: 3, column: 15, message } if message == "unclosed quote"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "Failed to load SecretProviderClass: parameters.objects line 3 column 15: unclosed quote"
     );
 }
