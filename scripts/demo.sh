@@ -7,9 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/peers.sh
+require_prerequisites demo
 ensure_moto
 
-cargo build --quiet --locked
+if [ ! -x target/debug/aws-secrets-csi ]; then
+  echo "== building aws-secrets-csi (first build: about 5 minutes on 2 cores, 2 GB in target/)"
+fi
+cargo build --locked
 bin=target/debug/aws-secrets-csi
 class=deploy/examples/secretproviderclass.yaml
 target=${DEMO_TARGET:-/tmp/aws-secrets-csi-demo}

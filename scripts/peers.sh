@@ -5,13 +5,25 @@ MOTO_SPEC='moto[server]>=5.1.19,<6'
 CSI_SANITY_MODULE='github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@v5.4.0'
 HELM_MODULE='helm.sh/helm/v3/cmd/helm@v3.22.0'
 
-# moto (AWS emulator) with its server, from PyPI.
+. "$(dirname "${BASH_SOURCE[0]}")/prereqs.sh"
+
+# The cache outside the repository where peers are kept across runs.
+PEERS_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi
+
+# moto (AWS emulator) with its server, from PyPI, in a virtual environment
+# of its own in the cache (a plain Debian python3 refuses pip install
+# outside one). Its bin directory goes first on PATH, so `python3` in the
+# scripts and the tests is the one with moto.
 ensure_moto() {
-  if python3 -c 'import moto, moto.server, boto3; v = tuple(int(x) for x in moto.__version__.split(".")[:3]); raise SystemExit(0 if v >= (5, 1, 19) else 1)' 2>/dev/null; then
-    return 0
+  local venv="$PEERS_CACHE/venv"
+  local probe='import moto, moto.server, boto3; v = tuple(int(x) for x in moto.__version__.split(".")[:3]); raise SystemExit(0 if v >= (5, 1, 19) else 1)'
+  if ! "$venv/bin/python3" -c "$probe" 2>/dev/null; then
+    echo "installing $MOTO_SPEC into $venv (first run: about a minute)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check "$MOTO_SPEC"
   fi
-  echo "installing $MOTO_SPEC" >&2
-  python3 -m pip install --quiet "$MOTO_SPEC"
+  export PATH="$venv/bin:$PATH"
 }
 
 # ensure_go_tool VAR BINARY MODULE: exports VAR as the path of BINARY (the
@@ -40,9 +52,6 @@ ensure_helm() { ensure_go_tool HELM helm "$HELM_MODULE"; }
 # kube-apiserver, kubectl and etcd built from Go modules into a cache outside
 # the repository (the first build takes about 11 minutes on 2 cores).
 ensure_k8s_peers() {
-  for tool in openssl curl; do
-    command -v "$tool" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$tool"; }
-  done
   K8S_PEERS_BIN="$(bash scripts/k8s-peers.sh)"
   export K8S_PEERS_BIN
 }

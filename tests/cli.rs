@@ -481,3 +481,55 @@ fn mount_without_credentials_says_how_to_give_them() {
         "error: --role-arn \"web\" is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
     );
 }
+
+#[test]
+fn a_machine_without_the_prerequisites_is_told_what_to_install() {
+    // A PATH with an old Rust, an old Go and nothing else of the list.
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path();
+    for tool in ["bash", "awk", "sort", "head", "printf", "id", "env"] {
+        let real = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(real, bin_dir.join(tool)).unwrap();
+    }
+    let stub = |name: &str, out: &str| {
+        let path = bin_dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\necho '{out}'\n")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    stub("rustc", "rustc 1.80.0 (old)");
+    stub("cargo", "cargo 1.80.0");
+    stub("go", "go1.20");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/prereqs.sh");
+    let out = Command::new(bin_dir.join("bash"))
+        .arg("-c")
+        .arg(format!(
+            ". {}; require_prerequisites test",
+            script.display()
+        ))
+        .env_clear()
+        .env("PATH", bin_dir)
+        .env("PREREQS_NO_INSTALL", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("cannot run the test: missing prerequisites\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Rust >= 1.95 (found 1.80.0): rustup update stable"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Go >= 1.25 (found 1.20)"), "{stderr}");
+    assert!(
+        stderr.contains("sudo apt-get install gcc libc6-dev python3 util-linux"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("openssl curl"), "{stderr}");
+}

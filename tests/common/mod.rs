@@ -76,13 +76,13 @@ impl Moto {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start moto (pip install 'moto[server]')");
+            .expect("start python3 for moto (scripts/test.sh puts a venv with moto first on PATH)");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("moto stdout"))
             .read_line(&mut line)
             .expect("read moto bootstrap line");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!("moto did not start (is moto[server] installed?): {e}: {line:?}")
+            panic!("moto did not start (run the tests through scripts/test.sh, or put ~/.cache/aws-secrets-csi/venv/bin first on PATH): {e}: {line:?}")
         });
         Moto {
             child,
