@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use aws_secrets_csi::commands::{self, CheckArgs, MountArgs, ServeArgs};
+use aws_secrets_csi::commands::{self, CheckArgs, DiagnoseArgs, MountArgs, ServeArgs};
 use aws_secrets_csi::telemetry::{self, LogFormat};
 
 /// CSI node driver that mounts AWS Secrets Manager and SSM Parameter Store
@@ -25,6 +25,9 @@ enum Command {
     Check(CheckArgs),
     /// Fetch a SecretProviderClass's objects into a directory, without Kubernetes.
     Mount(MountArgs),
+    /// Walk what a publish for a pod would do, against the cluster and AWS,
+    /// writing nothing; each step OK or its cause and fix.
+    Diagnose(DiagnoseArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +66,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => commands::serve(args).await,
             Command::Check(args) => commands::check(args),
             Command::Mount(args) => commands::mount(args).await,
+            Command::Diagnose(args) => commands::diagnose(args).await,
         }
     });
     match result {

@@ -38,6 +38,25 @@ fn peers_bin() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The CRDs of deploy/crds, applied once per test binary (the tests of this
+/// file share one API server and run at once).
+fn install_crds(cp: &ControlPlane) {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/");
+        cp.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+        cp.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
+                "--timeout=30s",
+            ],
+            None,
+        );
+    });
+}
+
 fn control_plane() -> &'static ControlPlane {
     static CP: std::sync::OnceLock<ControlPlane> = std::sync::OnceLock::new();
     CP.get_or_init(|| {
@@ -318,23 +337,10 @@ async fn the_driver_serves_a_real_cluster_with_the_rbac_of_deploy() {
     require_root();
     let cp = control_plane();
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    for file in [
-        "crds/",
-        "rbac.yaml",
-        "rbac-secret-sync.yaml",
-        "csidriver.yaml",
-    ] {
+    install_crds(cp);
+    for file in ["rbac.yaml", "rbac-secret-sync.yaml", "csidriver.yaml"] {
         cp.kubectl(&["apply", "-f", deploy.join(file).to_str().unwrap()], None);
     }
-    cp.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
-            "--timeout=30s",
-        ],
-        None,
-    );
     // The Helm chart renders, the API server accepts every object of it
     // (server-side dry run), and its RBAC is the RBAC proven below.
     let rendered = helm_template();
@@ -864,5 +870,161 @@ spec:
         used,
         granted(&["rbac.yaml", "rbac-secret-sync.yaml"]),
         "RBAC grants must equal what the driver uses"
+    );
+}
+
+/// A pod of namespace `diag` using `class`, as the API server stores it
+/// (no node runs it; diagnose reads only its spec).
+fn diag_pod(name: &str, service_account: &str, class: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: diag}}\nspec:\n  serviceAccountName: {service_account}\n  automountServiceAccountToken: false\n  containers: [{{name: c, image: busybox}}]\n  volumes:\n  - name: secrets\n    csi: {{driver: secrets-store.aws-secrets-csi.io, readOnly: true, volumeAttributes: {{secretProviderClass: {class}}}}}\n---\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diagnose_walks_a_pods_mount_and_names_each_broken_step_with_its_fix() {
+    let cp = control_plane();
+    install_crds(cp);
+    moto()
+        .create_secret("diag/db", r#"{"user":"diag-user","pass":"diag-pass"}"#)
+        .await;
+    let class = |name: &str, objects: &str| {
+        format!(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {{name: {name}, namespace: diag}}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n    objects: |\n      {objects}\n---\n"
+        )
+    };
+    let account = |name: &str, role: Option<&str>| {
+        let annotation = role
+            .map(|r| format!(", annotations: {{eks.amazonaws.com/role-arn: \"{r}\"}}"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}, namespace: diag{annotation}}}\n---\n"
+        )
+    };
+    let mut manifests = "apiVersion: v1\nkind: Namespace\nmetadata: {name: diag}\n---\n".to_owned();
+    manifests += &account("app", Some(READER_ROLE));
+    manifests += &account("norole", None);
+    manifests += &account("denied", Some(NOBODY_ROLE));
+    manifests += &account("badrole", Some("web"));
+    manifests += &class(
+        "good",
+        "- {objectName: diag/db, objectType: secretsmanager, objectAlias: db, jmesPath: [{path: user, objectAlias: user}]}",
+    );
+    manifests += &class(
+        "missing",
+        "- {objectName: diag/absent, objectType: secretsmanager}",
+    );
+    manifests += &class(
+        "broken",
+        "- {objectName: diag/db, objectTyp: secretsmanager}",
+    );
+    manifests += &diag_pod("good", "app", "good");
+    manifests += &diag_pod("no-class", "app", "absent");
+    manifests += &diag_pod("no-role", "norole", "good");
+    manifests += &diag_pod("bad-role", "badrole", "good");
+    manifests += &diag_pod("denied", "denied", "good");
+    manifests += &diag_pod("missing", "app", "missing");
+    manifests += &diag_pod("broken", "app", "broken");
+    // The namespace first: the rest lands in it.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: diag}\n"),
+    );
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+
+    let diagnose = |pod: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))
+            .args(["diagnose", "-n", "diag", "--pod", pod])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &cp.admin)
+            .env("AWS_ENDPOINT_URL", &moto().endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !stdout.contains("eyJ") && !stdout.contains("diag-pass"),
+            "no token or value in the report: {stdout}"
+        );
+        (out.status.code(), stdout, stderr)
+    };
+    let expect = |pod: &str, lines: &[&str]| {
+        let (code, stdout, stderr) = diagnose(pod);
+        assert_eq!(code, Some(1), "{pod}: {stdout}{stderr}");
+        for line in lines {
+            assert!(stdout.contains(line), "{pod}: no {line:?} in:\n{stdout}");
+        }
+        assert!(stderr.contains("step(s) failed"), "{stderr}");
+    };
+
+    // Every step OK: the files that would be written, and nothing written.
+    let (code, stdout, stderr) = diagnose("good");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for line in [
+        "ok    pod diag/good: volume secrets (driver secrets-store.aws-secrets-csi.io) uses SecretProviderClass good, service account app",
+        "ok    SecretProviderClass diag/good: valid, 1 object(s), 2 file(s), region us-east-1",
+        &format!("ok    ServiceAccount diag/app: role {READER_ROLE}"),
+        "ok    token for ServiceAccount diag/app, audience sts.amazonaws.com (TokenRequest)",
+        "ok    identity: STS AssumeRoleWithWebIdentity exchanged the token for credentials",
+        "ok    fetch diag/db: version",
+        "ok    file db (mode 0644, 39 bytes) would be written",
+        "ok    file user (mode 0644, 9 bytes) would be written",
+        "every step is OK",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+
+    // One broken step of each kind, each with its cause and its fix.
+    expect(
+        "no-class",
+        &[
+            "FAIL  SecretProviderClass diag/absent not found",
+            "fix: create the SecretProviderClass in the pod's namespace",
+        ],
+    );
+    expect(
+        "broken",
+        &[
+            "warn  SecretProviderClass diag/broken: objects[0] (diag/db): unknown key `objectTyp`, ignored; did you mean `objectType`?",
+            "FAIL  SecretProviderClass diag/broken: Must use objectType when a full ARN is not specified: diag/db",
+        ],
+    );
+    expect(
+        "no-role",
+        &[
+            "FAIL  ServiceAccount diag/norole: no eks.amazonaws.com/role-arn annotation",
+            "fix: annotate the ServiceAccount with eks.amazonaws.com/role-arn",
+        ],
+    );
+    expect(
+        "bad-role",
+        &[
+            "FAIL  identity: invalid role ARN \"web\"",
+            "fix: the annotation must be a role ARN",
+        ],
+    );
+    expect(
+        "denied",
+        &[
+            "FAIL  fetch diag/db in us-east-1: AccessDenied",
+            "fix: allow the role secretsmanager:GetSecretValue",
+        ],
+    );
+    expect(
+        "missing",
+        &[
+            "FAIL  fetch diag/absent in us-east-1: ResourceNotFoundException",
+            "fix: no such secret (or version or label) in us-east-1",
+        ],
+    );
+    expect(
+        "nobody-here",
+        &[
+            "FAIL  Pod diag/nobody-here not found",
+            "fix: check the namespace and the name",
+        ],
     );
 }

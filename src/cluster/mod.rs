@@ -56,6 +56,16 @@ pub enum ClusterError {
     },
 }
 
+/// What a pod's spec says about its secret volumes.
+#[derive(Debug, Clone)]
+pub struct PodClasses {
+    pub uid: String,
+    pub service_account: String,
+    /// (volume name, CSI driver, SecretProviderClass name) of each CSI
+    /// volume that names a class.
+    pub volumes: Vec<(String, String, String)>,
+}
+
 /// Reads what a publish needs from the Kubernetes API.
 #[derive(Clone)]
 pub struct Cluster {
@@ -286,6 +296,78 @@ impl Cluster {
         if let Err(e) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(namespace = %pod.namespace, pod = %pod.name, reason, error = %e, "cannot record an event");
         }
+    }
+
+    /// A pod's service account, uid and the SecretProviderClasses its CSI
+    /// volumes name (`volumeAttributes.secretProviderClass`), for diagnosis.
+    pub async fn pod_classes(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PodClasses, ClusterError> {
+        let pod = Api::<PodObject>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .map_err(|e| classify(e, "Pod", namespace, name))?;
+        let spec = pod.spec.unwrap_or_default();
+        let volumes = spec
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                let csi = v.csi?;
+                let class = csi.volume_attributes?.get("secretProviderClass")?.clone();
+                Some((v.name, csi.driver, class))
+            })
+            .collect();
+        Ok(PodClasses {
+            uid: pod.metadata.uid.unwrap_or_default(),
+            service_account: spec
+                .service_account_name
+                .unwrap_or_else(|| "default".to_owned()),
+            volumes,
+        })
+    }
+
+    /// A token of `service_account` for `audience` (TokenRequest), bound to
+    /// the pod `(name, uid)` when one is given, as kubelet asks for it.
+    pub async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audience: &str,
+        pod: Option<(&str, &str)>,
+    ) -> Result<crate::secret::Token, ClusterError> {
+        use k8s_openapi::api::authentication::v1::{
+            BoundObjectReference, TokenRequest, TokenRequestSpec,
+        };
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![audience.to_owned()],
+                expiration_seconds: Some(600),
+                bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(name.to_owned()),
+                    uid: Some(uid.to_owned()),
+                }),
+            },
+            ..Default::default()
+        };
+        let answer = Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
+            .create_token_request(service_account, &PostParams::default(), &request)
+            .await
+            .map_err(|e| classify(e, "ServiceAccount token", namespace, service_account))?;
+        let token = answer.status.map(|s| s.token).unwrap_or_default();
+        if token.is_empty() {
+            return Err(ClusterError::Unavailable {
+                kind: "ServiceAccount token",
+                namespace: namespace.to_owned(),
+                name: service_account.to_owned(),
+                message: "the API server returned no token".into(),
+            });
+        }
+        Ok(crate::secret::Token::new(token))
     }
 
     /// Who should own a synced Secret: the pod's controller (so the Secret

@@ -2,10 +2,12 @@
 //! pipeline from the command line, without Kubernetes).
 
 mod check;
+mod diagnose;
 mod mount;
 mod serve;
 
 pub use check::{CheckArgs, check};
+pub use diagnose::{DiagnoseArgs, diagnose};
 pub use mount::{MountArgs, mount};
 pub use serve::{ServeArgs, parse_size, serve};
 
@@ -36,6 +38,19 @@ pub async fn aws_config() -> SdkConfig {
         .load()
         .await
 }
+/// The Kubernetes client (in-cluster or KUBECONFIG), without kube's own
+/// retry of 429/503/504: it backs off for minutes, past kubelet's deadline.
+/// A failed read fails the publish as Unavailable and kubelet retries it;
+/// the watches and the refresh-time writes have their own backoff.
+pub(crate) async fn kube_client() -> anyhow::Result<kube::Client> {
+    let cannot = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
+    };
+    let mut config = kube::Config::infer().await.map_err(|e| cannot(&e))?;
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(|e| cannot(&e))
+}
+
 /// A class read from a file, with the file's text (for positions).
 struct ClassFile {
     path: std::path::PathBuf,

@@ -97,23 +97,10 @@ pub struct ServeArgs {
     pub aws_rate_limits: Vec<RateSetting>,
 }
 
-/// The Kubernetes client (in-cluster or KUBECONFIG), without kube's own
-/// retry of 429/503/504: it backs off for minutes, past kubelet's deadline.
-/// A failed read fails the publish as Unavailable and kubelet retries it;
-/// the watches and the refresh-time writes have their own backoff.
-async fn kube_client() -> anyhow::Result<kube::Client> {
-    let cannot = |e: &dyn std::fmt::Display| {
-        anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
-    };
-    let mut config = kube::Config::infer().await.map_err(|e| cannot(&e))?;
-    config.default_retry = false;
-    kube::Client::try_from(config).map_err(|e| cannot(&e))
-}
-
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     require_mount_privilege()?;
     let sdk = super::aws_config().await;
-    let kube = kube_client().await?;
+    let kube = super::kube_client().await?;
     let volumes = Arc::new(
         VolumeStore::open(&args.state_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the state directory: {e}"))?,
