@@ -6,6 +6,7 @@
 //! crate, re-exported here.
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod cluster;
 pub use aws_secrets_csi_core::{render, secret};
 pub mod commands;

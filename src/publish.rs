@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::aws::{AwsIdentity, IdentityKey};
 use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
 use crate::fetch::{FetchError, FetchedValue, Fetcher, Priority, Sharing};
 use crate::identity::{
-    AwsIdentity, Claimant, Identities, IdentityError, IdentityKey, IdentityRequest, ProvenTokens,
-    Source, judge,
+    Claimant, Identities, IdentityError, IdentityRequest, ProvenTokens, Source, judge,
 };
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};

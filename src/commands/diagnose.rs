@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::aws::AwsIdentity;
 use crate::cluster::{Cluster, ClusterError};
 use crate::fetch::{FailureKind, Fetcher, Priority, RateBudget, Sharing};
 use crate::identity::{
-    AgentEndpoints, AwsIdentity, Identities, IdentityError, IdentityRequest, PodIdentityAgent,
-    Source,
+    AgentEndpoints, Identities, IdentityError, IdentityRequest, PodIdentityAgent, Source,
 };
 use crate::metrics::Metrics;
 use crate::render;

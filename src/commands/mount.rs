@@ -2,8 +2,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::aws::AwsIdentity;
 use crate::fetch::{Fetcher, Priority, RateBudget, Sharing};
-use crate::identity::{AgentEndpoints, AwsIdentity, Identities, PodIdentityAgent};
+use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::Metrics;
 use crate::publish::{fetch_and_render, fingerprint, pinned_values};
 use crate::render::FileSet;

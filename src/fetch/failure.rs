@@ -4,6 +4,8 @@ use std::fmt;
 
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
+use crate::aws::HttpStatus;
+
 /// One object that could not be fetched in one region.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectFailure {
@@ -75,7 +77,7 @@ impl ObjectFailure {
         E: ProvideErrorMetadata,
         R: HttpStatus,
     {
-        let (code, message, status) = describe(e);
+        let (code, message, status) = crate::aws::describe(e);
         ObjectFailure::new(object, region, &code, &message, status)
     }
 
@@ -121,55 +123,6 @@ impl fmt::Display for ObjectFailure {
             "{} in {}: {}: {}",
             self.object, self.region, self.code, self.message
         )
-    }
-}
-
-/// The AWS error code, message and HTTP status of any SDK error, for
-/// messages and classification. Never includes request contents.
-pub(crate) fn describe<E, R>(e: &SdkError<E, R>) -> (String, String, Option<u16>)
-where
-    E: ProvideErrorMetadata,
-    R: HttpStatus,
-{
-    let status = match e {
-        SdkError::ServiceError(s) => Some(s.raw().status_code()),
-        SdkError::ResponseError(r) => Some(r.raw().status_code()),
-        _ => None,
-    };
-    let code = e
-        .code()
-        .map(str::to_owned)
-        .unwrap_or_else(|| match (e, status) {
-            // An error body the SDK could not read (an emulator answering in
-            // another protocol, a proxy): the status still tells the class.
-            (_, Some(401 | 403)) => "AccessDenied".into(),
-            (_, Some(404)) => "NotFound".into(),
-            (_, Some(429)) => "Throttling".into(),
-            (_, Some(s)) => format!("HTTP{s}"),
-            (SdkError::TimeoutError(_), None) => "TimeoutError".into(),
-            (SdkError::DispatchFailure(d), None) if d.is_timeout() => "TimeoutError".into(),
-            (SdkError::DispatchFailure(_), None) => "NetworkError".into(),
-            (SdkError::ConstructionFailure(_), None) => "RequestError".into(),
-            _ => "UnknownError".into(),
-        });
-    let message = e
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| match status {
-            Some(s) => format!("HTTP status {s}"),
-            None => crate::identity::sdk_error_kind(e),
-        });
-    (code, message, status)
-}
-
-/// The HTTP status of a raw response, whatever the SDK's response type.
-pub(crate) trait HttpStatus {
-    fn status_code(&self) -> u16;
-}
-
-impl HttpStatus for aws_sdk_secretsmanager::config::http::HttpResponse {
-    fn status_code(&self) -> u16 {
-        self.status().as_u16()
     }
 }
 

@@ -21,10 +21,9 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 pub use budget::{DEFAULT_RATES, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
-pub(crate) use failure::{HttpStatus, describe};
 pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};
 
-use crate::identity::AwsIdentity;
+use crate::aws::AwsIdentity;
 use crate::metrics::Metrics;
 use crate::secret::SecretBytes;
 use crate::spc::{MountPlan, ObjectRef, ObjectType};

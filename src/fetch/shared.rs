@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::budget::{Priority, RateBudget};
 use super::{FetchedValue, ObjectFailure, Outcome, Wanted, secretsmanager, ssm};
-use crate::identity::IdentityKey;
+use crate::aws::IdentityKey;
 use crate::metrics::Metrics;
 use crate::spc::{ObjectRef, ObjectType};
 

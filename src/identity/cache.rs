@@ -7,20 +7,10 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 
 use super::{IdentityRequest, Source};
+use crate::aws::IdentityKey;
 
-/// Everything that changes what IAM allows a set of credentials: where they
-/// come from (the IRSA role, or Pod Identity), whose they are (namespace and
-/// service account), the role chain with its external id, duration and
-/// session tags, and the region of the STS call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct IdentityKey {
-    source: String,
-    namespace: String,
-    service_account: String,
-    chain: Option<crate::spc::RoleChain>,
-    region: String,
-}
-
+/// The key of a pod's credentials is made here, where the identity sources
+/// are known; its type lives in `aws`, below identity and fetch.
 impl IdentityKey {
     pub fn of(req: &IdentityRequest<'_>) -> Self {
         IdentityKey {

@@ -21,23 +21,13 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 
-pub use cache::IdentityKey;
 pub use pod_identity::{AgentEndpoints, PodIdentityAgent};
 pub use proof::{Claimant, NotProven, ProvenTokens, judge};
 
+use crate::aws::IdentityKey;
 use crate::metrics::Metrics;
 use crate::secret::Token;
 use crate::spc::{AddressPreference, RoleChain};
-
-/// The credentials a fetch runs with.
-#[derive(Debug, Clone)]
-pub enum AwsIdentity {
-    /// Credentials obtained for one pod.
-    Pod(Credentials),
-    /// Whatever the standard AWS configuration provides (the `mount` command
-    /// without a role). Never used for a pod.
-    Ambient,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
@@ -332,28 +322,6 @@ impl Identities {
     ) -> Result<Credentials, IdentityError> {
         check_role_arn(role_arn)?;
         sts::web_identity(&self.base, region, role_arn, token, session, &self.metrics).await
-    }
-}
-
-/// A short description of an SDK error without a service message (timeouts,
-/// connection failures). Never includes request contents.
-pub fn sdk_error_kind<E, R>(e: &aws_sdk_sts::error::SdkError<E, R>) -> String {
-    use aws_sdk_sts::error::SdkError;
-    match e {
-        SdkError::ConstructionFailure(_) => "request could not be built".into(),
-        SdkError::TimeoutError(_) => "request timed out".into(),
-        SdkError::DispatchFailure(d) => {
-            if d.is_timeout() {
-                "connection timed out".into()
-            } else if d.is_io() {
-                "connection failed".into()
-            } else {
-                "request could not be sent".into()
-            }
-        }
-        SdkError::ResponseError(_) => "invalid response".into(),
-        SdkError::ServiceError(_) => "service error".into(),
-        _ => "unknown error".into(),
     }
 }
 

@@ -77,7 +77,7 @@ pub(super) async fn assume_role(
 
 fn record<T, E, R>(metrics: &Metrics, api: &'static str, out: &Result<T, SdkError<E, R>>)
 where
-    R: crate::fetch::HttpStatus,
+    R: crate::aws::HttpStatus,
 {
     let outcome = match out {
         Ok(_) => "ok",
@@ -92,12 +92,12 @@ where
     metrics.aws_call(api, outcome);
 }
 
-fn failure<E: ProvideErrorMetadata, R: crate::fetch::HttpStatus>(
+fn failure<E: ProvideErrorMetadata, R: crate::aws::HttpStatus>(
     api: &'static str,
     role: &str,
     e: &SdkError<E, R>,
 ) -> IdentityError {
-    let (code, message, status) = crate::fetch::describe(e);
+    let (code, message, status) = crate::aws::describe(e);
     IdentityError::Sts {
         api,
         role: role.to_owned(),
