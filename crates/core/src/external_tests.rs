@@ -1,0 +1,351 @@
+use serde_json::json;
+
+use super::*;
+
+const ARN: &str = "arn:aws:secretsmanager:us-east-1:111122223333:secret:eso/example/secrets-Eq5llj";
+
+/// The walkthrough's SecretStore.
+fn walkthrough_store() -> Value {
+    json!({
+        "provider": {"aws": {
+            "service": "SecretsManager",
+            "region": "us-east-1",
+            "auth": {"jwt": {"serviceAccountRef": {"name": "external-secrets-sa"}}}
+        }}
+    })
+}
+
+/// The walkthrough's ExternalSecret.
+fn walkthrough_es() -> Value {
+    json!({
+        "refreshInterval": "1h",
+        "secretStoreRef": {"name": "aws-secret-store", "kind": "SecretStore"},
+        "target": {"name": "my-app-secrets", "creationPolicy": "Owner"},
+        "data": [{"secretKey": "DB_PASSWORD", "remoteRef": {"key": ARN}}]
+    })
+}
+
+fn sm_store() -> Store {
+    store(&walkthrough_store(), Some("external-secrets")).unwrap()
+}
+
+#[test]
+fn the_walkthrough_plans_one_fetch_and_one_key() {
+    let s = sm_store();
+    assert_eq!(s.service, ObjectType::SecretsManager);
+    assert_eq!(s.region, "us-east-1");
+    assert_eq!(
+        s.auth,
+        StoreAuth::Jwt {
+            namespace: "external-secrets".into(),
+            service_account: "external-secrets-sa".into(),
+            audience: "sts.amazonaws.com".into()
+        }
+    );
+    assert_eq!(
+        store_ref(&walkthrough_es()).unwrap(),
+        StoreRef {
+            kind: StoreKind::SecretStore,
+            name: "aws-secret-store".into()
+        }
+    );
+    let p = sync_plan("my-app-secrets", &walkthrough_es(), &s).unwrap();
+    assert_eq!(p.refresh, Refresh::Every(Duration::from_secs(3600)));
+    assert_eq!(p.target.name, "my-app-secrets");
+    assert_eq!(p.target.creation, CreationPolicy::Owner);
+    assert_eq!(p.objects.objects.len(), 1);
+    assert_eq!(p.objects.objects[0].primary.name, ARN);
+    let data = render_secret(&p, &[SecretBytes::from("s3cr3t")]).unwrap();
+    assert_eq!(data["DB_PASSWORD"].expose(), b"s3cr3t");
+}
+
+#[test]
+fn keys_of_one_secret_share_one_fetch_and_versions_are_mapped() {
+    let es = json!({
+        "secretStoreRef": {"name": "s"},
+        "data": [
+            {"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
+            {"secretKey": "pass", "remoteRef": {"key": "db", "property": "pass"}},
+            {"secretKey": "old", "remoteRef": {"key": "db", "property": "pass", "version": "AWSPREVIOUS"}},
+            {"secretKey": "pinned", "remoteRef": {"key": "db", "version": "uuid/1234"}}
+        ]
+    });
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert_eq!(p.objects.objects.len(), 3);
+    assert_eq!(p.data[0].object, p.data[1].object);
+    let old = &p.objects.objects[p.data[2].object].primary;
+    assert_eq!(old.version_label.as_deref(), Some("AWSPREVIOUS"));
+    let pinned = &p.objects.objects[p.data[3].object].primary;
+    assert_eq!(pinned.version_id.as_deref(), Some("1234"));
+    // Parameter Store: numbers are versions, words are labels.
+    let mut ps = sm_store();
+    ps.service = ObjectType::SsmParameter;
+    let es = json!({"secretStoreRef": {"name": "s"}, "data": [
+        {"secretKey": "a", "remoteRef": {"key": "/p", "version": "3"}},
+        {"secretKey": "b", "remoteRef": {"key": "/p", "version": "stable"}}
+    ]});
+    let p = sync_plan("x", &es, &ps).unwrap();
+    assert_eq!(
+        p.objects.objects[0].primary.version_id.as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        p.objects.objects[1].primary.version_label.as_deref(),
+        Some("stable")
+    );
+}
+
+#[test]
+fn properties_extracts_and_decoding_render_as_external_secrets_does() {
+    let es = json!({
+        "secretStoreRef": {"name": "s"},
+        "data": [
+            {"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
+            {"secretKey": "port", "remoteRef": {"key": "db", "property": "conn.port"}},
+            {"secretKey": "first", "remoteRef": {"key": "db", "property": "hosts.0"}},
+            {"secretKey": "dotted", "remoteRef": {"key": "db", "property": "a\\.b"}},
+            {"secretKey": "cert", "remoteRef": {"key": "b64", "decodingStrategy": "Base64"}}
+        ],
+        "dataFrom": [{"extract": {"key": "flat"}}]
+    });
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    let db = SecretBytes::from(
+        r#"{"user":"admin","conn":{"port":5432},"hosts":["h1","h2"],"a.b":"dot"}"#,
+    );
+    let values: Vec<SecretBytes> = p
+        .objects
+        .objects
+        .iter()
+        .map(|o| match o.name() {
+            "db" => db.clone(),
+            "b64" => SecretBytes::from("aGVsbG8="),
+            _ => SecretBytes::from(r#"{"K1":"v1","K2":{"n":1}}"#),
+        })
+        .collect();
+    let data = render_secret(&p, &values).unwrap();
+    let text = |k: &str| String::from_utf8(data[k].expose().to_vec()).unwrap();
+    assert_eq!(text("user"), "admin");
+    assert_eq!(text("port"), "5432");
+    assert_eq!(text("first"), "h1");
+    assert_eq!(text("dotted"), "dot");
+    assert_eq!(text("cert"), "hello");
+    assert_eq!(text("K1"), "v1");
+    assert_eq!(text("K2"), r#"{"n":1}"#);
+}
+
+#[test]
+fn render_errors_name_the_key_never_the_value() {
+    let es = json!({"secretStoreRef": {"name": "s"}, "data": [
+        {"secretKey": "k", "remoteRef": {"key": "db", "property": "missing"}}
+    ]});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    let e = render_secret(&p, &[SecretBytes::from(r#"{"pw":"hunter2"}"#)]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "db: property \"missing\" not found in the secret"
+    );
+    let e = render_secret(&p, &[SecretBytes::from("hunter2")]).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"));
+    let es = json!({"secretStoreRef": {"name": "s"}, "data": [
+        {"secretKey": "k", "remoteRef": {"key": "db", "decodingStrategy": "Base64"}}
+    ]});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert_eq!(
+        render_secret(&p, &[SecretBytes::from("not base64!")]).unwrap_err(),
+        ExternalError::Decoding {
+            key: "db".into(),
+            encoding: "base64"
+        }
+    );
+}
+
+#[test]
+fn templates_build_keys_from_fetched_keys() {
+    let es = json!({
+        "secretStoreRef": {"name": "s"},
+        "target": {"template": {
+            "type": "kubernetes.io/basic-auth",
+            "metadata": {"labels": {"app": "web"}},
+            "data": {
+                "username": "{{ .user }}",
+                "dsn": "postgres://{{ .user }}:{{ .pass | toString }}@db",
+                "b64": "{{ .user | b64enc }}"
+            }
+        }},
+        "data": [
+            {"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
+            {"secretKey": "pass", "remoteRef": {"key": "db", "property": "pass"}}
+        ]
+    });
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert_eq!(p.target.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(p.target.labels["app"], "web");
+    let data = render_secret(&p, &[SecretBytes::from(r#"{"user":"u","pass":"p"}"#)]).unwrap();
+    let keys: Vec<_> = data.keys().cloned().collect();
+    assert_eq!(
+        keys,
+        ["b64", "dsn", "username"],
+        "template keys replace the data"
+    );
+    assert_eq!(data["dsn"].expose(), b"postgres://u:p@db");
+    assert_eq!(data["b64"].expose(), b"dQ==");
+    // Anything else of Go's template language is refused when planned.
+    let es = json!({"secretStoreRef": {"name": "s"}, "target": {"template": {"data": {
+        "x": "{{ if .user }}y{{ end }}"
+    }}}, "data": [{"secretKey": "user", "remoteRef": {"key": "db"}}]});
+    let e = sync_plan("x", &es, &sm_store()).unwrap_err();
+    assert!(
+        matches!(e, ExternalError::Template { ref key, .. } if key == "x"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_their_path() {
+    let s = sm_store();
+    let cases = [
+        (
+            json!({"secretStoreRef": {"name": "s"}, "data": [], "dataFrom": [{"find": {"name": {"regexp": ".*"}}}]}),
+            "spec.dataFrom[0].find",
+        ),
+        (
+            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "metadataPolicy": "Fetch"}}]}),
+            "spec.data[0].remoteRef.metadataPolicy",
+        ),
+        (
+            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "nope": 1}}]}),
+            "spec.data[0].remoteRef.nope",
+        ),
+        (
+            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}], "target": {"deletionPolicy": "Delete"}}),
+            "spec.target.deletionPolicy",
+        ),
+        (
+            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}], "target": {"template": {"engineVersion": "v1"}}}),
+            "spec.target.template.engineVersion",
+        ),
+        (
+            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}], "extra": true}),
+            "spec.extra",
+        ),
+    ];
+    for (es, path) in cases {
+        match sync_plan("x", &es, &s) {
+            Err(ExternalError::Unsupported { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    let stores = [
+        (json!({"provider": {"vault": {}}}), "spec.provider.vault"),
+        (
+            json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "auth": {"jwt": {"serviceAccountRef": {"name": "a", "audiences": ["x", "y"]}}}}}}),
+            "spec.provider.aws.auth.jwt.serviceAccountRef.audiences",
+        ),
+        (
+            json!({"retrySettings": {}, "provider": {"aws": {"service": "SecretsManager", "region": "r"}}}),
+            "spec.retrySettings",
+        ),
+        (
+            json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "prefix": "x"}}}),
+            "spec.provider.aws.prefix",
+        ),
+    ];
+    for (spec, path) in stores {
+        match store(&spec, Some("ns")) {
+            Err(ExternalError::Unsupported { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn store_rules() {
+    let with = |aws: Value| store(&json!({"provider": {"aws": aws}}), Some("ns"));
+    assert!(matches!(
+        with(json!({"service": "Vault", "region": "r"})),
+        Err(ExternalError::Invalid { .. })
+    ));
+    assert!(matches!(
+        with(json!({"service": "SecretsManager"})),
+        Err(ExternalError::Missing { ref path }) if path == "spec.provider.aws.region"
+    ));
+    let s = with(json!({
+        "service": "ParameterStore", "region": "r",
+        "role": "arn:aws:iam::1:role/x", "externalID": "ext",
+        "sessionTags": [{"key": "team", "value": "shop"}]
+    }))
+    .unwrap();
+    assert_eq!(s.service, ObjectType::SsmParameter);
+    assert_eq!(s.auth, StoreAuth::Controller);
+    let chain = s.chain.unwrap();
+    assert_eq!(chain.roles, ["arn:aws:iam::1:role/x"]);
+    assert_eq!(chain.external_id.as_deref(), Some("ext"));
+    assert_eq!(
+        chain.session_tags,
+        [("team".to_string(), "shop".to_string())]
+    );
+    assert!(with(json!({"service": "SecretsManager", "region": "r", "role": "web"})).is_err());
+    // A namespaced store reads keys and tokens of its own namespace only.
+    let keys = json!({"secretRef": {
+        "accessKeyIDSecretRef": {"name": "aws", "key": "id", "namespace": "other"},
+        "secretAccessKeySecretRef": {"name": "aws", "key": "secret"}
+    }});
+    assert!(
+        with(json!({"service": "SecretsManager", "region": "r", "auth": keys.clone()})).is_err()
+    );
+    let cluster = store(
+        &json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "auth": keys}}}),
+        None,
+    );
+    assert!(
+        matches!(cluster, Err(ExternalError::Missing { .. })),
+        "{cluster:?}"
+    );
+    let s = with(
+        json!({"service": "SecretsManager", "region": "r", "auth": {"secretRef": {
+            "accessKeyIDSecretRef": {"name": "aws", "key": "id"},
+            "secretAccessKeySecretRef": {"name": "aws", "key": "secret"}
+        }}}),
+    )
+    .unwrap();
+    assert!(
+        matches!(s.auth, StoreAuth::Keys { ref access_key_id, session_token: None, .. } if access_key_id.namespace == "ns")
+    );
+}
+
+#[test]
+fn refresh_intervals_and_policies() {
+    let with = |extra: Value| {
+        let mut es = json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]});
+        for (k, v) in extra.as_object().unwrap() {
+            es[k] = v.clone();
+        }
+        sync_plan("x", &es, &sm_store()).map(|p| p.refresh)
+    };
+    assert_eq!(
+        with(json!({})).unwrap(),
+        Refresh::Every(Duration::from_secs(3600))
+    );
+    assert_eq!(
+        with(json!({"refreshInterval": "15m"})).unwrap(),
+        Refresh::Every(Duration::from_secs(900))
+    );
+    assert_eq!(
+        with(json!({"refreshInterval": "1h30m"})).unwrap(),
+        Refresh::Every(Duration::from_secs(5400))
+    );
+    assert_eq!(
+        with(json!({"refreshInterval": "0"})).unwrap(),
+        Refresh::Once
+    );
+    assert_eq!(
+        with(json!({"refreshInterval": "0s"})).unwrap(),
+        Refresh::Once
+    );
+    assert_eq!(
+        with(json!({"refreshPolicy": "CreatedOnce"})).unwrap(),
+        Refresh::Once
+    );
+    assert!(with(json!({"refreshInterval": "soon"})).is_err());
+    assert!(with(json!({"refreshInterval": "10ms"})).is_err());
+}
