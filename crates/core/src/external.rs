@@ -757,7 +757,7 @@ fn expand_template(
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
-        out.extend_from_slice(rest[..start].as_bytes());
+        out.extend_from_slice(&rest.as_bytes()[..start]);
         let end = rest[start..]
             .find("}}")
             .ok_or_else(|| err("an unclosed {{".into()))?
