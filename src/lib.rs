@@ -10,6 +10,7 @@ pub mod aws;
 pub mod cluster;
 pub use aws_secrets_csi_core::{render, secret};
 pub mod commands;
+pub mod controller;
 pub mod csi;
 pub mod fetch;
 pub mod identity;

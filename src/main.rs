@@ -25,6 +25,9 @@ enum Command {
     Check(CheckArgs),
     /// Fetch a SecretProviderClass's objects into a directory, without Kubernetes.
     Mount(MountArgs),
+    /// Keep Kubernetes Secrets in sync from External Secrets manifests
+    /// (SecretStore, ClusterSecretStore, ExternalSecret), with leader election.
+    Controller(aws_secrets_csi::controller::ControllerArgs),
     /// Walk what a publish for a pod would do, against the cluster and AWS,
     /// writing nothing; each step OK or its cause and fix.
     Diagnose(DiagnoseArgs),
@@ -45,7 +48,7 @@ fn main() -> std::process::ExitCode {
     // wrong in their error, without pages of the SDK's credential-chain and
     // instance-metadata warnings.
     let default_filter = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Controller(_) => "info",
         _ => "info,aws_config=off,aws_smithy_runtime=off",
     };
     telemetry::init(cli.log_format, default_filter);
@@ -67,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Check(args) => commands::check(args),
             Command::Mount(args) => commands::mount(args).await,
             Command::Diagnose(args) => commands::diagnose(args).await,
+            Command::Controller(args) => aws_secrets_csi::controller::run(args).await,
         }
     });
     match result {

@@ -1028,3 +1028,360 @@ async fn diagnose_walks_a_pods_mount_and_names_each_broken_step_with_its_fix() {
         ],
     );
 }
+
+/// (resource, verb) pairs every Role and ClusterRole of a deploy/ file grants.
+fn granted_by_all_roles(file: &str) -> BTreeSet<(String, String)> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file);
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+    docs.iter()
+        .filter(|d| d["kind"] == "ClusterRole" || d["kind"] == "Role")
+        .flat_map(rules_of)
+        .collect()
+}
+
+/// One `aws-secrets-csi controller` process, stopped (SIGKILL) when dropped;
+/// its log is checked for tokens then.
+struct ControllerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ControllerProcess {
+    fn start(cp: &ControlPlane, dir: &Path, identity: &str, kubeconfig: &Path) -> Self {
+        let log = dir.join(format!("controller-{identity}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))
+            .args([
+                "controller",
+                "--identity",
+                identity,
+                "--lease-namespace",
+                "aws-secrets-csi",
+                "--lease-duration",
+                "3s",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ENDPOINT_URL", &moto().endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the controller");
+        let _ = cp;
+        ControllerProcess { child, log }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        if !std::thread::panicking() {
+            for marker in ["eyJhbGci", "eyJ-", "FQoGZXIvYXdzE"] {
+                assert!(
+                    !log.contains(marker),
+                    "the controller logged a token ({marker})"
+                );
+            }
+        }
+    }
+}
+
+/// Waits until `check` holds, up to `limit`; panics with `what` otherwise.
+async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_external_secrets_walkthrough_runs_unchanged_on_the_controller() {
+    let cp = control_plane();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/controller");
+    for crd in [
+        "crd-externalsecrets.yaml",
+        "crd-secretstores.yaml",
+        "crd-clustersecretstores.yaml",
+    ] {
+        cp.kubectl(&["apply", "-f", deploy.join(crd).to_str().unwrap()], None);
+    }
+    cp.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/externalsecrets.external-secrets.io",
+            "crd/secretstores.external-secrets.io",
+            "crd/clustersecretstores.external-secrets.io",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: aws-secrets-csi}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: external-secrets}\n"),
+    );
+    cp.kubectl(
+        &["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()],
+        None,
+    );
+    let arn = moto()
+        .create_secret("eso/example/secrets", "db-pass-1")
+        .await;
+
+    // The walkthrough's manifests, with only the ARN pointing at moto and
+    // the interval shortened for the test.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: external-secrets-sa
+  namespace: external-secrets
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: SecretStore
+metadata: {{name: aws-secret-store, namespace: external-secrets}}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: us-east-1
+      auth:
+        jwt:
+          serviceAccountRef: {{name: external-secrets-sa}}
+---
+apiVersion: external-secrets.io/v1beta1
+kind: ExternalSecret
+metadata: {{name: my-app-secrets, namespace: external-secrets}}
+spec:
+  refreshInterval: 2s
+  secretStoreRef: {{name: aws-secret-store, kind: SecretStore}}
+  target: {{name: my-app-secrets, creationPolicy: Owner}}
+  data:
+    - secretKey: DB_PASSWORD
+      remoteRef: {{key: {arn}}}
+"#
+        )),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token = cp
+        .kubectl(
+            &[
+                "create",
+                "token",
+                "aws-secrets-csi-controller",
+                "-n",
+                "aws-secrets-csi",
+                "--duration",
+                "1h",
+            ],
+            None,
+        )
+        .trim()
+        .to_owned();
+    let kubeconfig = dir.path().join("controller.kubeconfig");
+    cp.kubeconfig_with_token(&kubeconfig, &cp.server, &token);
+    let mut first = ControllerProcess::start(cp, dir.path(), "c1", &kubeconfig);
+
+    let secret_value = |name: &str, key: &str| -> Option<String> {
+        let out = cp
+            .try_kubectl(
+                &[
+                    "get",
+                    "secret",
+                    name,
+                    "-n",
+                    "external-secrets",
+                    "-o",
+                    "json",
+                ],
+                None,
+            )
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let b64 = v["data"][key].as_str()?;
+        use base64::Engine;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+    };
+    eventually(Duration::from_secs(30), "the Secret", || {
+        secret_value("my-app-secrets", "DB_PASSWORD").as_deref() == Some("db-pass-1")
+    })
+    .await;
+    let secret = cp.get("secret", "my-app-secrets", "external-secrets");
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "ExternalSecret");
+    assert_eq!(owner["name"], "my-app-secrets");
+    assert_eq!(owner["controller"], true);
+    let es = cp.get("externalsecret", "my-app-secrets", "external-secrets");
+    let ready = &es["status"]["conditions"][0];
+    assert_eq!(
+        (
+            ready["type"].as_str(),
+            ready["status"].as_str(),
+            ready["reason"].as_str()
+        ),
+        (Some("Ready"), Some("True"), Some("SecretSynced"))
+    );
+    assert!(es["status"]["refreshTime"].is_string(), "{es}");
+
+    // Rotation in AWS shows up after the interval; an unchanged refresh
+    // writes nothing.
+    moto()
+        .secrets_manager()
+        .put_secret_value()
+        .secret_id("eso/example/secrets")
+        .secret_string("db-pass-2")
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(20), "the rotated value", || {
+        secret_value("my-app-secrets", "DB_PASSWORD").as_deref() == Some("db-pass-2")
+    })
+    .await;
+    let version =
+        cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"]
+            .clone();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"],
+        version,
+        "two refreshes without a change wrote nothing"
+    );
+
+    // A store whose role AWS denies, a field this controller does not
+    // read, and a ClusterSecretStore.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: denied-sa
+  namespace: external-secrets
+  annotations: {{eks.amazonaws.com/role-arn: "{NOBODY_ROLE}"}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: denied-store, namespace: external-secrets}}
+spec:
+  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: denied-sa}}}}}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: denied, namespace: external-secrets}}
+spec:
+  secretStoreRef: {{name: denied-store}}
+  data: [{{secretKey: x, remoteRef: {{key: eso/example/secrets}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: finder, namespace: external-secrets}}
+spec:
+  secretStoreRef: {{name: aws-secret-store}}
+  dataFrom: [{{find: {{name: {{regexp: "eso/.*"}}}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata: {{name: shared}}
+spec:
+  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: external-secrets-sa, namespace: external-secrets}}}}}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: from-cluster-store, namespace: external-secrets}}
+spec:
+  secretStoreRef: {{name: shared, kind: ClusterSecretStore}}
+  target: {{creationPolicy: Orphan}}
+  data: [{{secretKey: password, remoteRef: {{key: eso/example/secrets}}}}]
+"#
+        )),
+    );
+    let condition = |name: &str| -> (String, String) {
+        let es = cp.get("externalsecret", name, "external-secrets");
+        let c = &es["status"]["conditions"][0];
+        (
+            c["status"].as_str().unwrap_or_default().to_owned(),
+            c["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the denied store's condition",
+        || condition("denied").0 == "False",
+    )
+    .await;
+    let (_, message) = condition("denied");
+    assert!(message.contains("AccessDenied"), "{message}");
+    eventually(
+        Duration::from_secs(30),
+        "the refusal of dataFrom.find",
+        || condition("finder").0 == "False",
+    )
+    .await;
+    let (_, message) = condition("finder");
+    assert_eq!(
+        message,
+        "ExternalSecret external-secrets/finder: spec.dataFrom[0].find: not supported by this controller (this field is not one this controller reads)"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the ClusterSecretStore's Secret",
+        || secret_value("from-cluster-store", "password").as_deref() == Some("db-pass-2"),
+    )
+    .await;
+    assert!(
+        cp.get("secret", "from-cluster-store", "external-secrets")["metadata"]["ownerReferences"]
+            .is_null(),
+        "Orphan: no owner"
+    );
+
+    // Two replicas: the second waits; the leader dies; the second takes
+    // over and no update is lost.
+    let _second = ControllerProcess::start(cp, dir.path(), "c2", &kubeconfig);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lease = cp.get("lease", "aws-secrets-csi-controller", "aws-secrets-csi");
+    assert_eq!(lease["spec"]["holderIdentity"], "c1");
+    first.kill();
+    moto()
+        .secrets_manager()
+        .put_secret_value()
+        .secret_id("eso/example/secrets")
+        .secret_string("db-pass-3")
+        .send()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "the update after failover", || {
+        secret_value("my-app-secrets", "DB_PASSWORD").as_deref() == Some("db-pass-3")
+    })
+    .await;
+    let lease = cp.get("lease", "aws-secrets-csi-controller", "aws-secrets-csi");
+    assert_eq!(lease["spec"]["holderIdentity"], "c2");
+
+    // Least privilege: everything the controller did is granted by
+    // deploy/controller/rbac.yaml, and everything granted was used.
+    let used = cp.calls_by("system:serviceaccount:aws-secrets-csi:aws-secrets-csi-controller");
+    let granted = granted_by_all_roles("controller/rbac.yaml");
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(missing.is_empty(), "used but not granted: {missing:?}");
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+}

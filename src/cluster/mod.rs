@@ -338,13 +338,26 @@ impl Cluster {
         audience: &str,
         pod: Option<(&str, &str)>,
     ) -> Result<crate::secret::Token, ClusterError> {
+        self.request_token_for(namespace, service_account, audience, pod, 600)
+            .await
+    }
+
+    /// [`Cluster::request_token`] for a token valid `seconds`.
+    pub async fn request_token_for(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audience: &str,
+        pod: Option<(&str, &str)>,
+        seconds: i64,
+    ) -> Result<crate::secret::Token, ClusterError> {
         use k8s_openapi::api::authentication::v1::{
             BoundObjectReference, TokenRequest, TokenRequestSpec,
         };
         let request = TokenRequest {
             spec: TokenRequestSpec {
                 audiences: vec![audience.to_owned()],
-                expiration_seconds: Some(600),
+                expiration_seconds: Some(seconds),
                 bound_object_ref: pod.map(|(name, uid)| BoundObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Pod".into()),
@@ -495,7 +508,12 @@ impl Cluster {
     }
 }
 
-fn classify(e: kube::Error, kind: &'static str, namespace: &str, name: &str) -> ClusterError {
+pub(crate) fn classify(
+    e: kube::Error,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> ClusterError {
     let (namespace, name) = (namespace.to_owned(), name.to_owned());
     match e {
         kube::Error::Api(s) if s.code == 404 => ClusterError::NotFound {

@@ -313,6 +313,11 @@ impl Identities {
 
     /// Assumes a role with a web-identity token, without caching (the
     /// `mount` command's `--role-arn`).
+    /// The AWS configuration credentials are obtained with.
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
+    }
+
     pub async fn web_identity(
         &self,
         region: &str,

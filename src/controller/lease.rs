@@ -1,0 +1,170 @@
+//! Leader election on a `coordination.k8s.io` Lease: one replica syncs, the
+//! others wait to take over. A replica that cannot renew in time stops (the
+//! Deployment starts it again as a follower), so two never sync at once for
+//! longer than a lease.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+
+/// Who holds the lease, for how long.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's name (the pod name).
+    pub identity: String,
+    pub duration: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("Lease {namespace}/{name}: {message}")]
+    Api {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error("Lease {namespace}/{name}: lost to {holder}")]
+    Lost {
+        namespace: String,
+        name: String,
+        holder: String,
+    },
+}
+
+pub struct Elector {
+    api: Api<Lease>,
+    config: LeaseConfig,
+}
+
+fn now() -> MicroTime {
+    MicroTime(k8s_openapi::jiff::Timestamp::now())
+}
+
+impl Elector {
+    pub fn new(client: kube::Client, config: LeaseConfig) -> Self {
+        Elector {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> LeaseError {
+        LeaseError::Api {
+            namespace: self.config.namespace.clone(),
+            name: self.config.name.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Waits until this replica holds the lease.
+    pub async fn acquire(&self) -> Result<(), LeaseError> {
+        loop {
+            match self.try_acquire().await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot take the lease yet"),
+            }
+            tokio::time::sleep(self.config.duration / 3).await;
+        }
+    }
+
+    /// Renews the lease until it is lost; returns why.
+    pub async fn hold(&self) -> LeaseError {
+        let mut last_renewal = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.config.duration / 3).await;
+            match self.try_acquire().await {
+                Ok(true) => last_renewal = std::time::Instant::now(),
+                Ok(false) => {
+                    let holder = self
+                        .api
+                        .get_opt(&self.config.name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|l| l.spec?.holder_identity)
+                        .unwrap_or_default();
+                    return LeaseError::Lost {
+                        namespace: self.config.namespace.clone(),
+                        name: self.config.name.clone(),
+                        holder,
+                    };
+                }
+                Err(e) => {
+                    // Not renewed within the lease: another replica may hold
+                    // it by now.
+                    if last_renewal.elapsed() >= self.config.duration {
+                        return e;
+                    }
+                    tracing::warn!(error = %e, "cannot renew the lease; retrying");
+                }
+            }
+        }
+    }
+
+    /// One attempt: create the lease, renew ours, or take an expired one.
+    /// The update carries the resourceVersion read, so two replicas cannot
+    /// both win.
+    async fn try_acquire(&self) -> Result<bool, LeaseError> {
+        let me = &self.config.identity;
+        let seconds = self.config.duration.as_secs().max(1) as i32;
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.error(e))?
+        else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.config.name.clone()),
+                    namespace: Some(self.config.namespace.clone()),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(me.clone()),
+                    lease_duration_seconds: Some(seconds),
+                    acquire_time: Some(now()),
+                    renew_time: Some(now()),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                }),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(self.error(e)),
+            };
+        };
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let expired = spec.renew_time.as_ref().is_none_or(|t| {
+            let age = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+            let limit = spec.lease_duration_seconds.unwrap_or(seconds);
+            age.as_secs() >= i64::from(limit)
+        });
+        if holder != *me && !holder.is_empty() && !expired {
+            return Ok(false);
+        }
+        if holder != *me {
+            spec.holder_identity = Some(me.clone());
+            spec.acquire_time = Some(now());
+            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        }
+        spec.renew_time = Some(now());
+        spec.lease_duration_seconds = Some(seconds);
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}

@@ -1,0 +1,588 @@
+//! One ExternalSecret, synced: its store, the plan (pure, in the core),
+//! the store's identity, the shared fetch, the Secret's data (pure), then
+//! the Secret and the status, each written only when it changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use aws_secrets_csi_core::external::{
+    self, CreationPolicy, ExternalError, Refresh, Store, StoreAuth, StoreKind, SyncPlan,
+};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::aws::{AwsIdentity, IdentityKey};
+use crate::cluster::{Cluster, ClusterError};
+use crate::fetch::{FetchError, Fetcher, Priority, Sharing};
+use crate::identity::{Identities, IdentityError, IdentityRequest, Source};
+use crate::secret::Token;
+
+/// Field manager of every write of the controller.
+pub const MANAGER: &str = "aws-secrets-csi-controller";
+/// Label on the Secrets the controller writes.
+pub const MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{kind} {name}: {source}")]
+    Spec {
+        kind: &'static str,
+        name: String,
+        source: ExternalError,
+    },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    #[error("Secret {namespace}/{name}: {message}")]
+    Secret {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error("ExternalSecret status: {0}")]
+    Status(String),
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Synced {
+    /// Another controller serves the store (`spec.controller`).
+    NotOurs,
+    /// The Secret was written or already held the data.
+    Done {
+        written: bool,
+        next: Option<Duration>,
+    },
+}
+
+/// The API resources of the External Secrets kinds, at the version the
+/// cluster serves.
+#[derive(Clone)]
+pub struct Kinds {
+    pub external_secret: ApiResource,
+    pub secret_store: ApiResource,
+    pub cluster_secret_store: ApiResource,
+}
+
+/// Everything a sync runs on: the node driver's identity and fetch layers,
+/// and the cluster.
+pub struct Syncer {
+    pub client: kube::Client,
+    pub cluster: Cluster,
+    pub identities: Identities,
+    pub fetcher: Fetcher,
+    pub kinds: Kinds,
+    /// `spec.controller` of the stores served ("" = those without one).
+    pub class: String,
+    /// Tokens of store ServiceAccounts, reused while fresh: one
+    /// TokenRequest per ServiceAccount per 50 minutes, not per sync.
+    tokens: Mutex<HashMap<TokenKey, (Token, Instant)>>,
+}
+
+/// (namespace, service account, audience) of a store's token.
+type TokenKey = (String, String, String);
+
+const TOKEN_SECONDS: i64 = 3600;
+const TOKEN_REUSE: Duration = Duration::from_secs(50 * 60);
+
+impl Syncer {
+    pub fn new(
+        client: kube::Client,
+        identities: Identities,
+        fetcher: Fetcher,
+        kinds: Kinds,
+        class: String,
+    ) -> Self {
+        Syncer {
+            cluster: Cluster::new(client.clone(), "aws-secrets-csi-controller".into()),
+            client,
+            identities,
+            fetcher,
+            kinds,
+            class,
+            tokens: Mutex::default(),
+        }
+    }
+
+    /// Syncs one ExternalSecret and records the outcome in its status.
+    pub async fn sync(&self, es: &DynamicObject) -> Result<Synced, SyncError> {
+        let result = self.sync_data(es).await;
+        match &result {
+            Ok(Synced::Done { written, .. }) => {
+                self.status(es, true, "SecretSynced", "Secret was synced", *written)
+                    .await?;
+            }
+            Ok(Synced::NotOurs) => {}
+            Err(e) => {
+                self.status(es, false, "SecretSyncedError", &e.to_string(), false)
+                    .await?;
+            }
+        }
+        result
+    }
+
+    async fn sync_data(&self, es: &DynamicObject) -> Result<Synced, SyncError> {
+        let ns = es.metadata.namespace.clone().unwrap_or_default();
+        let name = es.metadata.name.clone().unwrap_or_default();
+        let spec = es.data.get("spec").cloned().unwrap_or(Value::Null);
+        let spec_error = |kind, name: &str| {
+            let name = name.to_owned();
+            move |source| SyncError::Spec { kind, name, source }
+        };
+        let es_id = format!("{ns}/{name}");
+        let store_ref = external::store_ref(&spec).map_err(spec_error("ExternalSecret", &es_id))?;
+        let (store_api, store_ns, store_kind): (Api<DynamicObject>, Option<&str>, &'static str) =
+            match store_ref.kind {
+                StoreKind::SecretStore => (
+                    Api::namespaced_with(self.client.clone(), &ns, &self.kinds.secret_store),
+                    Some(ns.as_str()),
+                    "SecretStore",
+                ),
+                StoreKind::ClusterSecretStore => (
+                    Api::all_with(self.client.clone(), &self.kinds.cluster_secret_store),
+                    None,
+                    "ClusterSecretStore",
+                ),
+            };
+        let store_obj = store_api.get(&store_ref.name).await.map_err(|e| {
+            crate::cluster::classify(e, store_kind, store_ns.unwrap_or(""), &store_ref.name)
+        })?;
+        let store_spec = store_obj.data.get("spec").cloned().unwrap_or(Value::Null);
+        let store_id = match store_ns {
+            Some(n) => format!("{n}/{}", store_ref.name),
+            None => store_ref.name.clone(),
+        };
+        let store =
+            external::store(&store_spec, store_ns).map_err(spec_error(store_kind, &store_id))?;
+        if store.controller != self.class {
+            return Ok(Synced::NotOurs);
+        }
+        let plan = external::sync_plan(&name, &spec, &store)
+            .map_err(spec_error("ExternalSecret", &es_id))?;
+        let (identity, scope) = self.identity(&store, &store_id, &name).await?;
+        let max_age = match plan.refresh {
+            Refresh::Every(d) => d,
+            Refresh::Once => Duration::ZERO,
+        };
+        // ExternalSecrets of one identity that read one secret share one
+        // value while it is younger than their interval.
+        let sharing = Sharing {
+            scope: Some(scope),
+            max_age,
+            priority: Priority::FirstMount,
+        };
+        let values = self
+            .fetcher
+            .fetch(&plan.objects, &identity, &[], &sharing)
+            .await?;
+        let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
+        let data =
+            external::render_secret(&plan, &bytes).map_err(spec_error("ExternalSecret", &es_id))?;
+        let written = self.write_secret(es, &ns, &plan, data).await?;
+        let next = match plan.refresh {
+            Refresh::Every(d) => Some(jittered(d, &es_id)),
+            Refresh::Once => None,
+        };
+        Ok(Synced::Done { written, next })
+    }
+
+    /// The credentials of a store, and the scope values are shared in.
+    async fn identity(
+        &self,
+        store: &Store,
+        store_id: &str,
+        es_name: &str,
+    ) -> Result<(AwsIdentity, IdentityKey), SyncError> {
+        const SESSION: &str = "aws-secrets-csi-controller";
+        let scope = |source: String, namespace: &str, service_account: &str| IdentityKey {
+            source,
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            chain: store.chain.clone(),
+            region: store.region.clone(),
+        };
+        match &store.auth {
+            StoreAuth::Jwt {
+                namespace,
+                service_account,
+                audience,
+            } => {
+                let role = self
+                    .cluster
+                    .service_account_role(namespace, service_account)
+                    .await?
+                    .ok_or_else(|| IdentityError::NoRole {
+                        namespace: namespace.clone(),
+                        service_account: service_account.clone(),
+                    })?;
+                let token = self.token(namespace, service_account, audience).await?;
+                let who = IdentityRequest {
+                    namespace,
+                    service_account,
+                    pod: es_name,
+                    source: Source::Irsa {
+                        role_arn: &role,
+                        token: &token,
+                    },
+                    region: &store.region,
+                    failover_region: None,
+                    chain: store.chain.as_ref(),
+                };
+                let obtained = self.identities.credentials(&who).await?;
+                Ok((
+                    AwsIdentity::Pod(obtained.credentials),
+                    IdentityKey::of(&who),
+                ))
+            }
+            StoreAuth::Keys {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                let id = self.secret_key(access_key_id).await?;
+                let secret = self.secret_key(secret_access_key).await?;
+                let token = match session_token {
+                    Some(r) => Some(self.secret_key(r).await?),
+                    None => None,
+                };
+                let mut credentials = Credentials::new(id, secret, token, None, "secretRef");
+                if let Some(chain) = &store.chain {
+                    credentials = self
+                        .identities
+                        .chain_from(credentials, &store.region, chain, SESSION)
+                        .await?;
+                }
+                Ok((
+                    AwsIdentity::Pod(credentials),
+                    scope(
+                        format!("keys:{}/{}", access_key_id.namespace, access_key_id.name),
+                        &access_key_id.namespace,
+                        "",
+                    ),
+                ))
+            }
+            StoreAuth::Controller => {
+                let identity = match &store.chain {
+                    None => AwsIdentity::Ambient,
+                    Some(chain) => {
+                        use aws_credential_types::provider::ProvideCredentials;
+                        let ambient = self
+                            .identities
+                            .base()
+                            .credentials_provider()
+                            .ok_or(IdentityError::NoCredentials {
+                                api: "AssumeRole",
+                                role: chain.roles.join(","),
+                            })?
+                            .provide_credentials()
+                            .await
+                            .map_err(|_| IdentityError::NoCredentials {
+                                api: "AssumeRole",
+                                role: chain.roles.join(","),
+                            })?;
+                        AwsIdentity::Pod(
+                            self.identities
+                                .chain_from(ambient, &store.region, chain, SESSION)
+                                .await?,
+                        )
+                    }
+                };
+                Ok((identity, scope(format!("controller:{store_id}"), "", "")))
+            }
+        }
+    }
+
+    async fn token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audience: &str,
+    ) -> Result<Token, SyncError> {
+        let key = (
+            namespace.to_owned(),
+            service_account.to_owned(),
+            audience.to_owned(),
+        );
+        if let Some((token, at)) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && at.elapsed() < TOKEN_REUSE
+        {
+            return Ok(token.clone());
+        }
+        let token = self
+            .cluster
+            .request_token_for(namespace, service_account, audience, None, TOKEN_SECONDS)
+            .await?;
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    async fn secret_key(&self, r: &external::SecretKeyRef) -> Result<String, SyncError> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), &r.namespace)
+            .get(&r.name)
+            .await
+            .map_err(|e| crate::cluster::classify(e, "Secret", &r.namespace, &r.name))?;
+        let bytes = secret
+            .data
+            .and_then(|mut d| d.remove(&r.key))
+            .ok_or_else(|| SyncError::Secret {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                message: format!("has no key {:?}", r.key),
+            })?;
+        String::from_utf8(bytes.0).map_err(|_| SyncError::Secret {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            message: format!("key {:?} is not text", r.key),
+        })
+    }
+
+    /// Writes the Secret as the creation policy says; true when it changed.
+    async fn write_secret(
+        &self,
+        es: &DynamicObject,
+        ns: &str,
+        plan: &SyncPlan,
+        data: BTreeMap<String, crate::secret::SecretBytes>,
+    ) -> Result<bool, SyncError> {
+        let target = &plan.target;
+        if target.creation == CreationPolicy::None {
+            return Ok(false);
+        }
+        let api = Api::<Secret>::namespaced(self.client.clone(), ns);
+        let secret_error = |message: String| SyncError::Secret {
+            namespace: ns.to_owned(),
+            name: target.name.clone(),
+            message,
+        };
+        let existing = api
+            .get_opt(&target.name)
+            .await
+            .map_err(|e| secret_error(e.to_string()))?;
+        let es_uid = es.metadata.uid.clone().unwrap_or_default();
+        let owned_by_us = |s: &Secret| {
+            s.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == es_uid)
+        };
+        match (&existing, target.creation) {
+            (None, CreationPolicy::Merge) => {
+                return Err(secret_error(
+                    "does not exist, and creationPolicy Merge only adds keys to an existing Secret"
+                        .into(),
+                ));
+            }
+            (Some(s), CreationPolicy::Owner) if !owned_by_us(s) && !is_managed(s) => {
+                return Err(secret_error(
+                    "exists and is not owned by this ExternalSecret; refusing to take it over"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
+        let data: BTreeMap<String, ByteString> = data
+            .into_iter()
+            .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
+            .collect();
+        let mut labels = target.labels.clone();
+        let mut desired = Secret {
+            metadata: ObjectMeta {
+                name: Some(target.name.clone()),
+                namespace: Some(ns.to_owned()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        if target.creation != CreationPolicy::Merge {
+            labels.insert(MANAGED_LABEL.into(), "true".into());
+            desired.metadata.labels = Some(labels);
+            desired.metadata.annotations =
+                (!target.annotations.is_empty()).then(|| target.annotations.clone());
+            desired.type_ = Some(target.type_.clone().unwrap_or_else(|| "Opaque".into()));
+            desired.immutable = target.immutable.then_some(true);
+        }
+        if target.creation == CreationPolicy::Owner {
+            desired.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: self.kinds.external_secret.api_version.clone(),
+                kind: "ExternalSecret".into(),
+                name: es.metadata.name.clone().unwrap_or_default(),
+                uid: es_uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]);
+        }
+        if let Some(current) = &existing
+            && crate::cluster::up_to_date(current, &desired)
+            && (target.creation != CreationPolicy::Owner || owned_by_us(current))
+        {
+            return Ok(false);
+        }
+        if existing.as_ref().is_some_and(|s| s.immutable == Some(true)) {
+            return Err(secret_error(
+                "is immutable and its data changed; delete it to let it be created again".into(),
+            ));
+        }
+        let mut object = serde_json::to_value(&desired).map_err(|e| secret_error(e.to_string()))?;
+        object["apiVersion"] = json!("v1");
+        object["kind"] = json!("Secret");
+        api.patch(
+            &target.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| secret_error(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// The ExternalSecret's status: the Ready condition, refreshTime and
+    /// syncedResourceVersion; written only when one of them changes (the
+    /// refresh time when the Secret was written).
+    async fn status(
+        &self,
+        es: &DynamicObject,
+        ready: bool,
+        reason: &str,
+        message: &str,
+        written: bool,
+    ) -> Result<(), SyncError> {
+        let old = es.data.get("status").cloned().unwrap_or(Value::Null);
+        let old_ready = old["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let status_text = if ready { "True" } else { "False" };
+        let generation = es.metadata.generation.unwrap_or(0).to_string();
+        let unchanged = old_ready["status"] == status_text
+            && old_ready["reason"] == reason
+            && old_ready["message"] == message
+            && old["syncedResourceVersion"] == generation.as_str()
+            && !written;
+        if unchanged {
+            return Ok(());
+        }
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let transition = if old_ready["status"] == status_text {
+            old_ready["lastTransitionTime"].clone()
+        } else {
+            json!(now)
+        };
+        let refresh_time = if ready && written {
+            json!(now)
+        } else {
+            old.get("refreshTime").cloned().unwrap_or(Value::Null)
+        };
+        let patch = json!({
+            "apiVersion": self.kinds.external_secret.api_version,
+            "kind": "ExternalSecret",
+            "status": {
+                "conditions": [{
+                    "type": "Ready",
+                    "status": status_text,
+                    "reason": reason,
+                    "message": message,
+                    "lastTransitionTime": transition,
+                }],
+                "refreshTime": refresh_time,
+                "syncedResourceVersion": generation,
+            }
+        });
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            es.metadata.namespace.as_deref().unwrap_or_default(),
+            &self.kinds.external_secret,
+        );
+        api.patch_status(
+            es.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| SyncError::Status(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn is_managed(s: &Secret) -> bool {
+    s.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// The interval, spread by up to a tenth, so that a thousand ExternalSecrets
+/// created together do not refresh together. Stable per resource.
+pub fn jittered(interval: Duration, id: &str) -> Duration {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    let spread = (h.finish() % 1000) as f64 / 1000.0; // 0..1
+    interval.mul_f64(0.9 + 0.2 * spread)
+}
+
+/// How long an object that failed waits before the next try.
+pub fn retry_after(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(300))
+}
+
+/// Keeps per-object failure counts for the retry backoff.
+#[derive(Default)]
+pub struct Failures(Mutex<HashMap<String, u32>>);
+
+impl Failures {
+    pub fn failed(&self, id: &str) -> u32 {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(id.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    pub fn succeeded(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_spreads_within_a_tenth_and_is_stable() {
+        let d = Duration::from_secs(3600);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let j = jittered(d, &format!("ns/es-{i}"));
+            assert!(j >= d.mul_f64(0.9) && j <= d.mul_f64(1.1), "{j:?}");
+            assert_eq!(j, jittered(d, &format!("ns/es-{i}")));
+            seen.insert(j.as_secs() / 60);
+        }
+        assert!(seen.len() > 5, "spread over minutes: {seen:?}");
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        assert_eq!(retry_after(0), Duration::from_secs(5));
+        assert_eq!(retry_after(1), Duration::from_secs(10));
+        assert_eq!(retry_after(20), Duration::from_secs(300));
+    }
+}
