@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver, kubectl and etcd from Go modules (the Go
+# Builds a real kube-apiserver, kube-controller-manager, kubectl and etcd from Go modules (the Go
 # module proxy; no release downloads) into a cache outside the repository,
 # once per machine. Prints the directory holding the three binaries.
 #
@@ -18,7 +18,7 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.14}
 cache=${K8S_PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi}
 bin="$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 
-if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/etcd" ]; then
+if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kube-controller-manager" ]; then
   echo "$bin"
   exit 0
 fi
@@ -51,16 +51,23 @@ package k8speers
 import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
 echo "resolving modules for kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION (first time only)" >&2
 go mod tidy >&2
 export CGO_ENABLED=0
-echo "building etcd" >&2
-go build -o "$bin/etcd" go.etcd.io/etcd/server/v3 >&2
-echo "building kube-apiserver" >&2
-go build -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-echo "building kubectl" >&2
-go build -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl >&2
+# Each binary once: a cache from before a binary was added builds only it.
+build() {
+  if [ ! -x "$bin/$1" ]; then
+    echo "building $1" >&2
+    go build -o "$bin/$1" "$2" >&2
+  fi
+}
+build etcd go.etcd.io/etcd/server/v3
+build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+# For garbage collection of the Secrets the controller owns.
+build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+build kubectl k8s.io/kubernetes/cmd/kubectl
 echo "$bin"

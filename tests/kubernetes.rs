@@ -180,6 +180,11 @@ impl ControlPlane {
 
 /// The chart rendered with Secret sync on, in the driver's namespace.
 fn helm_template() -> String {
+    helm_template_with(&[])
+}
+
+/// The chart rendered with these extra `--set` values.
+fn helm_template_with(extra: &[&str]) -> String {
     let helm = std::env::var("HELM")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -200,9 +205,9 @@ fn helm_template() -> String {
             "aws-secrets-csi",
             "--set",
             "syncSecrets=true",
-            "--kube-version",
-            "1.36.3",
         ])
+        .args(extra.iter().flat_map(|v| ["--set", v]))
+        .args(["--kube-version", "1.36.3"])
         .output()
         .unwrap_or_else(|e| {
             panic!(
@@ -1182,6 +1187,33 @@ spec:
 "#
         )),
     );
+    // The chart with the controller: the API server accepts it, and its
+    // controller RBAC is what the audit log proves below.
+    let rendered = helm_template_with(&["controller.enabled=true"]);
+    cp.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&rendered).unwrap();
+    let chart_controller_rules: BTreeSet<_> = docs
+        .iter()
+        .filter(|d| {
+            (d["kind"] == "ClusterRole" || d["kind"] == "Role")
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("controller"))
+        })
+        .flat_map(rules_of)
+        .collect();
+    assert_eq!(
+        chart_controller_rules,
+        granted_by_all_roles("controller/rbac.yaml")
+    );
+    assert_eq!(
+        docs.iter()
+            .filter(|d| d["kind"] == "CustomResourceDefinition")
+            .count(),
+        3,
+        "the External Secrets CRDs, where none exist"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let token = cp
         .kubectl(
@@ -1331,6 +1363,35 @@ spec:
     .await;
     let (_, message) = condition("denied");
     assert!(message.contains("AccessDenied"), "{message}");
+    let events = cp.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            "external-secrets",
+            "--field-selector",
+            "involvedObject.name=denied",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let reasons: Vec<_> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        reasons.contains(&("Warning".into(), "UpdateFailed".into())),
+        "{reasons:?}"
+    );
     eventually(
         Duration::from_secs(30),
         "the refusal of dataFrom.find",
@@ -1375,6 +1436,35 @@ spec:
     .await;
     let lease = cp.get("lease", "aws-secrets-csi-controller", "aws-secrets-csi");
     assert_eq!(lease["spec"]["holderIdentity"], "c2");
+
+    // Deleting the ExternalSecret deletes its Secret (kube-controller-
+    // manager's garbage collector follows the owner reference).
+    cp.kubectl(
+        &[
+            "delete",
+            "externalsecret",
+            "my-app-secrets",
+            "-n",
+            "external-secrets",
+        ],
+        None,
+    );
+    eventually(
+        Duration::from_secs(60),
+        "the garbage collection of the Secret",
+        || {
+            cp.try_kubectl(
+                &["get", "secret", "my-app-secrets", "-n", "external-secrets"],
+                None,
+            )
+            .is_err()
+        },
+    )
+    .await;
+    assert!(
+        secret_value("from-cluster-store", "password").is_some(),
+        "an Orphan Secret stays"
+    );
 
     // Least privilege: everything the controller did is granted by
     // deploy/controller/rbac.yaml, and everything granted was used.

@@ -518,7 +518,59 @@ impl Syncer {
         )
         .await
         .map_err(|e| SyncError::Status(e.to_string()))?;
+        // An event when the outcome changes (not at every retry).
+        let (kind, event_reason) = if ready {
+            ("Normal", "Updated")
+        } else {
+            ("Warning", "UpdateFailed")
+        };
+        if !ready || written {
+            self.event(es, kind, event_reason, message).await;
+        }
         Ok(())
+    }
+
+    /// An event on the ExternalSecret; best effort, like the driver's.
+    async fn event(&self, es: &DynamicObject, kind: &str, reason: &str, message: &str) {
+        use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let ns = es.metadata.namespace.clone().unwrap_or_default();
+        let name = es.metadata.name.clone().unwrap_or_default();
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{name}.")),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some(self.kinds.external_secret.api_version.clone()),
+                kind: Some("ExternalSecret".into()),
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                uid: es.metadata.uid.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.to_owned()),
+            message: Some(message.chars().take(1024).collect()),
+            type_: Some(kind.to_owned()),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            source: Some(EventSource {
+                component: Some(MANAGER.into()),
+                host: None,
+            }),
+            reporting_component: Some(MANAGER.into()),
+            reporting_instance: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &ns)
+            .create(&Default::default(), &event)
+            .await
+        {
+            tracing::warn!(externalsecret = %format!("{ns}/{name}"), reason, error = %e, "cannot record an event");
+        }
     }
 }
 

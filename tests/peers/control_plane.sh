@@ -50,7 +50,10 @@ etcd_pid=$!
 api_pid=$!
 
 # The API server drains slowly once etcd is gone; a test fixture need not wait.
-stop() { kill -9 "$api_pid" 2>/dev/null || true; kill "$etcd_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+stop() {
+  [ -z "${kcm_pid:-}" ] || kill -9 "$kcm_pid" 2>/dev/null || true
+  kill -9 "$api_pid" 2>/dev/null || true; kill "$etcd_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"
+}
 trap stop EXIT
 
 server="https://127.0.0.1:$api_port"
@@ -79,6 +82,16 @@ contexts:
   context: {cluster: test, user: admin}
 current-context: test
 KC
+# kube-controller-manager with only the garbage collector: deleting an
+# owner (an ExternalSecret) deletes what it owns (its Secret).
+kcm_pid=
+if [ -x "$bin/kube-controller-manager" ]; then
+  "$bin/kube-controller-manager" --kubeconfig "$work/admin.kubeconfig" \
+    --controllers garbagecollector --leader-elect=false --secure-port 0 \
+    >"$work/controller-manager.log" 2>&1 &
+  kcm_pid=$!
+fi
+
 echo "READY $server $work/admin.kubeconfig"
 
 while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
