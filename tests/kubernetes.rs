@@ -1475,3 +1475,149 @@ spec:
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }
+
+/// Peak resident memory of a process (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The controller at scale, against the AWS stand-in (20 ms latency, every
+/// call counted): ExternalSecrets over 20 secrets of one store, as the
+/// External Secrets Operator measurement of the controller issue. Prints
+/// the first sync's time and calls, the calls of one refresh interval, and
+/// the controller's peak RSS. A benchmark, not a check:
+/// `cargo test --test kubernetes -- --ignored --nocapture controller_at_scale`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn controller_at_scale() {
+    let cp = control_plane();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/controller");
+    for crd in [
+        "crd-externalsecrets.yaml",
+        "crd-secretstores.yaml",
+        "crd-clustersecretstores.yaml",
+    ] {
+        cp.kubectl(&["apply", "-f", deploy.join(crd).to_str().unwrap()], None);
+    }
+    cp.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/externalsecrets.external-secrets.io",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: aws-secrets-csi}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: scale}\n"),
+    );
+    cp.kubectl(
+        &["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()],
+        None,
+    );
+    let aws = common::aws_standin::AwsStandIn::start(Duration::from_millis(20)).await;
+    let interval = 20;
+    let apply = |from: usize, to: usize| {
+        let mut m = format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: scale\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store, namespace: scale}}\nspec:\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}\n---\n"
+        );
+        for i in from..to {
+            m += &format!(
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: es-{i}, namespace: scale}}\nspec:\n  refreshInterval: {interval}s\n  secretStoreRef: {{name: store}}\n  data: [{{secretKey: v, remoteRef: {{key: scale/secret-{}}}}}]\n---\n",
+                i % 20
+            );
+        }
+        cp.kubectl(&["apply", "-f", "-"], Some(&m));
+    };
+    let synced = || -> usize {
+        cp.try_kubectl(
+            &[
+                "get",
+                "secrets",
+                "-n",
+                "scale",
+                "-l",
+                "reconcile.external-secrets.io/managed=true",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .map(|o| o.lines().count())
+        .unwrap_or(0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let token = cp
+        .kubectl(
+            &[
+                "create",
+                "token",
+                "aws-secrets-csi-controller",
+                "-n",
+                "aws-secrets-csi",
+                "--duration",
+                "1h",
+            ],
+            None,
+        )
+        .trim()
+        .to_owned();
+    let kubeconfig = dir.path().join("controller.kubeconfig");
+    cp.kubeconfig_with_token(&kubeconfig, &cp.server, &token);
+    apply(0, 200);
+    let log = dir.path().join("scale.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))
+        .args([
+            "controller",
+            "--identity",
+            "scale",
+            "--lease-namespace",
+            "aws-secrets-csi",
+            "--lease-name",
+            "scale",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AWS_ENDPOINT_URL", &aws.endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(120), "200 Secrets", || synced() >= 200).await;
+    let first = started.elapsed();
+    let first_calls = aws.calls();
+    aws.reset();
+    tokio::time::sleep(Duration::from_secs(3 * interval)).await;
+    let interval_calls = aws.calls();
+    let rss_200 = peak_rss_kib(child.id());
+    apply(200, 1000);
+    eventually(Duration::from_secs(300), "1000 Secrets", || {
+        synced() >= 1000
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(interval)).await;
+    let rss_1000 = peak_rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("controller, 200 ExternalSecrets over 20 secrets, one store, 20 ms AWS latency:");
+    println!(
+        "  first sync of 200: {:.2} s; AWS calls: {first_calls:?}",
+        first.as_secs_f64()
+    );
+    println!("  three {interval} s refresh intervals: AWS calls {interval_calls:?}");
+    println!(
+        "  peak RSS: {} KiB with 200, {} KiB with 1000 ExternalSecrets",
+        rss_200, rss_1000
+    );
+}

@@ -3,7 +3,8 @@
 //! pod involved. The same pipeline as `publish` (plan -> identity -> fetch
 //! -> render), driven by kube-runtime's controller: an ExternalSecret is
 //! synced when it or its store changes, and again after its refresh
-//! interval (jittered). One replica syncs; the others wait on a Lease.
+//! interval (on its store's clock, so one identity's refreshes batch). One
+//! replica syncs; the others wait on a Lease.
 
 mod lease;
 mod sync;
@@ -19,7 +20,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 pub use lease::{Elector, LeaseConfig, LeaseError};
-pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Synced, Syncer, jittered};
+pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Synced, Syncer, until_next_tick};
 
 use crate::fetch::{Fetcher, RateBudget};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
@@ -111,11 +112,14 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
     ));
     let failures = Arc::new(sync::Failures::default());
     let es_api: Api<DynamicObject> = Api::all_with(client.clone(), &kinds.external_secret);
+    // Syncs in flight are bounded: a thousand ExternalSecrets applied at
+    // once are synced 32 at a time, not held in memory together.
     let controller = Controller::new_with(
         es_api,
         watcher::Config::default(),
         kinds.external_secret.clone(),
-    );
+    )
+    .with_config(kube::runtime::controller::Config::default().concurrency(32));
     let store = controller.store();
     // A change to a store syncs every ExternalSecret that names it, at once.
     let by_store = |kind: &'static str| {

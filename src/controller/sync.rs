@@ -169,12 +169,13 @@ impl Syncer {
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let (identity, scope) = self.identity(&store, &store_id, &name).await?;
+        // ExternalSecrets of one identity that read one secret share one
+        // value fetched at their common tick (see `until_next_tick`): a
+        // tenth of the interval, so every tick still asks AWS once.
         let max_age = match plan.refresh {
-            Refresh::Every(d) => d,
+            Refresh::Every(d) => (d / 10).max(Duration::from_secs(1)),
             Refresh::Once => Duration::ZERO,
         };
-        // ExternalSecrets of one identity that read one secret share one
-        // value while it is younger than their interval.
         let sharing = Sharing {
             scope: Some(scope),
             max_age,
@@ -189,7 +190,7 @@ impl Syncer {
             external::render_secret(&plan, &bytes).map_err(spec_error("ExternalSecret", &es_id))?;
         let written = self.write_secret(es, &ns, &plan, data).await?;
         let next = match plan.refresh {
-            Refresh::Every(d) => Some(jittered(d, &es_id)),
+            Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
             Refresh::Once => None,
         };
         Ok(Synced::Done { written, next })
@@ -582,14 +583,25 @@ fn is_managed(s: &Secret) -> bool {
         .is_some_and(|v| v == "true")
 }
 
-/// The interval, spread by up to a tenth, so that a thousand ExternalSecrets
-/// created together do not refresh together. Stable per resource.
-pub fn jittered(interval: Duration, id: &str) -> Duration {
+/// How long until the next refresh of an ExternalSecret whose store is
+/// `store_id`: the next tick of a clock with period `interval` and a phase
+/// drawn from the store. Every ExternalSecret of one store (one identity)
+/// with one interval refreshes at the same instants, so their secrets go to
+/// AWS in one batch per interval, whenever each was created; different
+/// stores tick at different phases, so a thousand created together do not
+/// all refresh together.
+pub fn until_next_tick(interval: Duration, store_id: &str, now: std::time::SystemTime) -> Duration {
     use std::hash::{DefaultHasher, Hash, Hasher};
+    let period = interval.as_millis().max(1);
     let mut h = DefaultHasher::new();
-    id.hash(&mut h);
-    let spread = (h.finish() % 1000) as f64 / 1000.0; // 0..1
-    interval.mul_f64(0.9 + 0.2 * spread)
+    store_id.hash(&mut h);
+    let phase = u128::from(h.finish()) % period;
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let since = (now + period - phase) % period;
+    Duration::from_millis((period - since) as u64)
 }
 
 /// How long an object that failed waits before the next try.
@@ -619,16 +631,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jitter_spreads_within_a_tenth_and_is_stable() {
+    fn one_store_ticks_together_and_stores_tick_apart() {
+        use std::time::{SystemTime, UNIX_EPOCH};
         let d = Duration::from_secs(3600);
-        let mut seen = std::collections::BTreeSet::new();
-        for i in 0..200 {
-            let j = jittered(d, &format!("ns/es-{i}"));
-            assert!(j >= d.mul_f64(0.9) && j <= d.mul_f64(1.1), "{j:?}");
-            assert_eq!(j, jittered(d, &format!("ns/es-{i}")));
-            seen.insert(j.as_secs() / 60);
-        }
-        assert!(seen.len() > 5, "spread over minutes: {seen:?}");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        // ExternalSecrets of one store synced at different moments all
+        // refresh at the same instant, within the interval.
+        let instants: std::collections::BTreeSet<SystemTime> = (0..100)
+            .map(|i| {
+                let synced = t0 + Duration::from_secs(i * 37);
+                let wait = until_next_tick(d, "ns/store", synced);
+                assert!(wait <= d && wait > Duration::ZERO, "{wait:?}");
+                synced + wait
+            })
+            .collect();
+        assert!(
+            instants.len() <= 2,
+            "at most the tick before and after: {instants:?}"
+        );
+        // Different stores: phases spread over the interval.
+        let phases: std::collections::BTreeSet<u64> = (0..200)
+            .map(|i| until_next_tick(d, &format!("ns/store-{i}"), t0).as_secs() / 60)
+            .collect();
+        assert!(phases.len() > 30, "spread over minutes: {phases:?}");
     }
 
     #[test]
