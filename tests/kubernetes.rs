@@ -1047,6 +1047,65 @@ fn granted_by_all_roles(file: &str) -> BTreeSet<(String, String)> {
         .collect()
 }
 
+/// The External Secrets CRDs (established), the namespace of the
+/// controller with its RBAC, and `namespace` for the test's objects.
+fn install_controller(cp: &ControlPlane, namespace: &str) {
+    static CRDS: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/controller");
+    CRDS.get_or_init(|| {
+        for crd in [
+            "crd-externalsecrets.yaml",
+            "crd-secretstores.yaml",
+            "crd-clustersecretstores.yaml",
+        ] {
+            cp.kubectl(&["apply", "-f", deploy.join(crd).to_str().unwrap()], None);
+        }
+        cp.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/externalsecrets.external-secrets.io",
+                "crd/secretstores.external-secrets.io",
+                "crd/clustersecretstores.external-secrets.io",
+                "--timeout=30s",
+            ],
+            None,
+        );
+    });
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: aws-secrets-csi}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {namespace}}}\n"
+        )),
+    );
+    cp.kubectl(
+        &["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()],
+        None,
+    );
+}
+
+/// A kubeconfig with a token of the controller's ServiceAccount.
+fn controller_kubeconfig(cp: &ControlPlane, dir: &Path) -> PathBuf {
+    let token = cp
+        .kubectl(
+            &[
+                "create",
+                "token",
+                "aws-secrets-csi-controller",
+                "-n",
+                "aws-secrets-csi",
+                "--duration",
+                "1h",
+            ],
+            None,
+        )
+        .trim()
+        .to_owned();
+    let kubeconfig = dir.join("controller.kubeconfig");
+    cp.kubeconfig_with_token(&kubeconfig, &cp.server, &token);
+    kubeconfig
+}
+
 /// One `aws-secrets-csi controller` process, stopped (SIGKILL) when dropped;
 /// its log is checked for tokens then.
 struct ControllerProcess {
@@ -1119,33 +1178,7 @@ async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool
 #[tokio::test(flavor = "multi_thread")]
 async fn the_external_secrets_walkthrough_runs_unchanged_on_the_controller() {
     let cp = control_plane();
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/controller");
-    for crd in [
-        "crd-externalsecrets.yaml",
-        "crd-secretstores.yaml",
-        "crd-clustersecretstores.yaml",
-    ] {
-        cp.kubectl(&["apply", "-f", deploy.join(crd).to_str().unwrap()], None);
-    }
-    cp.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/externalsecrets.external-secrets.io",
-            "crd/secretstores.external-secrets.io",
-            "crd/clustersecretstores.external-secrets.io",
-            "--timeout=30s",
-        ],
-        None,
-    );
-    cp.kubectl(
-        &["apply", "-f", "-"],
-        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: aws-secrets-csi}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: external-secrets}\n"),
-    );
-    cp.kubectl(
-        &["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()],
-        None,
-    );
+    install_controller(cp, "external-secrets");
     let arn = moto()
         .create_secret("eso/example/secrets", "db-pass-1")
         .await;
@@ -1215,23 +1248,7 @@ spec:
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let token = cp
-        .kubectl(
-            &[
-                "create",
-                "token",
-                "aws-secrets-csi-controller",
-                "-n",
-                "aws-secrets-csi",
-                "--duration",
-                "1h",
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
-    let kubeconfig = dir.path().join("controller.kubeconfig");
-    cp.kubeconfig_with_token(&kubeconfig, &cp.server, &token);
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
     let mut first = ControllerProcess::start(cp, dir.path(), "c1", &kubeconfig);
 
     let secret_value = |name: &str, key: &str| -> Option<String> {
@@ -1476,16 +1493,6 @@ spec:
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }
 
-/// Peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// The controller at scale, against the AWS stand-in (20 ms latency, every
 /// call counted): ExternalSecrets over 20 secrets of one store, as the
 /// External Secrets Operator measurement of the controller issue. Prints
@@ -1496,31 +1503,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[ignore]
 async fn controller_at_scale() {
     let cp = control_plane();
-    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/controller");
-    for crd in [
-        "crd-externalsecrets.yaml",
-        "crd-secretstores.yaml",
-        "crd-clustersecretstores.yaml",
-    ] {
-        cp.kubectl(&["apply", "-f", deploy.join(crd).to_str().unwrap()], None);
-    }
-    cp.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/externalsecrets.external-secrets.io",
-            "--timeout=30s",
-        ],
-        None,
-    );
-    cp.kubectl(
-        &["apply", "-f", "-"],
-        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: aws-secrets-csi}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: scale}\n"),
-    );
-    cp.kubectl(
-        &["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()],
-        None,
-    );
+    install_controller(cp, "scale");
     let aws = common::aws_standin::AwsStandIn::start(Duration::from_millis(20)).await;
     let interval = 20;
     let apply = |from: usize, to: usize| {
@@ -1553,23 +1536,7 @@ async fn controller_at_scale() {
         .unwrap_or(0)
     };
     let dir = tempfile::tempdir().unwrap();
-    let token = cp
-        .kubectl(
-            &[
-                "create",
-                "token",
-                "aws-secrets-csi-controller",
-                "-n",
-                "aws-secrets-csi",
-                "--duration",
-                "1h",
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
-    let kubeconfig = dir.path().join("controller.kubeconfig");
-    cp.kubeconfig_with_token(&kubeconfig, &cp.server, &token);
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
     apply(0, 200);
     let log = dir.path().join("scale.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))

@@ -12,16 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use tonic::Code;
 
-/// Peak resident memory of a process (VmHWM), in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// A class that fans one ~60 KB value out to `n` jmesPath files.
 fn fan_out(secret: &str, n: usize) -> String {
     let mut yaml = format!(

@@ -42,6 +42,16 @@ pub async fn body_of(req: hyper::Request<hyper::body::Incoming>) -> hyper::body:
         .unwrap_or_default()
 }
 
+/// Peak resident memory of a process (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Mounting a tmpfs needs CAP_SYS_ADMIN: say so plainly instead of failing
 /// somewhere deep in a test.
 pub fn require_root() {
