@@ -183,9 +183,9 @@ fn helm_template() -> String {
     helm_template_with(&[])
 }
 
-/// The chart rendered with these extra `--set` values.
-fn helm_template_with(extra: &[&str]) -> String {
-    let helm = std::env::var("HELM")
+/// helm: $HELM, else the one `go install` put in ~/go/bin, else PATH's.
+fn helm() -> PathBuf {
+    std::env::var("HELM")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             let in_gobin =
@@ -195,9 +195,34 @@ fn helm_template_with(extra: &[&str]) -> String {
             } else {
                 PathBuf::from("helm")
             }
-        });
+        })
+}
+
+#[test]
+fn the_chart_renders_without_a_kube_version() {
+    // `helm template` checks a kubeVersion constraint against its default
+    // v1.20.0: the chart has none, so a plain render works.
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi");
-    let out = Command::new(&helm)
+    for extra in [&[][..], &["--set", "controller.enabled=true"][..]] {
+        let out = Command::new(helm())
+            .args(["template", "plain"])
+            .arg(&chart)
+            .args(extra)
+            .output()
+            .expect("helm (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("kind: DaemonSet"));
+    }
+}
+
+/// The chart rendered with these extra `--set` values.
+fn helm_template_with(extra: &[&str]) -> String {
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi");
+    let out = Command::new(helm())
         .args(["template", "e2e"])
         .arg(&chart)
         .args([
@@ -212,7 +237,7 @@ fn helm_template_with(extra: &[&str]) -> String {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot run {} ({e}); scripts/test.sh installs helm",
-                helm.display()
+                helm().display()
             )
         });
     assert!(
