@@ -663,13 +663,16 @@ impl Publisher {
             req.class_name.clone(),
             fingerprint,
         );
-        if !self
-            .warned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key)
         {
-            return;
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: class authors make new contents at will; past this
+            // many, a warning may be said again, never held forever.
+            if warned.len() >= 10_000 {
+                warned.clear();
+            }
+            if !warned.insert(key) {
+                return;
+            }
         }
         for warning in warnings {
             tracing::warn!(namespace = %req.pod.namespace, class = %req.class_name, "{warning}");
