@@ -1533,7 +1533,7 @@ async fn controller_at_scale() {
     let interval = 20;
     let apply = |from: usize, to: usize| {
         let mut m = format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: scale\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store, namespace: scale}}\nspec:\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}\n---\n"
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: scale\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store, namespace: scale}}\nspec:\n  controller: scale\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}\n---\n"
         );
         for i in from..to {
             m += &format!(
@@ -1572,6 +1572,10 @@ async fn controller_at_scale() {
             "--lease-namespace",
             "aws-secrets-csi",
             "--lease-name",
+            "scale",
+            // Its own class: the other tests' controllers leave its stores
+            // alone, and it leaves theirs.
+            "--controller-class",
             "scale",
         ])
         .env_clear()

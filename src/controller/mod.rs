@@ -106,7 +106,15 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
             ),
             metrics.clone(),
         ),
-        Fetcher::new(sdk, metrics, Arc::new(RateBudget::new(&[]))),
+        // The refreshes of one store's tick reach the fetch layer over a
+        // few hundred milliseconds (32 syncs at a time): a wider batch
+        // window gathers them into fewer calls.
+        Fetcher::with_window(
+            sdk,
+            metrics,
+            Arc::new(RateBudget::new(&[])),
+            Duration::from_millis(100),
+        ),
         kinds.clone(),
         args.controller_class.clone(),
     ));

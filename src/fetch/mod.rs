@@ -107,9 +107,21 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(base: SdkConfig, metrics: Arc<Metrics>, budget: Arc<RateBudget>) -> Self {
+        Self::with_window(base, metrics, budget, BATCH_WINDOW)
+    }
+
+    /// A fetcher whose batches wait `window` for more requests: the
+    /// controller, whose syncs wait for no pod, trades a little latency for
+    /// fewer calls.
+    pub fn with_window(
+        base: SdkConfig,
+        metrics: Arc<Metrics>,
+        budget: Arc<RateBudget>,
+        window: std::time::Duration,
+    ) -> Self {
         Fetcher {
             base,
-            shared: Arc::new(SharedValues::new(budget, metrics, BATCH_WINDOW)),
+            shared: Arc::new(SharedValues::new(budget, metrics, window)),
         }
     }
 
