@@ -1207,6 +1207,13 @@ async fn the_external_secrets_walkthrough_runs_unchanged_on_the_controller() {
     let arn = moto()
         .create_secret("eso/example/secrets", "db-pass-1")
         .await;
+    for (name, value) in [
+        ("eso/find/one", "found-1"),
+        ("eso/find/two", "found-2"),
+        ("eso/find/three", "found-3"),
+    ] {
+        moto().create_secret(name, value).await;
+    }
 
     // The walkthrough's manifests, with only the ARN pointing at moto and
     // the interval shortened for the test.
@@ -1371,7 +1378,14 @@ kind: ExternalSecret
 metadata: {{name: finder, namespace: external-secrets}}
 spec:
   secretStoreRef: {{name: aws-secret-store}}
-  dataFrom: [{{find: {{name: {{regexp: "eso/.*"}}}}}}]
+  dataFrom: [{{find: {{path: eso/find/, name: {{regexp: "/(one|two)$"}}}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: unsupported, namespace: external-secrets}}
+spec:
+  secretStoreRef: {{name: aws-secret-store}}
+  data: [{{secretKey: x, remoteRef: {{key: eso/example/secrets, metadataPolicy: Fetch}}}}]
 ---
 apiVersion: external-secrets.io/v1
 kind: ClusterSecretStore
@@ -1436,15 +1450,24 @@ spec:
     );
     eventually(
         Duration::from_secs(30),
-        "the refusal of dataFrom.find",
-        || condition("finder").0 == "False",
+        "the refusal of metadataPolicy: Fetch",
+        || condition("unsupported").0 == "False",
     )
     .await;
-    let (_, message) = condition("finder");
+    let (_, message) = condition("unsupported");
     assert_eq!(
         message,
-        "ExternalSecret external-secrets/finder: spec.dataFrom[0].find: not supported by this controller (this field is not one this controller reads)"
+        "ExternalSecret external-secrets/unsupported: spec.data[0].remoteRef.metadataPolicy: not supported by this controller (only None is supported (tags are not fetched))"
     );
+    // dataFrom.find: the secrets under a path whose names match, each a key.
+    eventually(Duration::from_secs(30), "the found secrets", || {
+        secret_value("finder", "eso_find_one").as_deref() == Some("found-1")
+            && secret_value("finder", "eso_find_two").as_deref() == Some("found-2")
+    })
+    .await;
+    let found = cp.get("secret", "finder", "external-secrets");
+    let keys: Vec<_> = found["data"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["eso_find_one", "eso_find_two"], "not eso/find/three");
     eventually(
         Duration::from_secs(30),
         "the ClusterSecretStore's Secret",

@@ -186,14 +186,55 @@ impl Syncer {
             .fetch(&plan.objects, &identity, &[], &sharing)
             .await?;
         let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
-        let data =
-            external::render_secret(&plan, &bytes).map_err(spec_error("ExternalSecret", &es_id))?;
+        let found = self.find(&plan, &store, &identity, &sharing).await?;
+        let data = external::render_secret(&plan, &bytes, &found)
+            .map_err(spec_error("ExternalSecret", &es_id))?;
         let written = self.write_secret(es, &ns, &plan, data).await?;
         let next = match plan.refresh {
             Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
             Refresh::Once => None,
         };
         Ok(Synced::Done { written, next })
+    }
+
+    /// The objects `dataFrom.find` selects (listed, filtered, at most
+    /// [`external::MAX_FOUND`] a find), with their values from the same
+    /// batched, shared fetch.
+    async fn find(
+        &self,
+        plan: &SyncPlan,
+        store: &Store,
+        identity: &AwsIdentity,
+        sharing: &Sharing,
+    ) -> Result<Vec<(usize, String, crate::secret::SecretBytes)>, SyncError> {
+        if plan.finds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted: Vec<(usize, String)> = Vec::new();
+        for (index, find) in plan.finds.iter().enumerate() {
+            let listing = crate::fetch::Listing {
+                service: store.service,
+                prefix: find.path.clone(),
+                tags: find.tags.clone(),
+                cap: 10 * external::MAX_FOUND,
+            };
+            let names = self.fetcher.list(&store.region, identity, &listing).await?;
+            wanted.extend(
+                names
+                    .into_iter()
+                    .filter(|n| find.matches(n))
+                    .take(external::MAX_FOUND)
+                    .map(|n| (index, n)),
+            );
+        }
+        let names: Vec<String> = wanted.iter().map(|(_, n)| n.clone()).collect();
+        let objects = external::found_plan(plan, store.service, &names);
+        let values = self.fetcher.fetch(&objects, identity, &[], sharing).await?;
+        Ok(wanted
+            .into_iter()
+            .zip(values)
+            .map(|((index, name), value)| (index, name, value.bytes))
+            .collect())
     }
 
     /// The credentials of a store, and the scope values are shared in.

@@ -9,6 +9,7 @@
 
 mod budget;
 mod failure;
+mod listing;
 mod secretsmanager;
 mod shared;
 mod ssm;
@@ -21,6 +22,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 pub use budget::{DEFAULT_RATES, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
+pub use listing::Listing;
 pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};
 
 use crate::aws::AwsIdentity;
@@ -209,6 +211,38 @@ impl Fetcher {
         }
     }
 
+    /// The SDK configuration for calls in `region` as `identity`.
+    fn config_for(&self, region: &str, identity: &AwsIdentity) -> SdkConfig {
+        let mut config = self
+            .base
+            .to_builder()
+            .region(Region::new(region.to_owned()));
+        if let AwsIdentity::Pod(c) = identity {
+            config = config.credentials_provider(SharedCredentialsProvider::new(c.clone()));
+        }
+        config.build()
+    }
+
+    /// The names of the objects a listing finds (`dataFrom.find` of the
+    /// controller): Secrets Manager's ListSecrets, or Parameter Store's
+    /// GetParametersByPath; at most `listing.cap` names.
+    pub async fn list(
+        &self,
+        region: &str,
+        identity: &AwsIdentity,
+        listing: &Listing,
+    ) -> Result<Vec<String>, FetchError> {
+        let config = self.config_for(region, identity);
+        let calls = Calls {
+            metrics: self.shared.metrics(),
+            budget: self.shared.budget(),
+            priority: Priority::Refresh,
+        };
+        listing::names(&config, region, listing, &calls)
+            .await
+            .map_err(|f| FetchError { failures: vec![f] })
+    }
+
     /// Fetches `wanted` in one region: one outcome per entry of `wanted`,
     /// in the same order.
     async fn fetch_region(
@@ -231,14 +265,7 @@ impl Fetcher {
             .filter(|w| !is_sm(w))
             .map(|w| w.object)
             .collect();
-        let mut config = self
-            .base
-            .to_builder()
-            .region(Region::new(region.to_owned()));
-        if let AwsIdentity::Pod(c) = identity {
-            config = config.credentials_provider(SharedCredentialsProvider::new(c.clone()));
-        }
-        let config = config.build();
+        let config = self.config_for(region, identity);
         let (sm_out, ssm_out) = tokio::join!(
             self.shared
                 .get(&config, region, ObjectType::SecretsManager, &sm, sharing),

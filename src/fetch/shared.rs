@@ -108,6 +108,14 @@ pub struct SharedValues {
 }
 
 impl SharedValues {
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub(super) fn budget(&self) -> &RateBudget {
+        &self.budget
+    }
+
     pub fn new(budget: Arc<RateBudget>, metrics: Arc<Metrics>, window: Duration) -> Self {
         SharedValues {
             slots: Mutex::default(),

@@ -98,7 +98,15 @@ def bootstrap(endpoint):
     iam.put_role_policy(
         RoleName="reader",
         PolicyName="read",
-        PolicyDocument=policy(["secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue", "ssm:GetParameters"]),
+        PolicyDocument=policy(
+            [
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:BatchGetSecretValue",
+                "secretsmanager:ListSecrets",
+                "ssm:GetParameters",
+                "ssm:GetParametersByPath",
+            ]
+        ),
     )
     iam.create_role(RoleName="nobody", AssumeRolePolicyDocument=trust)
     iam.create_role(RoleName="hopper", AssumeRolePolicyDocument=trust)

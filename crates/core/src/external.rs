@@ -170,6 +170,55 @@ pub struct Extract {
     pub decoding: Decoding,
 }
 
+/// One `dataFrom[].find`: every object whose name matches, each a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Find {
+    /// `name.regexp`, checked to compile (bounded in size).
+    pub name: Option<String>,
+    /// `path`: a name prefix (Secrets Manager) or a path (Parameter Store).
+    pub path: Option<String>,
+    /// `tags`: all must be present with these values (Secrets Manager).
+    pub tags: BTreeMap<String, String>,
+    pub decoding: Decoding,
+}
+
+/// The most objects one `find` may bring into a Secret.
+pub const MAX_FOUND: usize = 100;
+
+impl Find {
+    /// Whether a listed name is one this find wants.
+    pub fn matches(&self, name: &str) -> bool {
+        self.path.as_deref().is_none_or(|p| name.starts_with(p))
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|re| compile_regex(re).is_ok_and(|r| r.is_match(name)))
+    }
+}
+
+fn compile_regex(re: &str) -> Result<regex::Regex, regex::Error> {
+    regex::RegexBuilder::new(re)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .build()
+}
+
+/// The Secret key of a found object: its name with every character a
+/// Secret key may not hold (anything but letters, digits, `-`, `_`, `.`)
+/// replaced by `_`, as External Secrets' default conversion does
+/// (`db/prod/password` -> `db_prod_password`).
+pub fn found_key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Everything a sync of one ExternalSecret needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncPlan {
@@ -178,6 +227,7 @@ pub struct SyncPlan {
     pub objects: MountPlan,
     pub data: Vec<DataItem>,
     pub extracts: Vec<Extract>,
+    pub finds: Vec<Find>,
     pub target: Target,
     pub refresh: Refresh,
 }
@@ -460,13 +510,18 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
         }
     }
     let mut extracts = Vec::new();
+    let mut finds = Vec::new();
     if let Some(list) = spec.get("dataFrom") {
         let list = list
             .as_array()
             .ok_or_else(|| invalid("spec.dataFrom", "must be a list"))?;
         for (i, item) in list.iter().enumerate() {
             let at = format!("spec.dataFrom[{i}]");
-            only(item, &at, &["extract"])?;
+            only(item, &at, &["extract", "find"])?;
+            if let Some(f) = item.get("find") {
+                finds.push(find(f, &format!("{at}.find"), store.service)?);
+                continue;
+            }
             let r = item.get("extract").ok_or(ExternalError::Missing {
                 path: format!("{at}.extract"),
             })?;
@@ -478,7 +533,7 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
             });
         }
     }
-    if data.is_empty() && extracts.is_empty() && target.template.is_empty() {
+    if data.is_empty() && extracts.is_empty() && finds.is_empty() && target.template.is_empty() {
         return Err(ExternalError::Missing {
             path: "spec.data or spec.dataFrom".into(),
         });
@@ -503,9 +558,108 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
         },
         data,
         extracts,
+        finds,
         target,
         refresh,
     })
+}
+
+fn find(f: &Value, at: &str, service: ObjectType) -> Result<Find, ExternalError> {
+    only(
+        f,
+        at,
+        &[
+            "name",
+            "path",
+            "tags",
+            "conversionStrategy",
+            "decodingStrategy",
+        ],
+    )?;
+    match string_at(f, "conversionStrategy", at)?.as_deref() {
+        None | Some("Default") => {}
+        Some(_) => {
+            return Err(unsupported(
+                format!("{at}.conversionStrategy"),
+                "only Default is supported",
+            ));
+        }
+    }
+    let name = match f.get("name") {
+        None | Some(Value::Null) => None,
+        Some(n) => {
+            only(n, &format!("{at}.name"), &["regexp"])?;
+            let re =
+                string_at(n, "regexp", &format!("{at}.name"))?.ok_or(ExternalError::Missing {
+                    path: format!("{at}.name.regexp"),
+                })?;
+            compile_regex(&re).map_err(|e| {
+                invalid(
+                    format!("{at}.name.regexp"),
+                    format!("not a regular expression: {}", first_line(&e.to_string())),
+                )
+            })?;
+            Some(re)
+        }
+    };
+    let tags = string_map(f.get("tags"), &format!("{at}.tags"))?;
+    if !tags.is_empty() && service == ObjectType::SsmParameter {
+        return Err(unsupported(
+            format!("{at}.tags"),
+            "tags are matched for Secrets Manager only",
+        ));
+    }
+    let path = string_at(f, "path", at)?.filter(|p| !p.is_empty());
+    if name.is_none() && path.is_none() && tags.is_empty() {
+        return Err(ExternalError::Missing {
+            path: format!("{at}.name, path or tags"),
+        });
+    }
+    let decoding = match string_at(f, "decodingStrategy", at)?.as_deref() {
+        None | Some("None") => Decoding::None,
+        Some("Base64") => Decoding::Base64,
+        Some("Base64URL") => Decoding::Base64Url,
+        Some("Auto") => Decoding::Auto,
+        Some(other) => {
+            return Err(invalid(
+                format!("{at}.decodingStrategy"),
+                format!("{other:?} is not None, Base64, Base64URL or Auto"),
+            ));
+        }
+    };
+    Ok(Find {
+        name,
+        path,
+        tags,
+        decoding,
+    })
+}
+
+/// The objects `dataFrom.find` found, as a [`MountPlan`] for the fetch
+/// layer (their current versions).
+pub fn found_plan(plan: &SyncPlan, service: ObjectType, names: &[String]) -> MountPlan {
+    let mut found = plan.objects.clone();
+    found.objects = names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, name)| {
+            Some(PlannedObject {
+                object_type: service,
+                primary: object_ref(service, name, None),
+                failover: None,
+                file: FileSpec {
+                    path: FilePath::parse(&format!("f{i}")).ok()?,
+                    mode: DEFAULT_FILE_MODE,
+                },
+                jmes: Vec::new(),
+            })
+        })
+        .collect();
+    found
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
 }
 
 fn object_ref(service: ObjectType, key: &str, version: Option<String>) -> ObjectRef {
@@ -793,13 +947,22 @@ fn expand_template(
     Ok(out)
 }
 
-/// The Secret's data from the fetched values (in plan order), within
+/// The Secret's data from the fetched values (in plan order) and the
+/// objects `dataFrom.find` found (find index, name, value), within
 /// [`MAX_SECRET_BYTES`].
 pub fn render_secret(
     plan: &SyncPlan,
     values: &[SecretBytes],
+    found: &[(usize, String, SecretBytes)],
 ) -> Result<BTreeMap<String, SecretBytes>, ExternalError> {
     let mut data: BTreeMap<String, SecretBytes> = BTreeMap::new();
+    for (index, name, value) in found {
+        let decoding = plan
+            .finds
+            .get(*index)
+            .map_or(Decoding::None, |f| f.decoding);
+        data.insert(found_key(name), decode(name, value.clone(), decoding)?);
+    }
     let key_name = |i: usize| plan.objects.objects[i].name().to_owned();
     let value_of = |i: usize| values.get(i).cloned().unwrap_or_default();
     for extract in &plan.extracts {

@@ -55,7 +55,7 @@ fn the_walkthrough_plans_one_fetch_and_one_key() {
     assert_eq!(p.target.creation, CreationPolicy::Owner);
     assert_eq!(p.objects.objects.len(), 1);
     assert_eq!(p.objects.objects[0].primary.name, ARN);
-    let data = render_secret(&p, &[SecretBytes::from("s3cr3t")]).unwrap();
+    let data = render_secret(&p, &[SecretBytes::from("s3cr3t")], &[]).unwrap();
     assert_eq!(data["DB_PASSWORD"].expose(), b"s3cr3t");
 }
 
@@ -122,7 +122,7 @@ fn properties_extracts_and_decoding_render_as_external_secrets_does() {
             _ => SecretBytes::from(r#"{"K1":"v1","K2":{"n":1}}"#),
         })
         .collect();
-    let data = render_secret(&p, &values).unwrap();
+    let data = render_secret(&p, &values, &[]).unwrap();
     let text = |k: &str| String::from_utf8(data[k].expose().to_vec()).unwrap();
     assert_eq!(text("user"), "admin");
     assert_eq!(text("port"), "5432");
@@ -139,19 +139,19 @@ fn render_errors_name_the_key_never_the_value() {
         {"secretKey": "k", "remoteRef": {"key": "db", "property": "missing"}}
     ]});
     let p = sync_plan("x", &es, &sm_store()).unwrap();
-    let e = render_secret(&p, &[SecretBytes::from(r#"{"pw":"hunter2"}"#)]).unwrap_err();
+    let e = render_secret(&p, &[SecretBytes::from(r#"{"pw":"hunter2"}"#)], &[]).unwrap_err();
     assert_eq!(
         e.to_string(),
         "db: property \"missing\" not found in the secret"
     );
-    let e = render_secret(&p, &[SecretBytes::from("hunter2")]).unwrap_err();
+    let e = render_secret(&p, &[SecretBytes::from("hunter2")], &[]).unwrap_err();
     assert!(!e.to_string().contains("hunter2"));
     let es = json!({"secretStoreRef": {"name": "s"}, "data": [
         {"secretKey": "k", "remoteRef": {"key": "db", "decodingStrategy": "Base64"}}
     ]});
     let p = sync_plan("x", &es, &sm_store()).unwrap();
     assert_eq!(
-        render_secret(&p, &[SecretBytes::from("not base64!")]).unwrap_err(),
+        render_secret(&p, &[SecretBytes::from("not base64!")], &[]).unwrap_err(),
         ExternalError::Decoding {
             key: "db".into(),
             encoding: "base64"
@@ -180,7 +180,7 @@ fn templates_build_keys_from_fetched_keys() {
     let p = sync_plan("x", &es, &sm_store()).unwrap();
     assert_eq!(p.target.type_.as_deref(), Some("kubernetes.io/basic-auth"));
     assert_eq!(p.target.labels["app"], "web");
-    let data = render_secret(&p, &[SecretBytes::from(r#"{"user":"u","pass":"p"}"#)]).unwrap();
+    let data = render_secret(&p, &[SecretBytes::from(r#"{"user":"u","pass":"p"}"#)], &[]).unwrap();
     let keys: Vec<_> = data.keys().cloned().collect();
     assert_eq!(
         keys,
@@ -205,8 +205,8 @@ fn unsupported_fields_are_refused_by_their_path() {
     let s = sm_store();
     let cases = [
         (
-            json!({"secretStoreRef": {"name": "s"}, "data": [], "dataFrom": [{"find": {"name": {"regexp": ".*"}}}]}),
-            "spec.dataFrom[0].find",
+            json!({"secretStoreRef": {"name": "s"}, "data": [], "dataFrom": [{"find": {"name": {"regexp": ".*"}, "conversionStrategy": "Unicode"}}]}),
+            "spec.dataFrom[0].find.conversionStrategy",
         ),
         (
             json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "metadataPolicy": "Fetch"}}]}),
@@ -348,4 +348,54 @@ fn refresh_intervals_and_policies() {
     );
     assert!(with(json!({"refreshInterval": "soon"})).is_err());
     assert!(with(json!({"refreshInterval": "10ms"})).is_err());
+}
+
+#[test]
+fn find_selects_by_name_path_and_tags_and_keys_are_converted() {
+    let es = json!({"secretStoreRef": {"name": "s"}, "dataFrom": [
+        {"find": {"name": {"regexp": "^db/.*/password$"}}},
+        {"find": {"path": "app/", "tags": {"team": "shop"}, "decodingStrategy": "Base64"}}
+    ]});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert_eq!(p.finds.len(), 2);
+    assert!(p.finds[0].matches("db/prod/password"));
+    assert!(!p.finds[0].matches("db/prod/user"));
+    assert!(p.finds[1].matches("app/one"));
+    assert!(!p.finds[1].matches("other/app/one"));
+    assert_eq!(p.finds[1].tags["team"], "shop");
+    assert_eq!(found_key("db/prod/password"), "db_prod_password");
+    assert_eq!(found_key("a.b-c_d"), "a.b-c_d");
+    let data = render_secret(
+        &p,
+        &[],
+        &[
+            (0, "db/prod/password".into(), SecretBytes::from("pw")),
+            (1, "app/one".into(), SecretBytes::from("aGk=")),
+        ],
+    )
+    .unwrap();
+    assert_eq!(data["db_prod_password"].expose(), b"pw");
+    assert_eq!(data["app_one"].expose(), b"hi");
+    // A find needs something to select by; a bad regexp is said; tags are
+    // Secrets Manager's only.
+    let bad = |find: Value| {
+        sync_plan(
+            "x",
+            &json!({"secretStoreRef": {"name": "s"}, "dataFrom": [{"find": find}]}),
+            &sm_store(),
+        )
+    };
+    assert!(matches!(bad(json!({})), Err(ExternalError::Missing { .. })));
+    assert!(matches!(
+        bad(json!({"name": {"regexp": "("}})),
+        Err(ExternalError::Invalid { ref path, .. }) if path == "spec.dataFrom[0].find.name.regexp"
+    ));
+    let mut ps = sm_store();
+    ps.service = ObjectType::SsmParameter;
+    let e = sync_plan(
+        "x",
+        &json!({"secretStoreRef": {"name": "s"}, "dataFrom": [{"find": {"tags": {"a": "b"}}}]}),
+        &ps,
+    );
+    assert!(matches!(e, Err(ExternalError::Unsupported { .. })), "{e:?}");
 }
