@@ -9,34 +9,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::control_plane::*;
 use common::*;
-
-/// A running control plane (one per test binary).
-struct ControlPlane {
-    _child: Child,
-    work: PathBuf,
-    server: String,
-    admin: PathBuf,
-    bin: PathBuf,
-}
-
-fn peers_bin() -> PathBuf {
-    if let Ok(dir) = std::env::var("K8S_PEERS_BIN") {
-        return PathBuf::from(dir);
-    }
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/k8s-peers.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/k8s-peers.sh");
-    assert!(out.status.success(), "scripts/k8s-peers.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// The CRDs of deploy/crds, applied once per test binary (the tests of this
 /// file share one API server and run at once).
@@ -55,127 +34,6 @@ fn install_crds(cp: &ControlPlane) {
             None,
         );
     });
-}
-
-fn control_plane() -> &'static ControlPlane {
-    static CP: std::sync::OnceLock<ControlPlane> = std::sync::OnceLock::new();
-    CP.get_or_init(|| {
-        let bin = peers_bin();
-        let work = tempfile::Builder::new()
-            .prefix("asc-k8s-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let mut child = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/control_plane.sh"))
-            .arg(&bin)
-            .arg(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the control plane");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            parts.first(),
-            Some(&"READY"),
-            "control plane did not start: {line}"
-        );
-        ControlPlane {
-            _child: child,
-            server: parts[1].to_owned(),
-            admin: PathBuf::from(parts[2]),
-            work,
-            bin,
-        }
-    })
-}
-
-impl ControlPlane {
-    /// kubectl as the cluster admin; panics on failure.
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
-        match self.try_kubectl(args, stdin) {
-            Ok(out) => out,
-            Err(e) => panic!("kubectl {args:?} failed: {e}"),
-        }
-    }
-
-    /// kubectl as the cluster admin: its output, or its error output.
-    fn try_kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-        let mut cmd = Command::new(self.bin.join("kubectl"));
-        cmd.arg("--kubeconfig").arg(&self.admin).args(args);
-        cmd.stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8(out.stdout).unwrap())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    /// One object, as JSON.
-    fn get(&self, kind: &str, name: &str, namespace: &str) -> serde_json::Value {
-        serde_json::from_str(
-            &self.kubectl(&["get", kind, name, "-n", namespace, "-o", "json"], None),
-        )
-        .unwrap()
-    }
-
-    /// A kubeconfig that authenticates with `token` at `server` (the API
-    /// server's own address, or a relay in front of it).
-    fn kubeconfig_with_token(&self, path: &Path, server: &str, token: &str) {
-        std::fs::write(
-            path,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster: {{server: \"{server}\", certificate-authority: \"{}\"}}\nusers:\n- name: driver\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: test\n  context: {{cluster: test, user: driver}}\ncurrent-context: test\n",
-                self.work.join("certs/apiserver.crt").display()
-            ),
-        )
-        .unwrap();
-    }
-
-    /// (resource, verb) of every request the audit log shows for `user`.
-    fn calls_by(&self, user: &str) -> BTreeSet<(String, String)> {
-        let text = std::fs::read_to_string(self.work.join("audit.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["user"]["username"] == user)
-            .filter_map(|e| {
-                let mut resource = e["objectRef"]["resource"].as_str()?.to_owned();
-                if let Some(sub) = e["objectRef"]["subresource"].as_str() {
-                    resource = format!("{resource}/{sub}");
-                }
-                let verb = e["verb"].as_str()?.to_owned();
-                // A server-side apply that created its object (201) needed
-                // the create verb as well as patch.
-                let created = verb == "patch" && e["responseStatus"]["code"] == 201;
-                Some(
-                    std::iter::once((resource.clone(), verb))
-                        .chain(created.then(|| (resource, "create".to_owned()))),
-                )
-            })
-            .flatten()
-            .collect()
-    }
 }
 
 /// The chart rendered with Secret sync on, in the driver's namespace.
@@ -1185,18 +1043,6 @@ impl Drop for ControllerProcess {
                 );
             }
         }
-    }
-}
-
-/// Waits until `check` holds, up to `limit`; panics with `what` otherwise.
-async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

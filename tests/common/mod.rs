@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod aws_standin;
+pub mod control_plane;
 pub mod kube;
 pub mod proxy;
 pub mod relay;
