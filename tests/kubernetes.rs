@@ -1294,6 +1294,39 @@ spec:
         reasons.contains(&("Warning".into(), "UpdateFailed".into())),
         "{reasons:?}"
     );
+    // A change to the store syncs its ExternalSecrets at once (not at the
+    // next retry): pointed at the reader's ServiceAccount, it works...
+    let store_to = |sa: &str| {
+        cp.kubectl(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: denied-store, namespace: external-secrets}}\nspec:\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: {sa}}}}}}}}}}}\n"
+            )),
+        );
+    };
+    store_to("external-secrets-sa");
+    eventually(
+        Duration::from_secs(4),
+        "the sync after the store changed",
+        || condition("denied").0 == "True",
+    )
+    .await;
+    let synced_data = secret_value("denied", "x");
+    assert!(synced_data.is_some());
+    // ... and denied again, the refresh fails and the Secret keeps its
+    // last good data.
+    store_to("denied-sa");
+    eventually(
+        Duration::from_secs(4),
+        "the failure after the store changed",
+        || condition("denied").0 == "False",
+    )
+    .await;
+    assert_eq!(
+        secret_value("denied", "x"),
+        synced_data,
+        "last good data kept"
+    );
     eventually(
         Duration::from_secs(30),
         "the refusal of metadataPolicy: Fetch",
