@@ -576,15 +576,13 @@ fn find(f: &Value, at: &str, service: ObjectType) -> Result<Find, ExternalError>
             "decodingStrategy",
         ],
     )?;
-    match string_at(f, "conversionStrategy", at)?.as_deref() {
-        None | Some("Default") => {}
-        Some(_) => {
-            return Err(unsupported(
-                format!("{at}.conversionStrategy"),
-                "only Default is supported",
-            ));
-        }
-    }
+    only_value(
+        f,
+        "conversionStrategy",
+        at,
+        "Default",
+        "only Default is supported",
+    )?;
     let name = match f.get("name") {
         None | Some(Value::Null) => None,
         Some(n) => {
@@ -615,18 +613,7 @@ fn find(f: &Value, at: &str, service: ObjectType) -> Result<Find, ExternalError>
             path: format!("{at}.name, path or tags"),
         });
     }
-    let decoding = match string_at(f, "decodingStrategy", at)?.as_deref() {
-        None | Some("None") => Decoding::None,
-        Some("Base64") => Decoding::Base64,
-        Some("Base64URL") => Decoding::Base64Url,
-        Some("Auto") => Decoding::Auto,
-        Some(other) => {
-            return Err(invalid(
-                format!("{at}.decodingStrategy"),
-                format!("{other:?} is not None, Base64, Base64URL or Auto"),
-            ));
-        }
-    };
+    let decoding = decoding(f, at)?;
     Ok(Find {
         name,
         path,
@@ -702,36 +689,21 @@ fn remote_ref(r: &Value, at: &str) -> Result<RemoteRef, ExternalError> {
     let key = string_at(r, "key", at)?.ok_or(ExternalError::Missing {
         path: format!("{at}.key"),
     })?;
-    match string_at(r, "conversionStrategy", at)?.as_deref() {
-        None | Some("Default") => {}
-        Some(_) => {
-            return Err(unsupported(
-                format!("{at}.conversionStrategy"),
-                "only Default is supported",
-            ));
-        }
-    }
-    match string_at(r, "metadataPolicy", at)?.as_deref() {
-        None | Some("None") => {}
-        Some(_) => {
-            return Err(unsupported(
-                format!("{at}.metadataPolicy"),
-                "only None is supported (tags are not fetched)",
-            ));
-        }
-    }
-    let decoding = match string_at(r, "decodingStrategy", at)?.as_deref() {
-        None | Some("None") => Decoding::None,
-        Some("Base64") => Decoding::Base64,
-        Some("Base64URL") => Decoding::Base64Url,
-        Some("Auto") => Decoding::Auto,
-        Some(other) => {
-            return Err(invalid(
-                format!("{at}.decodingStrategy"),
-                format!("{other:?} is not None, Base64, Base64URL or Auto"),
-            ));
-        }
-    };
+    only_value(
+        r,
+        "conversionStrategy",
+        at,
+        "Default",
+        "only Default is supported",
+    )?;
+    only_value(
+        r,
+        "metadataPolicy",
+        at,
+        "None",
+        "only None is supported (tags are not fetched)",
+    )?;
+    let decoding = decoding(r, at)?;
     Ok((
         key,
         string_at(r, "property", at)?.filter(|p| !p.is_empty()),
@@ -859,24 +831,20 @@ fn target(es_name: &str, t: Option<&Value>) -> Result<Target, ExternalError> {
             at,
             &["type", "metadata", "data", "engineVersion", "mergePolicy"],
         )?;
-        match string_at(template, "engineVersion", at)?.as_deref() {
-            None | Some("v2") => {}
-            Some(_) => {
-                return Err(unsupported(
-                    format!("{at}.engineVersion"),
-                    "only v2 templates are supported",
-                ));
-            }
-        }
-        match string_at(template, "mergePolicy", at)?.as_deref() {
-            None | Some("Replace") => {}
-            Some(_) => {
-                return Err(unsupported(
-                    format!("{at}.mergePolicy"),
-                    "only Replace is supported",
-                ));
-            }
-        }
+        only_value(
+            template,
+            "engineVersion",
+            at,
+            "v2",
+            "only v2 templates are supported",
+        )?;
+        only_value(
+            template,
+            "mergePolicy",
+            at,
+            "Replace",
+            "only Replace is supported",
+        )?;
         target.type_ = string_at(template, "type", at)?;
         if let Some(meta) = template.get("metadata") {
             let here = format!("{at}.metadata");
@@ -1093,6 +1061,38 @@ fn decode(key: &str, value: SecretBytes, how: Decoding) -> Result<SecretBytes, E
             .or_else(|_| URL_SAFE.decode(&trimmed))
             .map(SecretBytes::new)
             .unwrap_or(value),
+    })
+}
+
+/// Refuses `key` of `v` unless it is absent or `allowed` (a field whose
+/// other values this controller does not implement).
+fn only_value(
+    v: &Value,
+    key: &str,
+    at: &str,
+    allowed: &str,
+    why: &'static str,
+) -> Result<(), ExternalError> {
+    match string_at(v, key, at)?.as_deref() {
+        None => Ok(()),
+        Some(value) if value == allowed => Ok(()),
+        Some(_) => Err(unsupported(format!("{at}.{key}"), why)),
+    }
+}
+
+/// `decodingStrategy` of a remote ref or a find.
+fn decoding(v: &Value, at: &str) -> Result<Decoding, ExternalError> {
+    Ok(match string_at(v, "decodingStrategy", at)?.as_deref() {
+        None | Some("None") => Decoding::None,
+        Some("Base64") => Decoding::Base64,
+        Some("Base64URL") => Decoding::Base64Url,
+        Some("Auto") => Decoding::Auto,
+        Some(other) => {
+            return Err(invalid(
+                format!("{at}.decodingStrategy"),
+                format!("{other:?} is not None, Base64, Base64URL or Auto"),
+            ));
+        }
     })
 }
 
