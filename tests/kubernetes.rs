@@ -997,7 +997,7 @@ struct ControllerProcess {
 }
 
 impl ControllerProcess {
-    fn start(cp: &ControlPlane, dir: &Path, identity: &str, kubeconfig: &Path) -> Self {
+    fn start(dir: &Path, identity: &str, kubeconfig: &Path) -> Self {
         let log = dir.join(format!("controller-{identity}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))
             .args([
@@ -1021,7 +1021,6 @@ impl ControllerProcess {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start the controller");
-        let _ = cp;
         ControllerProcess { child, log }
     }
 
@@ -1127,7 +1126,7 @@ spec:
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = controller_kubeconfig(cp, dir.path());
-    let mut first = ControllerProcess::start(cp, dir.path(), "c1", &kubeconfig);
+    let mut first = ControllerProcess::start(dir.path(), "c1", &kubeconfig);
 
     let secret_value = |name: &str, key: &str| -> Option<String> {
         let out = cp
@@ -1361,7 +1360,7 @@ spec:
 
     // Two replicas: the second waits; the leader dies; the second takes
     // over and no update is lost.
-    let _second = ControllerProcess::start(cp, dir.path(), "c2", &kubeconfig);
+    let _second = ControllerProcess::start(dir.path(), "c2", &kubeconfig);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let lease = cp.get("lease", "aws-secrets-csi-controller", "aws-secrets-csi");
     assert_eq!(lease["spec"]["holderIdentity"], "c1");
