@@ -189,13 +189,10 @@ fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
         ],
         None,
     );
-    let token = cp.kubectl(
+    let token = cp.token(
+        "e2e",
+        service_account,
         &[
-            "create",
-            "token",
-            service_account,
-            "-n",
-            "e2e",
             "--audience",
             "sts.amazonaws.com",
             "--bound-object-kind",
@@ -207,7 +204,6 @@ fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
             "--duration",
             "1h",
         ],
-        None,
     );
     assert_eq!(token.trim().split('.').count(), 3, "a real JWT");
     PodSpec {
@@ -382,18 +378,7 @@ spec:
 
     // The driver runs as its own ServiceAccount, not as an administrator.
     let dir = TestDir::new();
-    let driver_token = cp.kubectl(
-        &[
-            "create",
-            "token",
-            "aws-secrets-csi",
-            "-n",
-            "aws-secrets-csi",
-            "--duration",
-            "1h",
-        ],
-        None,
-    );
+    let driver_token = cp.token("aws-secrets-csi", "aws-secrets-csi", &["--duration", "1h"]);
     // The driver reaches the API server through a relay, so that the test
     // can take the API away and bring it back.
     let relay = common::relay::Relay::start(cp.server.trim_start_matches("https://")).await;
@@ -561,22 +546,7 @@ spec:
     );
     // Its pod presents a token of its own ServiceAccount (reviewed first).
     let late_pod = PodSpec {
-        token: Some(
-            cp.kubectl(
-                &[
-                    "create",
-                    "token",
-                    "late-sa",
-                    "-n",
-                    "e2e",
-                    "--audience",
-                    "sts.amazonaws.com",
-                ],
-                None,
-            )
-            .trim()
-            .to_owned(),
-        ),
+        token: Some(cp.token("e2e", "late-sa", &["--audience", "sts.amazonaws.com"])),
         ..late_pod
     };
     let mut late_req = publish_request(&late, "late", &late_pod);
@@ -595,22 +565,7 @@ spec:
     // this pod's: the API server's TokenReview tells them apart.
     let web2 = bound_pod(cp, "web-2", "app");
     let mut impostor = web2.clone();
-    impostor.token = Some(
-        cp.kubectl(
-            &[
-                "create",
-                "token",
-                "other",
-                "-n",
-                "e2e",
-                "--audience",
-                "sts.amazonaws.com",
-            ],
-            None,
-        )
-        .trim()
-        .to_owned(),
-    );
+    impostor.token = Some(cp.token("e2e", "other", &["--audience", "sts.amazonaws.com"]));
     let impostor_target = dir.volume_target(&impostor.uid, "impostor-volume");
     let mut req = publish_request(&impostor_target, "db", &impostor);
     req.volume_id = "csi-impostor".into();
@@ -969,21 +924,11 @@ fn install_controller(cp: &ControlPlane, namespace: &str) {
 
 /// A kubeconfig with a token of the controller's ServiceAccount.
 fn controller_kubeconfig(cp: &ControlPlane, dir: &Path) -> PathBuf {
-    let token = cp
-        .kubectl(
-            &[
-                "create",
-                "token",
-                "aws-secrets-csi-controller",
-                "-n",
-                "aws-secrets-csi",
-                "--duration",
-                "1h",
-            ],
-            None,
-        )
-        .trim()
-        .to_owned();
+    let token = cp.token(
+        "aws-secrets-csi",
+        "aws-secrets-csi-controller",
+        &["--duration", "1h"],
+    );
     let kubeconfig = dir.join("controller.kubeconfig");
     cp.kubeconfig_with_token(&kubeconfig, &cp.server, &token);
     kubeconfig
@@ -1183,14 +1128,21 @@ spec:
         secret_value("my-app-secrets", "DB_PASSWORD").as_deref() == Some("db-pass-2")
     })
     .await;
-    let version =
-        cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"]
-            .clone();
+    let versions = || {
+        (
+            cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"]
+                .clone(),
+            cp.get("externalsecret", "my-app-secrets", "external-secrets")["metadata"]
+                ["resourceVersion"]
+                .clone(),
+        )
+    };
+    let before = versions();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"],
-        version,
-        "two refreshes without a change wrote nothing"
+        versions(),
+        before,
+        "two refreshes without a change wrote nothing: neither the Secret nor the status"
     );
 
     // A store whose role AWS denies, a field this controller does not

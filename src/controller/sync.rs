@@ -161,11 +161,11 @@ impl Syncer {
             Some(n) => format!("{n}/{}", store_ref.name),
             None => store_ref.name.clone(),
         };
-        let store =
-            external::store(&store_spec, store_ns).map_err(spec_error(store_kind, &store_id))?;
-        if store.controller != self.class {
+        if !external::served_by(&store_spec, &self.class) {
             return Ok(Synced::NotOurs);
         }
+        let store =
+            external::store(&store_spec, store_ns).map_err(spec_error(store_kind, &store_id))?;
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let (identity, scope) = self.identity(&store, &store_id, &name).await?;

@@ -35,6 +35,31 @@ pub(crate) async fn names(
     }
 }
 
+/// A page's answer, counted in the call metric by outcome.
+fn recorded<T, E, R>(
+    calls: &Calls<'_>,
+    api: &'static str,
+    what: &str,
+    region: &str,
+    answer: Result<T, aws_sdk_secretsmanager::error::SdkError<E, R>>,
+) -> Result<T, ObjectFailure>
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata,
+    R: crate::aws::HttpStatus,
+{
+    match answer {
+        Ok(page) => {
+            calls.record(api, "ok");
+            Ok(page)
+        }
+        Err(e) => {
+            let failure = ObjectFailure::from_sdk(what, region, &e);
+            calls.record(api, failure.kind().label());
+            Err(failure)
+        }
+    }
+}
+
 async fn secret_names(
     config: &SdkConfig,
     region: &str,
@@ -77,17 +102,7 @@ async fn secret_names(
             .max_results(100)
             .send()
             .await;
-        let page = match answer {
-            Ok(page) => {
-                calls.record(API, "ok");
-                page
-            }
-            Err(e) => {
-                let failure = ObjectFailure::from_sdk("ListSecrets", region, &e);
-                calls.record(API, failure.kind().label());
-                return Err(failure);
-            }
-        };
+        let page = recorded(calls, API, "ListSecrets", region, answer)?;
         for secret in page.secret_list() {
             // The name filter matches prefixes of words; keep true prefixes.
             let Some(name) = secret.name() else { continue };
@@ -130,17 +145,7 @@ async fn parameter_names(
             .max_results(10)
             .send()
             .await;
-        let page = match answer {
-            Ok(page) => {
-                calls.record(API, "ok");
-                page
-            }
-            Err(e) => {
-                let failure = ObjectFailure::from_sdk(&path, region, &e);
-                calls.record(API, failure.kind().label());
-                return Err(failure);
-            }
-        };
+        let page = recorded(calls, API, &path, region, answer)?;
         names.extend(
             page.parameters()
                 .iter()

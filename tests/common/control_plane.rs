@@ -105,6 +105,14 @@ impl ControlPlane {
         }
     }
 
+    /// A token of `service_account` in `namespace` (kubectl create token),
+    /// with any further flags (`--audience`, `--bound-object-*`, ...).
+    pub fn token(&self, namespace: &str, service_account: &str, flags: &[&str]) -> String {
+        let mut args = vec!["create", "token", service_account, "-n", namespace];
+        args.extend_from_slice(flags);
+        self.kubectl(&args, None).trim().to_owned()
+    }
+
     /// One object, as JSON.
     pub fn get(&self, kind: &str, name: &str, namespace: &str) -> serde_json::Value {
         serde_json::from_str(

@@ -12,6 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::names::{self, NameKind};
 use crate::secret::SecretBytes;
 use crate::spc::{
     AddressPreference, AuthMode, DEFAULT_FILE_MODE, FilePath, FileSpec, MountPlan, ObjectRef,
@@ -88,8 +89,6 @@ pub struct SecretKeyRef {
 /// What a store says, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Store {
-    /// `spec.controller`: which controller serves the store ("" = default).
-    pub controller: String,
     pub service: ObjectType,
     pub region: String,
     pub auth: StoreAuth,
@@ -184,6 +183,11 @@ pub struct Find {
 
 /// The most objects one `find` may bring into a Secret.
 pub const MAX_FOUND: usize = 100;
+/// The most distinct remote objects one ExternalSecret may name (`data`
+/// and `extract`), and the most `find` entries: bounds the fetches an
+/// ExternalSecret author can make the controller do.
+pub const MAX_OBJECTS: usize = 500;
+pub const MAX_FINDS: usize = 10;
 
 impl Find {
     /// Whether a listed name is one this find wants.
@@ -239,9 +243,11 @@ pub fn store_ref(spec: &Value) -> Result<StoreRef, ExternalError> {
         .ok_or_else(|| ExternalError::Missing {
             path: "spec.secretStoreRef".into(),
         })?;
-    let name = string_at(r, "name", "spec.secretStoreRef")?.ok_or(ExternalError::Missing {
-        path: "spec.secretStoreRef.name".into(),
-    })?;
+    let name = name_at(r, "name", "spec.secretStoreRef", NameKind::Subdomain)?.ok_or(
+        ExternalError::Missing {
+            path: "spec.secretStoreRef.name".into(),
+        },
+    )?;
     let kind = match string_at(r, "kind", "spec.secretStoreRef")?.as_deref() {
         None | Some("SecretStore") => StoreKind::SecretStore,
         Some("ClusterSecretStore") => StoreKind::ClusterSecretStore,
@@ -255,11 +261,20 @@ pub fn store_ref(spec: &Value) -> Result<StoreRef, ExternalError> {
     Ok(StoreRef { kind, name })
 }
 
+/// Whether the controller of `class` serves a store: its `spec.controller`
+/// names that class and, for the default class ("", which External Secrets
+/// Operator serves too), its provider is AWS. A store that is another
+/// controller's is left alone: no status, no event, before anything of it
+/// is validated, so that both can run side by side.
+pub fn served_by(spec: &Value, class: &str) -> bool {
+    let controller = spec.get("controller").and_then(Value::as_str).unwrap_or("");
+    controller == class && (!class.is_empty() || spec["provider"].get("aws").is_some())
+}
+
 /// A store's spec. `namespace` is the store's own (None for a
 /// ClusterSecretStore, whose ServiceAccount refs name their namespace).
 pub fn store(spec: &Value, namespace: Option<&str>) -> Result<Store, ExternalError> {
     only(spec, "spec", &["controller", "provider", "refreshInterval"])?;
-    let controller = string_at(spec, "controller", "spec")?.unwrap_or_default();
     let provider = object_at(spec, "provider", "spec")?.ok_or(ExternalError::Missing {
         path: "spec.provider.aws".into(),
     })?;
@@ -325,18 +340,18 @@ pub fn store(spec: &Value, namespace: Option<&str>) -> Result<Store, ExternalErr
                 ));
             }
             let mut session_tags = Vec::new();
-            if let Some(tags) = aws.get("sessionTags") {
-                let list = tags
-                    .as_array()
-                    .ok_or_else(|| invalid(format!("{at}.sessionTags"), "must be a list"))?;
-                for (i, t) in list.iter().enumerate() {
-                    let here = format!("{at}.sessionTags[{i}]");
-                    only(t, &here, &["key", "value"])?;
-                    let key = string_at(t, "key", &here)?.ok_or(ExternalError::Missing {
-                        path: format!("{here}.key"),
-                    })?;
-                    session_tags.push((key, string_at(t, "value", &here)?.unwrap_or_default()));
-                }
+            let tags = list_at(aws, "sessionTags", at)?;
+            // STS takes at most 50 session tags.
+            if tags.len() > 50 {
+                return Err(invalid(format!("{at}.sessionTags"), "at most 50 tags"));
+            }
+            for (i, t) in tags.iter().enumerate() {
+                let here = format!("{at}.sessionTags[{i}]");
+                only(t, &here, &["key", "value"])?;
+                let key = string_at(t, "key", &here)?.ok_or(ExternalError::Missing {
+                    path: format!("{here}.key"),
+                })?;
+                session_tags.push((key, string_at(t, "value", &here)?.unwrap_or_default()));
             }
             session_tags.sort();
             Some(RoleChain {
@@ -348,7 +363,6 @@ pub fn store(spec: &Value, namespace: Option<&str>) -> Result<Store, ExternalErr
         }
     };
     Ok(Store {
-        controller,
         service,
         region,
         auth,
@@ -360,7 +374,7 @@ fn store_auth(auth: &Value, namespace: Option<&str>) -> Result<StoreAuth, Extern
     let at = "spec.provider.aws.auth";
     only(auth, at, &["jwt", "secretRef"])?;
     let ns_of = |r: &Value, here: &str| -> Result<String, ExternalError> {
-        match (string_at(r, "namespace", here)?, namespace) {
+        match (name_at(r, "namespace", here, NameKind::Label)?, namespace) {
             (Some(ns), None) => Ok(ns),
             (None, Some(own)) => Ok(own.to_owned()),
             // A namespaced store reads only its own namespace.
@@ -381,9 +395,10 @@ fn store_auth(auth: &Value, namespace: Option<&str>) -> Result<StoreAuth, Extern
             .get("serviceAccountRef")
             .ok_or(ExternalError::Missing { path: here.clone() })?;
         only(r, &here, &["name", "namespace", "audiences"])?;
-        let service_account = string_at(r, "name", &here)?.ok_or(ExternalError::Missing {
-            path: format!("{here}.name"),
-        })?;
+        let service_account =
+            name_at(r, "name", &here, NameKind::Subdomain)?.ok_or(ExternalError::Missing {
+                path: format!("{here}.name"),
+            })?;
         let audience = match r.get("audiences") {
             None => "sts.amazonaws.com".to_owned(),
             Some(Value::Array(list)) if list.len() == 1 && list[0].is_string() => {
@@ -423,7 +438,7 @@ fn store_auth(auth: &Value, namespace: Option<&str>) -> Result<StoreAuth, Extern
         only(r, &p, &["name", "key", "namespace"])?;
         Ok(Some(SecretKeyRef {
             namespace: ns_of(r, &p)?,
-            name: string_at(r, "name", &p)?.ok_or(ExternalError::Missing {
+            name: name_at(r, "name", &p, NameKind::Subdomain)?.ok_or(ExternalError::Missing {
                 path: format!("{p}.name"),
             })?,
             key: string_at(r, "key", &p)?.ok_or(ExternalError::Missing {
@@ -466,6 +481,12 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
         if let Some(i) = objects.iter().position(|o| o.primary == primary) {
             return Ok(i);
         }
+        if objects.len() >= MAX_OBJECTS {
+            return Err(invalid(
+                "spec",
+                format!("names more than {MAX_OBJECTS} remote objects"),
+            ));
+        }
         let path = FilePath::parse(&format!("o{}", objects.len()))
             .map_err(|_| invalid("spec", "internal: object name"))?;
         objects.push(PlannedObject {
@@ -481,57 +502,53 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
         Ok(objects.len() - 1)
     };
     let mut data = Vec::new();
-    if let Some(list) = spec.get("data") {
-        let list = list
-            .as_array()
-            .ok_or_else(|| invalid("spec.data", "must be a list"))?;
-        for (i, item) in list.iter().enumerate() {
-            let at = format!("spec.data[{i}]");
-            only(item, &at, &["secretKey", "remoteRef", "sourceRef"])?;
-            if item.get("sourceRef").is_some() {
-                return Err(unsupported(
-                    format!("{at}.sourceRef"),
-                    "values come from this ExternalSecret's own store",
-                ));
-            }
-            let secret_key = string_at(item, "secretKey", &at)?.ok_or(ExternalError::Missing {
-                path: format!("{at}.secretKey"),
-            })?;
-            let r = item.get("remoteRef").ok_or(ExternalError::Missing {
-                path: format!("{at}.remoteRef"),
-            })?;
-            let (key, property, version, decoding) = remote_ref(r, &format!("{at}.remoteRef"))?;
-            data.push(DataItem {
-                secret_key,
-                object: object_of(&key, version)?,
-                property,
-                decoding,
-            });
+    for (i, item) in list_at(spec, "data", "spec")?.iter().enumerate() {
+        let at = format!("spec.data[{i}]");
+        only(item, &at, &["secretKey", "remoteRef", "sourceRef"])?;
+        if item.get("sourceRef").is_some() {
+            return Err(unsupported(
+                format!("{at}.sourceRef"),
+                "values come from this ExternalSecret's own store",
+            ));
         }
+        let secret_key = string_at(item, "secretKey", &at)?.ok_or(ExternalError::Missing {
+            path: format!("{at}.secretKey"),
+        })?;
+        let r = item.get("remoteRef").ok_or(ExternalError::Missing {
+            path: format!("{at}.remoteRef"),
+        })?;
+        let (key, property, version, decoding) = remote_ref(r, &format!("{at}.remoteRef"))?;
+        data.push(DataItem {
+            secret_key,
+            object: object_of(&key, version)?,
+            property,
+            decoding,
+        });
     }
     let mut extracts = Vec::new();
     let mut finds = Vec::new();
-    if let Some(list) = spec.get("dataFrom") {
-        let list = list
-            .as_array()
-            .ok_or_else(|| invalid("spec.dataFrom", "must be a list"))?;
-        for (i, item) in list.iter().enumerate() {
-            let at = format!("spec.dataFrom[{i}]");
-            only(item, &at, &["extract", "find"])?;
-            if let Some(f) = item.get("find") {
-                finds.push(find(f, &format!("{at}.find"), store.service)?);
-                continue;
+    for (i, item) in list_at(spec, "dataFrom", "spec")?.iter().enumerate() {
+        let at = format!("spec.dataFrom[{i}]");
+        only(item, &at, &["extract", "find"])?;
+        if let Some(f) = item.get("find") {
+            if finds.len() >= MAX_FINDS {
+                return Err(invalid(
+                    at,
+                    format!("at most {MAX_FINDS} find entries are allowed"),
+                ));
             }
-            let r = item.get("extract").ok_or(ExternalError::Missing {
-                path: format!("{at}.extract"),
-            })?;
-            let (key, property, version, decoding) = remote_ref(r, &format!("{at}.extract"))?;
-            extracts.push(Extract {
-                object: object_of(&key, version)?,
-                property,
-                decoding,
-            });
+            finds.push(find(f, &format!("{at}.find"), store.service)?);
+            continue;
         }
+        let r = item.get("extract").ok_or(ExternalError::Missing {
+            path: format!("{at}.extract"),
+        })?;
+        let (key, property, version, decoding) = remote_ref(r, &format!("{at}.extract"))?;
+        extracts.push(Extract {
+            object: object_of(&key, version)?,
+            property,
+            decoding,
+        });
     }
     if data.is_empty() && extracts.is_empty() && finds.is_empty() && target.template.is_empty() {
         return Err(ExternalError::Missing {
@@ -789,7 +806,7 @@ fn target(es_name: &str, t: Option<&Value>) -> Result<Target, ExternalError> {
             "template",
         ],
     )?;
-    if let Some(name) = string_at(t, "name", at)? {
+    if let Some(name) = name_at(t, "name", at, NameKind::Subdomain)? {
         target.name = name;
     }
     target.creation = match string_at(t, "creationPolicy", at)?.as_deref() {
@@ -864,14 +881,28 @@ fn target(es_name: &str, t: Option<&Value>) -> Result<Target, ExternalError> {
 /// The template forms supported: literal text and `{{ .key }}` (a fetched
 /// key's value), optionally piped through `toString`/`b64dec`/`b64enc`.
 fn check_template(key: &str, text: &str) -> Result<(), ExternalError> {
-    expand_template(key, text, &|_| Some(Vec::new())).map(|_| ())
+    expand_template(
+        key,
+        text,
+        &|_| Some(Vec::new()),
+        &mut MAX_SECRET_BYTES.clone(),
+    )
+    .map(|_| ())
 }
 
+/// Expands one template, within `left` bytes (shared by every key of the
+/// Secret): a template that repeats a large value, or pipes it through
+/// `b64enc` again and again, stops at the Secret's size instead of growing.
 fn expand_template(
     key: &str,
     text: &str,
     lookup: &dyn Fn(&str) -> Option<Vec<u8>>,
+    left: &mut u64,
 ) -> Result<Vec<u8>, ExternalError> {
+    fn take(left: &mut u64, n: usize) -> Result<(), ExternalError> {
+        *left = left.checked_sub(n as u64).ok_or(ExternalError::TooLarge)?;
+        Ok(())
+    }
     let err = |why: String| ExternalError::Template {
         key: key.to_owned(),
         why,
@@ -879,6 +910,7 @@ fn expand_template(
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
+        take(left, start)?;
         out.extend_from_slice(&rest.as_bytes()[..start]);
         let end = rest[start..]
             .find("}}")
@@ -899,18 +931,26 @@ fn expand_template(
         for filter in parts {
             value = match filter {
                 "toString" => value,
-                "b64enc" => base64::engine::general_purpose::STANDARD
-                    .encode(&value)
-                    .into_bytes(),
+                "b64enc" => {
+                    // Checked before it is made: base64 is 4/3 the size.
+                    if (value.len() as u64).div_ceil(3) * 4 > *left {
+                        return Err(ExternalError::TooLarge);
+                    }
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&value)
+                        .into_bytes()
+                }
                 "b64dec" => base64::engine::general_purpose::STANDARD
                     .decode(&value)
                     .map_err(|_| err(format!("{name} is not base64")))?,
                 other => return Err(err(format!("the function {other:?} is not supported"))),
             };
         }
+        take(left, value.len())?;
         out.extend_from_slice(&value);
         rest = &rest[end + 2..];
     }
+    take(left, rest.len())?;
     out.extend_from_slice(rest.as_bytes());
     Ok(out)
 }
@@ -980,10 +1020,11 @@ pub fn render_secret(
         let fetched = data;
         let lookup = |name: &str| fetched.get(name).map(|v| v.expose().to_vec());
         let mut out = BTreeMap::new();
+        let mut left = MAX_SECRET_BYTES;
         for (key, text) in &plan.target.template {
             out.insert(
                 key.clone(),
-                SecretBytes::new(expand_template(key, text, &lookup)?),
+                SecretBytes::new(expand_template(key, text, &lookup, &mut left)?),
             );
         }
         data = out;
@@ -1108,6 +1149,30 @@ fn only(v: &Value, at: &str, known: &[&str]) -> Result<(), ExternalError> {
         },
         Value::Null => Ok(()),
         _ => Err(invalid(at, "must be a mapping")),
+    }
+}
+
+/// A Kubernetes object name at `key` of `v`: it goes into an API request
+/// path, so it must be the RFC 1123 name it claims to be.
+fn name_at(
+    v: &Value,
+    key: &str,
+    at: &str,
+    kind: NameKind,
+) -> Result<Option<String>, ExternalError> {
+    let name = string_at(v, key, at)?;
+    if let Some(n) = &name {
+        names::check(n, kind).map_err(|e| invalid(format!("{at}.{key}"), e.to_string()))?;
+    }
+    Ok(name)
+}
+
+/// The list at `key` of `v` (empty when absent).
+fn list_at<'v>(v: &'v Value, key: &str, at: &str) -> Result<&'v [Value], ExternalError> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(list)) => Ok(list),
+        Some(_) => Err(invalid(format!("{at}.{key}"), "must be a list")),
     }
 }
 

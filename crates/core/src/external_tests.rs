@@ -399,3 +399,117 @@ fn find_selects_by_name_path_and_tags_and_keys_are_converted() {
     );
     assert!(matches!(e, Err(ExternalError::Unsupported { .. })), "{e:?}");
 }
+
+#[test]
+fn what_an_external_secret_makes_the_controller_do_is_bounded() {
+    let keys = |n: usize| {
+        let data: Vec<Value> = (0..n)
+            .map(|i| json!({"secretKey": format!("k{i}"), "remoteRef": {"key": format!("s{i}")}}))
+            .collect();
+        json!({"secretStoreRef": {"name": "s"}, "data": data})
+    };
+    assert_eq!(
+        sync_plan("x", &keys(MAX_OBJECTS), &sm_store())
+            .unwrap()
+            .objects
+            .objects
+            .len(),
+        MAX_OBJECTS
+    );
+    let e = sync_plan("x", &keys(MAX_OBJECTS + 1), &sm_store()).unwrap_err();
+    assert_eq!(e.to_string(), "spec: names more than 500 remote objects");
+    let finds: Vec<Value> = (0..=MAX_FINDS)
+        .map(|i| json!({"find": {"path": format!("p{i}/")}}))
+        .collect();
+    let e = sync_plan(
+        "x",
+        &json!({"secretStoreRef": {"name": "s"}, "dataFrom": finds}),
+        &sm_store(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at most 10 find entries"), "{e}");
+    let tags: Vec<Value> = (0..51)
+        .map(|i| json!({"key": format!("t{i}"), "value": "v"}))
+        .collect();
+    assert!(
+        store(
+            &json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "role": "arn:aws:iam::1:role/x", "sessionTags": tags}}}),
+            Some("ns")
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn templates_stop_at_the_secret_size_instead_of_growing() {
+    let template = |text: String| {
+        json!({"secretStoreRef": {"name": "s"},
+               "target": {"template": {"data": {"out": text}}},
+               "data": [{"secretKey": "v", "remoteRef": {"key": "big"}}]})
+    };
+    let value = SecretBytes::from("x".repeat(100_000));
+    // A value repeated: 20 x 100 kB is over 1 MiB.
+    let p = sync_plan("x", &template("{{ .v }}".repeat(20)), &sm_store()).unwrap();
+    assert_eq!(
+        render_secret(&p, std::slice::from_ref(&value), &[]).unwrap_err(),
+        ExternalError::TooLarge
+    );
+    // A value piped through b64enc again and again: 4/3 each time.
+    let piped = format!("{{{{ .v{} }}}}", " | b64enc".repeat(40));
+    let p = sync_plan("x", &template(piped), &sm_store()).unwrap();
+    assert_eq!(
+        render_secret(&p, std::slice::from_ref(&value), &[]).unwrap_err(),
+        ExternalError::TooLarge
+    );
+    // Within the size, the same forms work.
+    let p = sync_plan("x", &template("{{ .v }}".repeat(5)), &sm_store()).unwrap();
+    assert_eq!(
+        render_secret(&p, &[value], &[]).unwrap()["out"].len(),
+        500_000
+    );
+}
+
+#[test]
+fn stores_of_another_controller_are_left_alone() {
+    let aws = json!({"provider": {"aws": {"service": "SecretsManager", "region": "r"}}});
+    let vault = json!({"provider": {"vault": {}}});
+    let classed = json!({"controller": "ours", "provider": {"vault": {}}});
+    assert!(served_by(&aws, ""));
+    // The default class is External Secrets Operator's too: a Vault store
+    // there is its, not ours to report on.
+    assert!(!served_by(&vault, ""));
+    assert!(!served_by(&aws, "ours"));
+    // A store that names our class is ours, and refused if it is not AWS.
+    assert!(served_by(&classed, "ours"));
+    assert!(store(&classed, Some("ns")).is_err());
+}
+
+#[test]
+fn names_bound_for_api_paths_are_checked() {
+    let es = |target: &str, store_name: &str| {
+        json!({"secretStoreRef": {"name": store_name}, "target": {"name": target},
+               "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]})
+    };
+    for bad in ["../../kube-system/secrets/x", "x?watch=1", "UPPER"] {
+        let e = sync_plan("x", &es(bad, "s"), &sm_store()).unwrap_err();
+        assert!(
+            matches!(&e, ExternalError::Invalid { path, .. } if path == "spec.target.name"),
+            "{e}"
+        );
+        let e = store_ref(&es("ok", bad)).unwrap_err();
+        assert!(
+            matches!(&e, ExternalError::Invalid { path, .. } if path == "spec.secretStoreRef.name"),
+            "{e}"
+        );
+        let jwt = json!({"provider": {"aws": {"service": "SecretsManager", "region": "r",
+            "auth": {"jwt": {"serviceAccountRef": {"name": bad}}}}}});
+        assert!(store(&jwt, Some("ns")).is_err(), "{bad}");
+        let keys = json!({"provider": {"aws": {"service": "SecretsManager", "region": "r",
+            "auth": {"secretRef": {"accessKeyIDSecretRef": {"name": bad, "key": "k"},
+                                   "secretAccessKeySecretRef": {"name": "ok", "key": "k"}}}}}});
+        assert!(store(&keys, Some("ns")).is_err(), "{bad}");
+        let cluster = json!({"provider": {"aws": {"service": "SecretsManager", "region": "r",
+            "auth": {"jwt": {"serviceAccountRef": {"name": "sa", "namespace": bad}}}}}});
+        assert!(store(&cluster, None).is_err(), "{bad}");
+    }
+}
