@@ -665,17 +665,20 @@ struct FailoverEntry {
     object_version_label: String,
 }
 
-/// Parses the `objects` YAML the way the AWS provider does (YAML -> JSON ->
-/// Go struct): keys match case-insensitively, unknown keys are ignored (we
-/// warn), every value must be a string.
+/// Parses the `objects` YAML the way the AWS provider does (YAML 1.1 -> JSON
+/// -> Go struct): keys match case-insensitively, unknown keys are ignored (we
+/// warn), and an unquoted number or boolean becomes the string Go's YAML
+/// reader makes of it (`objectVersion: 1` is "1", `objectAlias: yes` is
+/// "true"); we warn, since the text written is not the text used.
 fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descriptor>, PlanError> {
     if yaml.trim().is_empty() {
         return Ok(Vec::new());
     }
-    // Only true/false are booleans: `objectAlias: y` is the name "y", not
-    // YAML 1.1's yes.
+    // YAML 1.1, as the AWS provider reads it: `y`, `yes`, `on` are booleans
+    // and `0600` is octal.
     let options = serde_saphyr::options! {
-        strict_booleans: true,
+        strict_booleans: false,
+        legacy_octal_numbers: true,
         budget: serde_saphyr::budget! {
             max_aliases: 64,
             max_depth: 32,
@@ -711,12 +714,12 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
         for (key, value) in map {
             let at = || format!("objects[{index}].{key}");
             match key.to_ascii_lowercase().as_str() {
-                "objectname" => d.object_name = string_field(&value, at)?,
-                "objectalias" => d.object_alias = string_field(&value, at)?,
-                "objectversion" => d.object_version = string_field(&value, at)?,
-                "objectversionlabel" => d.object_version_label = string_field(&value, at)?,
-                "objecttype" => d.object_type = string_field(&value, at)?,
-                "filepermission" => d.file_permission = string_field(&value, at)?,
+                "objectname" => d.object_name = string_field(&value, at, &mut own)?,
+                "objectalias" => d.object_alias = string_field(&value, at, &mut own)?,
+                "objectversion" => d.object_version = string_field(&value, at, &mut own)?,
+                "objectversionlabel" => d.object_version_label = string_field(&value, at, &mut own)?,
+                "objecttype" => d.object_type = string_field(&value, at, &mut own)?,
+                "filepermission" => d.file_permission = mode_field(&value, at, &mut own)?,
                 "jmespath" => d.jmes_path = jmes_entries(value, &at(), &mut own)?,
                 "failoverobject" => d.failover = failover_entry(value, &at(), &mut own)?,
                 _ => own.push(unknown_key(
@@ -766,9 +769,9 @@ fn jmes_entries(
         for (key, value) in map {
             let here = || format!("{at}[{i}].{key}");
             match key.to_ascii_lowercase().as_str() {
-                "path" => e.path = string_field(&value, here)?,
-                "objectalias" => e.object_alias = string_field(&value, here)?,
-                "filepermission" => e.file_permission = string_field(&value, here)?,
+                "path" => e.path = string_field(&value, here, warnings)?,
+                "objectalias" => e.object_alias = string_field(&value, here, warnings)?,
+                "filepermission" => e.file_permission = mode_field(&value, here, warnings)?,
                 _ => warnings.push(unknown_key(&format!("{at}[{i}]"), &key, &JMES_KEYS, "key")),
             }
         }
@@ -796,31 +799,107 @@ fn failover_entry(
     for (key, value) in map {
         let here = || format!("{at}.{key}");
         match key.to_ascii_lowercase().as_str() {
-            "objectname" => f.object_name = string_field(&value, here)?,
-            "objectversion" => f.object_version = string_field(&value, here)?,
-            "objectversionlabel" => f.object_version_label = string_field(&value, here)?,
+            "objectname" => f.object_name = string_field(&value, here, warnings)?,
+            "objectversion" => f.object_version = string_field(&value, here, warnings)?,
+            "objectversionlabel" => f.object_version_label = string_field(&value, here, warnings)?,
             _ => warnings.push(unknown_key(at, &key, &FAILOVER_KEYS, "key")),
         }
     }
     Ok((!f.object_name.is_empty()).then_some(f))
 }
 
-fn string_field(value: &Value, at: impl Fn() -> String) -> Result<String, PlanError> {
+fn string_field(
+    value: &Value,
+    at: impl Fn() -> String,
+    warnings: &mut Vec<String>,
+) -> Result<String, PlanError> {
     match value {
         Value::String(s) => Ok(s.clone()),
         Value::Null => Ok(String::new()),
-        // The AWS provider fails here too (all its fields are Go strings); say
-        // how to fix it, since `filePermission: 0600` is an easy slip.
-        Value::Number(_) | Value::Bool(_) => Err(PlanError::Load(format!(
-            "{} must be a string; quote the value",
-            at()
-        ))),
+        Value::Number(_) | Value::Bool(_) => {
+            let text = go_yaml_string(value);
+            warnings.push(format!(
+                "{}: the unquoted {} is read as \"{text}\", as the AWS provider reads it; quote it to say so",
+                at(),
+                kind_of(value).trim_start_matches("a ")
+            ));
+            Ok(text)
+        }
         other => Err(PlanError::Load(format!(
             "{} must be a string, found {}",
             at(),
             kind_of(other)
         ))),
     }
+}
+
+/// A `filePermission`: `0600` unquoted is the octal number 384 to YAML 1.1,
+/// so the AWS provider refuses every unquoted mode (but 1000-1777, which we
+/// refuse as modes); say how to fix it rather than which number it became.
+fn mode_field(
+    value: &Value,
+    at: impl Fn() -> String,
+    warnings: &mut Vec<String>,
+) -> Result<String, PlanError> {
+    match value {
+        Value::Number(_) | Value::Bool(_) => Err(PlanError::Load(format!(
+            "{} must be a string; quote the value",
+            at()
+        ))),
+        _ => string_field(value, at, warnings),
+    }
+}
+
+/// The string Go's YAML reader (sigs.k8s.io/yaml over go-yaml v2) puts in a
+/// string field for an unquoted boolean or number: `true`/`false`, integers
+/// in decimal, floats as Go's `FormatFloat(f, 'g', -1, 32)`.
+fn go_yaml_string(value: &Value) -> String {
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.is_f64() => go_float32_g(n.as_f64().unwrap_or_default()),
+        other => other.to_string(),
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'g', -1, 32)`: the shortest digits that
+/// read back as the same float32, in %e form when the exponent is below -4
+/// or at least 6 (two exponent digits at least), else in %f form.
+pub(crate) fn go_float32_g(f: f64) -> String {
+    let f = f as f32;
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Rust's `{:e}` prints the shortest round-trip digits: "-1.2345e6".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{dot}{rest}e{esign}{:02}", exp.abs());
+    }
+    let point = exp + 1; // digits before the decimal point
+    let text = if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{int}.{frac}")
+    };
+    format!("{sign}{text}")
 }
 
 fn kind_of(v: &Value) -> &'static str {

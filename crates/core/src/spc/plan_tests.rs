@@ -232,15 +232,70 @@ fn malformed_yaml_fails_to_load() {
 }
 
 #[test]
-fn unquoted_numbers_fail_with_a_hint() {
+fn unquoted_modes_fail_with_a_hint() {
+    // YAML 1.1 reads 0600 as 384, which the AWS provider refuses too.
+    for mode in ["0600", "644", "true"] {
+        assert_eq!(
+            err(&format!("- {{objectName: a, objectType: secretsmanager, filePermission: {mode}}}")),
+            "Failed to load SecretProviderClass: objects[0].filePermission must be a string; quote the value"
+        );
+    }
     assert_eq!(
-        err("- {objectName: a, objectType: secretsmanager, filePermission: 0600}"),
-        "Failed to load SecretProviderClass: objects[0].filePermission must be a string; quote the value"
+        err("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: b, filePermission: 0400}]}"),
+        "Failed to load SecretProviderClass: objects[0].jmesPath[0].filePermission must be a string; quote the value"
     );
+}
+
+#[test]
+fn unquoted_scalars_are_read_as_the_aws_provider_reads_them() {
+    let p = plan_objects(
+        "- {objectName: 12345, objectType: secretsmanager, objectVersion: 1, objectAlias: yes}\n\
+         - {objectName: off, objectType: ssmparameter, objectVersion: 1.10}\n\
+         - {objectName: 0x1F, objectType: ssmparameter, objectAlias: 1e6, objectVersionLabel: n}\n\
+         - {objectName: \"0600\", objectType: ssmparameter, objectAlias: 0600}\n\
+         - {objectName: 'yes', objectType: ssmparameter, objectVersion: 2.5e-5}\n",
+    )
+    .unwrap();
+    let o = &p.objects;
+    assert_eq!(o[0].primary.name, "12345");
+    assert_eq!(o[0].primary.version_id.as_deref(), Some("1"));
+    assert_eq!(o[1].primary.name, "false");
+    assert_eq!(o[1].primary.version_id.as_deref(), Some("1.1"));
+    assert_eq!(o[2].primary.name, "31");
+    assert_eq!(o[2].primary.version_label.as_deref(), Some("false"));
+    // Quoted text is kept as written; unquoted 0600 is octal 384.
+    assert_eq!(o[3].primary.name, "0600");
+    assert_eq!(o[4].primary.name, "yes");
+    assert_eq!(o[4].primary.version_id.as_deref(), Some("2.5e-05"));
     assert_eq!(
-        err("- {objectName: a, objectType: ssmparameter, objectVersion: 1}"),
-        "Failed to load SecretProviderClass: objects[0].objectVersion must be a string; quote the value"
+        paths(&p).into_iter().map(|(f, _)| f).collect::<Vec<_>>(),
+        ["true", "false", "1e+06", "384", "yes"]
     );
+    assert_eq!(p.warnings.len(), 10, "{:?}", p.warnings);
+    assert!(p.warnings.iter().any(|w| w
+        == "objects[0] (12345).objectAlias: the unquoted boolean is read as \"true\", as the AWS provider reads it; quote it to say so"), "{:?}", p.warnings);
+}
+
+#[test]
+fn go_float_formatting_matches_strconv() {
+    // strconv.FormatFloat(x, 'g', -1, 32), as printed by Go.
+    for (x, go) in [
+        (1.0, "1"),
+        (1.1, "1.1"),
+        (0.5, "0.5"),
+        (100000.0, "100000"),
+        (1000000.0, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+        (-2.5, "-2.5"),
+        (3.14159265358979, "3.1415927"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+        (f64::NAN, "NaN"),
+    ] {
+        assert_eq!(go_float32_g(x), go, "{x}");
+    }
 }
 
 #[test]
