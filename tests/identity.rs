@@ -355,6 +355,43 @@ async fn failover_region_serves_when_the_primary_is_down_but_not_on_a_4xx() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn when_both_regions_fail_the_error_gives_the_failover_regions_cause_too() {
+    require_root();
+    let moto = moto();
+    // The secret exists only in us-east-1, which is down.
+    moto.create_secret("i8b/s", "east-value").await;
+    let proxy = AwsProxy::start(&moto.endpoint).await;
+    proxy.fail_when(|r| {
+        r.region.as_deref() == Some("us-east-1") && r.target.starts_with("secretsmanager.")
+    });
+    let w = World::with(&[("AWS_ENDPOINT_URL", &proxy.endpoint)], &[]).await;
+    w.kube.put_service_account("i8b", "app", Some(READER_ROLE));
+    w.kube.put_class(
+        "i8b",
+        "c",
+        &[
+            ("region", REGION),
+            ("failoverRegion", "us-west-2"),
+            (
+                "objects",
+                "- {objectName: i8b/s, objectType: secretsmanager, objectAlias: s}",
+            ),
+        ],
+    );
+    let pod = PodSpec::new("i8b", "p", "app");
+    let target = w.dir.target(&pod.uid);
+    let status = w.publish(&target, "c", &pod).await.unwrap_err();
+    let message = status.message();
+    assert!(
+        message.contains("i8b/s in us-east-1: ServiceUnavailable")
+            && message.contains("(failover i8b/s in us-west-2: ResourceNotFoundException"),
+        "{message}"
+    );
+    // Unavailable first: kubelet's retry may well succeed.
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_region_comes_from_the_node_label_when_nobody_names_one() {
     require_root();
     moto()

@@ -75,6 +75,7 @@ mod tests {
                     code: code.into(),
                     message: "m".into(),
                     status,
+                    failover: None,
                 }],
             },
         }

@@ -17,6 +17,9 @@ pub struct ObjectFailure {
     pub message: String,
     /// HTTP status when AWS answered.
     pub status: Option<u16>,
+    /// The failover region's answer, when it was asked and failed too: a
+    /// secret missing there, or its key denied there, is often the real cause.
+    pub failover: Option<Box<ObjectFailure>>,
 }
 
 /// The classes of failure the driver treats differently.
@@ -52,6 +55,7 @@ impl ObjectFailure {
             code: "NotRequested".into(),
             message: "internal: object was not requested".into(),
             status: None,
+            failover: None,
         }
     }
 
@@ -68,6 +72,7 @@ impl ObjectFailure {
             code: code.to_owned(),
             message: message.to_owned(),
             status,
+            failover: None,
         }
     }
 
@@ -122,7 +127,15 @@ impl fmt::Display for ObjectFailure {
             f,
             "{} in {}: {}: {}",
             self.object, self.region, self.code, self.message
-        )
+        )?;
+        if let Some(other) = &self.failover {
+            write!(
+                f,
+                " (failover {} in {}: {}: {})",
+                other.object, other.region, other.code, other.message
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -166,6 +179,29 @@ mod tests {
             FailureKind::AccessDenied
         );
         assert_eq!(f("UnknownError", Some(429)).kind(), FailureKind::Throttled);
+    }
+
+    #[test]
+    fn the_failover_regions_cause_is_shown_beside_the_primarys() {
+        let primary = ObjectFailure::new("db", "us-east-1", "InternalServiceError", "boom", Some(500));
+        let failover = ObjectFailure::new(
+            "db-replica",
+            "us-west-2",
+            "ResourceNotFoundException",
+            "Secrets Manager can't find the specified secret.",
+            Some(400),
+        );
+        let both = ObjectFailure {
+            failover: Some(Box::new(failover)),
+            ..primary
+        };
+        assert_eq!(
+            both.to_string(),
+            "db in us-east-1: InternalServiceError: boom (failover db-replica in us-west-2: \
+             ResourceNotFoundException: Secrets Manager can't find the specified secret.)"
+        );
+        // The primary's failure still decides the kind (and so the code).
+        assert_eq!(both.kind(), FailureKind::Unavailable);
     }
 
     #[test]

@@ -187,10 +187,15 @@ impl Fetcher {
                     .fetch_region(plan, failover_region, &retry, identity, sharing)
                     .await;
                 for (wanted, outcome) in retry.iter().zip(second) {
-                    // Keep the primary's error when both fail: it names the
-                    // region users look at first.
-                    if outcome.is_ok() {
-                        outcomes[wanted.index] = outcome;
+                    // When both fail, the primary's error leads (it names the
+                    // region users look at first) and carries the failover's.
+                    match outcome {
+                        Ok(v) => outcomes[wanted.index] = Ok(v),
+                        Err(second) => {
+                            if let Err(first) = &mut outcomes[wanted.index] {
+                                first.failover = Some(Box::new(second));
+                            }
+                        }
                     }
                 }
             }
