@@ -2,6 +2,8 @@
 # Sourced by scripts/test.sh and scripts/demo.sh.
 
 MOTO_SPEC='moto[server]>=5.1.19,<6'
+# A gRPC client that is not Go (the C core), for tests/grpc_clients.rs.
+GRPCIO_SPEC='grpcio>=1.60,<2'
 CSI_SANITY_MODULE='github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@v5.4.0'
 HELM_MODULE='helm.sh/helm/v3/cmd/helm@v3.22.0'
 
@@ -10,18 +12,18 @@ HELM_MODULE='helm.sh/helm/v3/cmd/helm@v3.22.0'
 # The cache outside the repository where peers are kept across runs.
 PEERS_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi
 
-# moto (AWS emulator) with its server, from PyPI, in a virtual environment
+# moto (AWS emulator) with its server, and grpcio, from PyPI, in a virtual environment
 # of its own in the cache (a plain Debian python3 refuses pip install
 # outside one). Its bin directory goes first on PATH, so `python3` in the
 # scripts and the tests is the one with moto.
 ensure_moto() {
   local venv="$PEERS_CACHE/venv"
-  local probe='import moto, moto.server, boto3; v = tuple(int(x) for x in moto.__version__.split(".")[:3]); raise SystemExit(0 if v >= (5, 1, 19) else 1)'
+  local probe='import grpc, moto, moto.server, boto3; v = tuple(int(x) for x in moto.__version__.split(".")[:3]); raise SystemExit(0 if v >= (5, 1, 19) else 1)'
   if ! "$venv/bin/python3" -c "$probe" 2>/dev/null; then
     echo "installing $MOTO_SPEC into $venv (first run: about a minute)" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check "$MOTO_SPEC"
+    "$venv/bin/python3" -m pip install --quiet --disable-pip-version-check "$MOTO_SPEC" "$GRPCIO_SPEC"
   fi
   export PATH="$venv/bin:$PATH"
 }

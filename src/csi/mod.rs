@@ -2,6 +2,7 @@
 //! services only translate: requests go to `publish`, errors come back
 //! through `status`, the one place that picks gRPC codes.
 
+mod authority;
 mod identity_service;
 mod node_service;
 mod server;

@@ -1,10 +1,18 @@
 //! Serving the CSI services on a unix socket until shutdown.
 
 use std::future::Future;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use tokio::net::UnixListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::Connected;
+
+use super::authority::AuthorityRewriter;
 
 use super::proto::identity_server::IdentityServer;
 use super::proto::node_server::NodeServer;
@@ -65,10 +73,89 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_service(NodeServer::new(node))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|s| s.map(Connection::new)),
+            shutdown,
+        )
         .await;
     let _ = std::fs::remove_file(path);
     result.map_err(Into::into)
+}
+
+/// One client's connection, its requests' `:authority` made acceptable to
+/// h2 on the way in (see [`AuthorityRewriter`]).
+struct Connection {
+    stream: UnixStream,
+    rewriter: AuthorityRewriter,
+    /// Rewritten bytes not yet read, from `offset`.
+    ready: Vec<u8>,
+    offset: usize,
+}
+
+impl Connection {
+    fn new(stream: UnixStream) -> Self {
+        Connection {
+            stream,
+            rewriter: AuthorityRewriter::default(),
+            ready: Vec::new(),
+            offset: 0,
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.offset == this.ready.len() {
+            this.ready.clear();
+            this.offset = 0;
+            let mut raw = [0u8; 8192];
+            let mut raw = ReadBuf::new(&mut raw);
+            ready!(Pin::new(&mut this.stream).poll_read(cx, &mut raw))?;
+            if raw.filled().is_empty() {
+                return Poll::Ready(Ok(())); // end of stream
+            }
+            this.rewriter
+                .feed(raw.filled(), &mut this.ready)
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "header block too large")
+                })?;
+        }
+        let n = buf.remaining().min(this.ready.len() - this.offset);
+        buf.put_slice(&this.ready[this.offset..this.offset + n]);
+        this.offset += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Connection {
+    type ConnectInfo = <UnixStream as Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
 }
 
 #[cfg(test)]

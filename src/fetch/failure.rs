@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn the_failover_regions_cause_is_shown_beside_the_primarys() {
-        let primary = ObjectFailure::new("db", "us-east-1", "InternalServiceError", "boom", Some(500));
+        let primary =
+            ObjectFailure::new("db", "us-east-1", "InternalServiceError", "boom", Some(500));
         let failover = ObjectFailure::new(
             "db-replica",
             "us-west-2",

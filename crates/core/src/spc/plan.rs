@@ -685,8 +685,23 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
             max_nodes: 200_000,
         },
     };
-    let value: Value = serde_saphyr::from_str_with_options(yaml, options).map_err(yaml_error)?;
-    let items = match value {
+    let loose: Value = serde_saphyr::from_str_with_options(yaml, options).map_err(yaml_error)?;
+    // The YAML reader takes any case (`yEs`); Go's takes three spellings of
+    // each word. A second reading with YAML 1.2 booleans has the text.
+    let strict: Value = serde_saphyr::from_str_with_options(
+        yaml,
+        serde_saphyr::options! {
+            strict_booleans: true,
+            legacy_octal_numbers: true,
+            budget: serde_saphyr::budget! {
+                max_aliases: 64,
+                max_depth: 32,
+                max_nodes: 200_000,
+            },
+        },
+    )
+    .map_err(yaml_error)?;
+    let items = match go_booleans(loose, strict) {
         Value::Null => return Ok(Vec::new()),
         Value::Array(items) => items,
         other => {
@@ -717,7 +732,9 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
                 "objectname" => d.object_name = string_field(&value, at, &mut own)?,
                 "objectalias" => d.object_alias = string_field(&value, at, &mut own)?,
                 "objectversion" => d.object_version = string_field(&value, at, &mut own)?,
-                "objectversionlabel" => d.object_version_label = string_field(&value, at, &mut own)?,
+                "objectversionlabel" => {
+                    d.object_version_label = string_field(&value, at, &mut own)?
+                }
                 "objecttype" => d.object_type = string_field(&value, at, &mut own)?,
                 "filepermission" => d.file_permission = mode_field(&value, at, &mut own)?,
                 "jmespath" => d.jmes_path = jmes_entries(value, &at(), &mut own)?,
@@ -830,6 +847,36 @@ fn string_field(
             at(),
             kind_of(other)
         ))),
+    }
+}
+
+/// `loose` (every YAML 1.1 boolean spelling in any case read as a boolean)
+/// with the booleans Go's YAML reader would not see put back as the text
+/// `strict` (only true/false booleans) has at the same place.
+fn go_booleans(loose: Value, strict: Value) -> Value {
+    const GO_BOOLEANS: [&str; 22] = [
+        "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "n", "N", "no",
+        "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF",
+    ];
+    match (loose, strict) {
+        (Value::Bool(_), Value::String(text)) if !GO_BOOLEANS.contains(&text.as_str()) => {
+            Value::String(text)
+        }
+        (Value::Array(a), Value::Array(b)) => Value::Array(
+            a.into_iter()
+                .zip(b)
+                .map(|(l, s)| go_booleans(l, s))
+                .collect(),
+        ),
+        (Value::Object(a), Value::Object(mut b)) => Value::Object(
+            a.into_iter()
+                .map(|(k, l)| {
+                    let s = b.remove(&k).unwrap_or(Value::Null);
+                    (k, go_booleans(l, s))
+                })
+                .collect(),
+        ),
+        (loose, _) => loose,
     }
 }
 

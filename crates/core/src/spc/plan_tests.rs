@@ -236,12 +236,16 @@ fn unquoted_modes_fail_with_a_hint() {
     // YAML 1.1 reads 0600 as 384, which the AWS provider refuses too.
     for mode in ["0600", "644", "true"] {
         assert_eq!(
-            err(&format!("- {{objectName: a, objectType: secretsmanager, filePermission: {mode}}}")),
+            err(&format!(
+                "- {{objectName: a, objectType: secretsmanager, filePermission: {mode}}}"
+            )),
             "Failed to load SecretProviderClass: objects[0].filePermission must be a string; quote the value"
         );
     }
     assert_eq!(
-        err("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: b, filePermission: 0400}]}"),
+        err(
+            "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: b, filePermission: 0400}]}"
+        ),
         "Failed to load SecretProviderClass: objects[0].jmesPath[0].filePermission must be a string; quote the value"
     );
 }
@@ -253,7 +257,8 @@ fn unquoted_scalars_are_read_as_the_aws_provider_reads_them() {
          - {objectName: off, objectType: ssmparameter, objectVersion: 1.10}\n\
          - {objectName: 0x1F, objectType: ssmparameter, objectAlias: 1e6, objectVersionLabel: n}\n\
          - {objectName: \"0600\", objectType: ssmparameter, objectAlias: 0600}\n\
-         - {objectName: 'yes', objectType: ssmparameter, objectVersion: 2.5e-5}\n",
+         - {objectName: 'yes', objectType: ssmparameter, objectVersion: 2.5e-5}\n\
+         - {objectName: YeS, objectType: ssmparameter, objectVersionLabel: On}\n",
     )
     .unwrap();
     let o = &p.objects;
@@ -267,18 +272,22 @@ fn unquoted_scalars_are_read_as_the_aws_provider_reads_them() {
     assert_eq!(o[3].primary.name, "0600");
     assert_eq!(o[4].primary.name, "yes");
     assert_eq!(o[4].primary.version_id.as_deref(), Some("2.5e-05"));
+    // Go's reader knows three spellings of each boolean word, not any case.
+    assert_eq!(o[5].primary.name, "YeS");
+    assert_eq!(o[5].primary.version_label.as_deref(), Some("true"));
     assert_eq!(
         paths(&p).into_iter().map(|(f, _)| f).collect::<Vec<_>>(),
-        ["true", "false", "1e+06", "384", "yes"]
+        ["true", "false", "1e+06", "384", "yes", "YeS"]
     );
-    assert_eq!(p.warnings.len(), 10, "{:?}", p.warnings);
+    assert_eq!(p.warnings.len(), 11, "{:?}", p.warnings);
     assert!(p.warnings.iter().any(|w| w
         == "objects[0] (12345).objectAlias: the unquoted boolean is read as \"true\", as the AWS provider reads it; quote it to say so"), "{:?}", p.warnings);
 }
 
 #[test]
 fn go_float_formatting_matches_strconv() {
-    // strconv.FormatFloat(x, 'g', -1, 32), as printed by Go.
+    // strconv.FormatFloat(x, 'g', -1, 32), as printed by Go 1.x (and the
+    // class above as sigs.k8s.io/yaml v1.6.0 reads it), checked with Go.
     for (x, go) in [
         (1.0, "1"),
         (1.1, "1.1"),
@@ -289,7 +298,7 @@ fn go_float_formatting_matches_strconv() {
         (0.0001, "0.0001"),
         (0.00001, "1e-05"),
         (-2.5, "-2.5"),
-        (3.14159265358979, "3.1415927"),
+        (1.23456789, "1.2345679"),
         (f64::INFINITY, "+Inf"),
         (f64::NEG_INFINITY, "-Inf"),
         (f64::NAN, "NaN"),
