@@ -426,6 +426,20 @@ spec:
         synced["metadata"]["ownerReferences"][0]["uid"],
         uid.as_str()
     );
+    // A second pod syncs the same Secret: both pods own it, neither controls.
+    let web2 = bound_pod(cp, "web-2", "app");
+    let web2_sync = dir.volume_target(&web2.uid, "sync-volume");
+    let mut req = publish_request(&web2_sync, "db", &web2);
+    req.volume_id = "csi-web2-sync".into();
+    node.node_publish_volume(req).await.unwrap();
+    let synced = secret("db-synced");
+    let owners: Vec<_> = synced["metadata"]["ownerReferences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap(), o["controller"].as_bool()))
+        .collect();
+    assert_eq!(owners, [("web", None), ("web-2", None)]);
     let version = synced["metadata"]["resourceVersion"].clone();
     assert_eq!(
         b64(&secret("not-ours")["data"]["password"]),
@@ -674,7 +688,22 @@ spec:
     );
 
     // The pod goes away; kubelet unpublishes.
-    cp.kubectl(&["delete", "pod", "web", "-n", "e2e", "--wait=false"], None);
+    // No kubelet confirms the deletion here: force it, as kubelet would end it.
+    let delete_pod = |name: &str| {
+        cp.kubectl(
+            &[
+                "delete",
+                "pod",
+                name,
+                "-n",
+                "e2e",
+                "--grace-period=0",
+                "--force",
+            ],
+            None,
+        )
+    };
+    delete_pod("web");
     node.node_unpublish_volume(unpublish_request(&target, &pod))
         .await
         .unwrap();
@@ -685,6 +714,32 @@ spec:
     .await
     .unwrap();
     assert!(!target.exists() && !other.exists());
+    // The garbage collector drops the deleted pod from the Secret's owners
+    // and keeps the Secret for web-2; when web-2 goes too, so does the Secret.
+    eventually(
+        Duration::from_secs(60),
+        "web's owner reference collected",
+        || {
+            let owners = secret("db-synced")["metadata"]["ownerReferences"].clone();
+            owners
+                .as_array()
+                .is_some_and(|o| o.len() == 1 && o[0]["name"] == "web-2")
+        },
+    )
+    .await;
+    let mut req = unpublish_request(&web2_sync, &web2);
+    req.volume_id = "csi-web2-sync".into();
+    node.node_unpublish_volume(req).await.unwrap();
+    delete_pod("web-2");
+    eventually(
+        Duration::from_secs(60),
+        "the Secret collected with its last owner",
+        || {
+            cp.try_kubectl(&["get", "secret", "db-synced", "-n", "e2e"], None)
+                .is_err()
+        },
+    )
+    .await;
     assert!(mounts_under(dir.path()).is_empty());
     assert_no_leak(
         &driver,

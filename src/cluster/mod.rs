@@ -15,7 +15,7 @@ use kube::api::{
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, up_to_date};
+pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, merged, up_to_date};
 
 use crate::request::Pod;
 
@@ -405,9 +405,13 @@ impl Cluster {
         }))
     }
 
-    /// Applies `desired` (server-side apply) unless the Secret already holds
-    /// it; refuses a Secret this driver does not manage.
+    /// Creates the Secret, or updates it to hold `desired` with its owner
+    /// added to those it has (see [`merged`]); refuses a Secret this driver
+    /// does not manage. Reads and writes with the resourceVersion, so two
+    /// pods syncing one Secret at once both stay owners (the loser of the
+    /// race reads again).
     pub async fn sync_secret(&self, desired: &Secret) -> Result<Synced, SyncError> {
+        const ATTEMPTS: usize = 5;
         let namespace = desired.metadata.namespace.clone().unwrap_or_default();
         let name = desired.metadata.name.clone().unwrap_or_default();
         let api_error = |e: kube::Error| SyncError::Api {
@@ -418,35 +422,40 @@ impl Cluster {
                 other => other.to_string(),
             },
         };
+        let conflict = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 409);
         let api = Api::<Secret>::namespaced(self.client.clone(), &namespace);
-        if let Some(existing) = api.get_opt(&name).await.map_err(api_error)? {
-            if !is_ours(&existing) {
-                return Err(SyncError::NotOurs {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                });
-            }
-            if up_to_date(&existing, desired) {
-                return Ok(Synced::Unchanged);
+        let params = PostParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let written = match api.get_opt(&name).await.map_err(api_error)? {
+                None => {
+                    let mut body = desired.clone();
+                    body.metadata.managed_fields = None;
+                    api.create(&params, &body).await
+                }
+                Some(existing) => {
+                    if !is_ours(&existing) {
+                        return Err(SyncError::NotOurs {
+                            namespace: namespace.clone(),
+                            name: name.clone(),
+                        });
+                    }
+                    let Some(next) = merged(&existing, desired) else {
+                        return Ok(Synced::Unchanged);
+                    };
+                    api.replace(&name, &params, &next).await
+                }
+            };
+            match written {
+                Ok(_) => return Ok(Synced::Written),
+                Err(e) if conflict(&e) && attempt < ATTEMPTS => continue,
+                Err(e) => return Err(api_error(e)),
             }
         }
-        let mut body = desired.clone();
-        body.metadata.managed_fields = None;
-        let patch = serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": body.metadata,
-            "type": body.type_,
-            "data": body.data,
-        });
-        api.patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(patch),
-        )
-        .await
-        .map_err(api_error)?;
-        Ok(Synced::Written)
     }
 
     /// Writes the SecretProviderClassPodStatus of a mounted volume (the

@@ -156,7 +156,13 @@ pub fn desired_secret(
             namespace: Some(namespace.to_owned()),
             labels: Some(labels),
             annotations: (!object.annotations.is_empty()).then(|| object.annotations.clone()),
-            owner_references: owner.map(|o| vec![o]),
+            owner_references: owner.map(|o| {
+                vec![OwnerReference {
+                    controller: None,
+                    block_owner_deletion: None,
+                    ..o
+                }]
+            }),
             ..Default::default()
         },
         type_: Some(object.type_.clone()),
@@ -165,8 +171,38 @@ pub fn desired_secret(
     })
 }
 
+/// What `existing` must become to hold what `desired` says (data, type,
+/// labels, annotations) with `desired`'s owner added to those it has, or
+/// `None` when it already does. Every pod (or controller) that syncs a
+/// Secret stays an owner, so the Secret is collected only when the last of
+/// them is gone; none is the controller, since only one owner may be.
+pub fn merged(existing: &Secret, desired: &Secret) -> Option<Secret> {
+    let mut next = existing.clone();
+    let merge = |have: &mut Option<BTreeMap<String, String>>,
+                 want: &Option<BTreeMap<String, String>>| {
+        for (k, v) in want.iter().flatten() {
+            have.get_or_insert_with(BTreeMap::new)
+                .insert(k.clone(), v.clone());
+        }
+    };
+    merge(&mut next.metadata.labels, &desired.metadata.labels);
+    merge(
+        &mut next.metadata.annotations,
+        &desired.metadata.annotations,
+    );
+    for owner in desired.metadata.owner_references.iter().flatten() {
+        let owners = next.metadata.owner_references.get_or_insert_with(Vec::new);
+        if !owners.iter().any(|o| o.uid == owner.uid) {
+            owners.push(owner.clone());
+        }
+    }
+    next.data.clone_from(&desired.data);
+    next.type_.clone_from(&desired.type_);
+    (next != *existing).then_some(next)
+}
+
 /// True when `existing` already holds what `desired` says (data, type,
-/// labels, annotations): no write is needed.
+/// labels, annotations; not the owners): no write is needed.
 pub fn up_to_date(existing: &Secret, desired: &Secret) -> bool {
     let subset = |want: &Option<BTreeMap<String, String>>,
                   have: &Option<BTreeMap<String, String>>| {
@@ -330,26 +366,68 @@ mod tests {
         }
     }
 
+    fn owner(uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: format!("pod-{uid}"),
+            uid: uid.into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+
     #[test]
-    fn up_to_date_compares_what_we_own() {
-        let desired = desired_secret(0, &object(), &files(), "ns", None).unwrap();
+    fn merging_keeps_what_others_added_and_every_owner() {
+        let desired = desired_secret(0, &object(), &files(), "ns", Some(owner("a"))).unwrap();
+        let owners = desired.metadata.owner_references.as_ref().unwrap();
+        assert_eq!(owners[0].controller, None, "many owners: none controls");
+        assert_eq!(owners[0].block_owner_deletion, None);
         let mut existing = desired.clone();
+        existing.metadata.resource_version = Some("7".into());
         existing
             .metadata
             .labels
             .as_mut()
             .unwrap()
             .insert("added-by-someone".into(), "x".into());
-        assert!(
-            up_to_date(&existing, &desired),
+        assert_eq!(
+            merged(&existing, &desired),
+            None,
             "extra labels of others do not matter"
         );
+        // Another pod syncs the same Secret: it is added, the first stays.
+        let second = desired_secret(0, &object(), &files(), "ns", Some(owner("b"))).unwrap();
+        let next = merged(&existing, &second).unwrap();
+        let uids: Vec<_> = next
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| o.uid.as_str())
+            .collect();
+        assert_eq!(uids, ["a", "b"]);
+        assert_eq!(
+            next.metadata.resource_version.as_deref(),
+            Some("7"),
+            "optimistic lock"
+        );
+        assert_eq!(
+            next.metadata.labels.as_ref().unwrap()["added-by-someone"],
+            "x"
+        );
+        assert_eq!(merged(&next, &second), None, "known owner, same data");
+        assert!(up_to_date(&next, &desired));
+        // New data is written; the owners and others' labels are kept.
         existing
             .data
             .as_mut()
             .unwrap()
             .insert("password".into(), ByteString(b"old".to_vec()));
         assert!(!up_to_date(&existing, &desired));
+        let next = merged(&existing, &desired).unwrap();
+        assert_eq!(next.data, desired.data);
+        assert_eq!(next.metadata.owner_references.as_ref().unwrap().len(), 1);
         let mut foreign = desired.clone();
         foreign.metadata.labels = None;
         assert!(!is_ours(&foreign));
