@@ -82,7 +82,15 @@ pub enum RequestError {
     OtherPod { target: String, uid: String },
     #[error("{ATTR_TOKENS} is not valid JSON from kubelet: {0}")]
     Tokens(String),
+    #[error(
+        "volume attribute {0:?} is not supported: set it in the SecretProviderClass's parameters (the pod's volumeAttributes may name only {ATTR_CLASS:?}; the upstream driver let them override the class's parameters, this driver does not)"
+    )]
+    Attribute(String),
 }
+
+/// Keys kubelet itself puts in the volume context (pod information, the
+/// ephemeral flag, tokens).
+const KUBELET_PREFIX: &str = "csi.storage.k8s.io/";
 
 #[derive(Deserialize)]
 struct TokenStatus {
@@ -116,6 +124,16 @@ pub fn parse_publish(
     }
     let target_uid = check_target(&req.target_path, kubelet_dir)?;
     let ctx = &req.volume_context;
+    // A pod author's attribute is refused, never silently ignored: the
+    // upstream driver merges them over the class's parameters (a pod could
+    // change `objects` or `region` of a class someone else wrote).
+    if let Some(key) = ctx
+        .keys()
+        .filter(|k| *k != ATTR_CLASS && !k.starts_with(KUBELET_PREFIX))
+        .min()
+    {
+        return Err(RequestError::Attribute(key.clone()));
+    }
     let class_name = non_empty(ctx, ATTR_CLASS).ok_or(RequestError::ClassName)?;
     // Each of these goes into an API request path: only a real name may.
     let named = |attribute: &'static str, kind| -> Result<String, RequestError> {
@@ -339,6 +357,21 @@ mod tests {
         let mut r = request();
         r.volume_context.remove(ATTR_CLASS);
         assert_eq!(parse_publish(&r).unwrap_err(), RequestError::ClassName);
+        // A pod's own attributes are refused by name; kubelet's are read.
+        let mut r = request();
+        r.volume_context
+            .insert("csi.storage.k8s.io/ephemeral".into(), "true".into());
+        assert!(parse_publish(&r).is_ok());
+        for key in ["region", "objects", "secretProviderClassX"] {
+            let mut r = request();
+            r.volume_context.insert(key.into(), "x".into());
+            let e = parse_publish(&r).unwrap_err();
+            assert_eq!(e, RequestError::Attribute(key.into()));
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("volume attribute {key:?} is not supported"))
+            );
+        }
         let mut r = request();
         r.volume_context.remove(ATTR_POD_NAMESPACE);
         assert_eq!(

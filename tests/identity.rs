@@ -352,6 +352,16 @@ async fn failover_region_serves_when_the_primary_is_down_but_not_on_a_4xx() {
         "{regions:?}"
     );
     assert_eq!(regions.last().map(String::as_str), Some("us-west-2"));
+    // Every call names the driver and its version (CloudTrail's userAgent).
+    let agent = format!("app/aws-secrets-csi-{}", env!("CARGO_PKG_VERSION"));
+    for r in proxy.requests() {
+        assert!(
+            r.user_agent.contains(&agent),
+            "{} {:?}",
+            r.target,
+            r.user_agent
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

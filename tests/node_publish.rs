@@ -556,3 +556,42 @@ async fn a_class_with_a_typo_is_warned_about_once_and_named_in_its_error() {
         "SecretProviderClass t14/broken: Must use objectType when a full ARN is not specified: t14/s (also: objects[0] (t14/s): unknown key `objectTyp`, ignored; did you mean `objectType`?)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_class_without_objects_mounts_an_empty_volume_and_pod_attributes_are_refused() {
+    let w = world().await;
+    w.kube.put_service_account("t30", "app", Some(READER_ROLE));
+    w.kube.put_class("t30", "empty", &[("region", REGION)]);
+    let pod = PodSpec::new("t30", "p", "app");
+    let target = w.dir.target(&pod.uid);
+    let mut node = w.driver.node().await;
+    // As the AWS provider does: an empty volume, and a warning event.
+    node.node_publish_volume(publish_request(&target, "empty", &pod))
+        .await
+        .unwrap();
+    assert!(mount_line(&target).is_some(), "a tmpfs is mounted");
+    let visible: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.starts_with(".."))
+        .collect();
+    assert!(visible.is_empty(), "{visible:?}");
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
+
+    // A pod author's attribute would override the class upstream: refused,
+    // by name, before anything is mounted.
+    let mut req = publish_request(&target, "empty", &pod);
+    req.volume_context
+        .insert("objects".into(), "- {objectName: x}".into());
+    let err = node.node_publish_volume(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("volume attribute \"objects\" is not supported: set it in the SecretProviderClass's parameters"),
+        "{}",
+        err.message()
+    );
+    assert!(!target.exists() || mount_line(&target).is_none());
+}

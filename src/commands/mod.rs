@@ -33,7 +33,11 @@ pub async fn aws_config() -> SdkConfig {
         connector.set_proxy_config(Some(ProxyConfig::from_env()));
         connector.build()
     });
+    // CloudTrail's userAgent then names who called: `app/aws-secrets-csi-<version>`.
+    let app = aws_config::AppName::new(concat!("aws-secrets-csi-", env!("CARGO_PKG_VERSION")))
+        .expect("a valid app name");
     aws_config::defaults(BehaviorVersion::v2026_01_12())
+        .app_name(app)
         .http_client(https)
         .load()
         .await

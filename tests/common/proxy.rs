@@ -21,6 +21,8 @@ pub struct Recorded {
     pub region: Option<String>,
     /// The form or JSON body.
     pub body: String,
+    /// `User-Agent`, as CloudTrail's `userAgent` shows it.
+    pub user_agent: String,
 }
 
 /// What the proxy does instead of forwarding.
@@ -131,6 +133,7 @@ async fn forward(
         target: header("x-amz-target"),
         region,
         body: String::from_utf8_lossy(&body).into_owned(),
+        user_agent: header("user-agent"),
     };
     let fault = shared
         .fail

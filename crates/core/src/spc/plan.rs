@@ -224,8 +224,6 @@ pub enum PlanError {
         "assumeRoleSessionTags must be key=value pairs separated by commas (at most 50; keys up to 128 and values up to 256 characters): {0:?}"
     )]
     AssumeRoleSessionTags(String),
-    #[error("the objects parameter is missing or empty: nothing to mount")]
-    NoObjects,
     #[error("Failed to load SecretProviderClass: {0}")]
     Load(String),
     /// A YAML syntax error inside `objects`; line and column count from the
@@ -512,10 +510,6 @@ pub fn plan_within(
 
     let role_chain = role_chain(&param)?;
 
-    if descriptors.is_empty() {
-        return Err(PlanError::NoObjects);
-    }
-
     let regions = Regions {
         primary: &region,
         failover: failover_region.as_deref(),
@@ -671,8 +665,15 @@ struct FailoverEntry {
 /// reader makes of it (`objectVersion: 1` is "1", `objectAlias: yes` is
 /// "true"); we warn, since the text written is not the text used.
 fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descriptor>, PlanError> {
+    // The AWS provider mounts an empty volume; so do we (a class that
+    // worked stays working), but say so, since it is usually a mistake.
+    let empty = |warnings: &mut Vec<String>| {
+        warnings
+            .push("the objects parameter is missing or empty: the volume will be empty".to_owned());
+        Ok(Vec::new())
+    };
     if yaml.trim().is_empty() {
-        return Ok(Vec::new());
+        return empty(warnings);
     }
     // YAML 1.1, as the AWS provider reads it: `y`, `yes`, `on` are booleans
     // and `0600` is octal.
@@ -702,7 +703,8 @@ fn parse_objects(yaml: &str, warnings: &mut Vec<String>) -> Result<Vec<Descripto
     )
     .map_err(yaml_error)?;
     let items = match go_booleans(loose, strict) {
-        Value::Null => return Ok(Vec::new()),
+        Value::Null => return empty(warnings),
+        Value::Array(items) if items.is_empty() => return empty(warnings),
         Value::Array(items) => items,
         other => {
             return Err(PlanError::Load(format!(

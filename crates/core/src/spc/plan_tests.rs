@@ -205,13 +205,19 @@ fn preferred_address_type_falls_back_to_auto_with_a_warning() {
 }
 
 #[test]
-fn empty_or_missing_objects_is_an_error() {
-    assert_eq!(
-        plan(&params(&[("region", "r")]), None).unwrap_err(),
-        PlanError::NoObjects
-    );
-    assert_eq!(plan_objects("[]").unwrap_err(), PlanError::NoObjects);
-    assert_eq!(plan_objects("  \n").unwrap_err(), PlanError::NoObjects);
+fn empty_or_missing_objects_plan_an_empty_volume_with_a_warning() {
+    for p in [
+        plan(&params(&[("region", "r")]), None).unwrap(),
+        plan_objects("[]").unwrap(),
+        plan_objects("  \n").unwrap(),
+    ] {
+        assert!(p.objects.is_empty());
+        assert_eq!(p.files().count(), 0);
+        assert_eq!(
+            p.warnings,
+            ["the objects parameter is missing or empty: the volume will be empty"]
+        );
+    }
 }
 
 #[test]
@@ -1011,7 +1017,11 @@ fn typos_are_named_with_the_key_they_most_likely_meant() {
         ]
     );
     // Nothing close: the known keys are listed.
-    let w = lint(&params(&[("region", "r"), ("zzz", "1")]));
+    let w = lint(&params(&[
+        ("region", "r"),
+        ("zzz", "1"),
+        ("objects", "- {}"),
+    ]));
     assert_eq!(w.len(), 1);
     assert!(
         w[0].contains("unknown parameter `zzz`, ignored (known: objects, region"),
