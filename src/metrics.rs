@@ -74,6 +74,8 @@ pub struct Metrics {
     rotation_reconcile_duration: Family<OsLabels, Histogram>,
     aws_calls: Family<AwsCallLabels, Counter>,
     object_requests: Family<ServedLabels, Counter>,
+    sync_k8s_secret: Family<ProviderLabels, Counter>,
+    k8s_secret_duration: Family<OsLabels, Histogram>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -104,6 +106,10 @@ impl Metrics {
             });
         let aws_calls = Family::default();
         let object_requests = Family::default();
+        let sync_k8s_secret = Family::default();
+        let k8s_secret_duration = Family::<OsLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.1, 2.0, 11))
+        });
         registry.register(
             "node_publish",
             "Successful NodePublishVolume calls",
@@ -149,8 +155,20 @@ impl Metrics {
             "Objects asked for by volumes, by how they were served: fetched (a new AWS call), joined (a call under way for another pod), reused (a value fetched for another pod within the refresh interval)",
             object_requests.clone(),
         );
+        registry.register(
+            "sync_k8s_secret",
+            "Kubernetes Secrets synced from secretObjects (written, or found up to date)",
+            sync_k8s_secret.clone(),
+        );
+        registry.register(
+            "k8s_secret_duration_sec",
+            "Duration of the sync of a volume's Secrets in seconds",
+            k8s_secret_duration.clone(),
+        );
         Metrics {
             registry,
+            sync_k8s_secret,
+            k8s_secret_duration,
             node_publish,
             node_publish_error,
             node_unpublish,
@@ -225,7 +243,20 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// One AWS API call; `outcome` is `ok` or a failure class.
+    /// One sync of a volume's Secrets: how many were synced, how long it took.
+    pub fn secrets_synced(&self, count: u64, seconds: f64) {
+        self.sync_k8s_secret
+            .get_or_create(&ProviderLabels {
+                provider: PROVIDER,
+                os_type: OS,
+            })
+            .inc_by(count);
+        self.k8s_secret_duration
+            .get_or_create(&OsLabels { os_type: OS })
+            .observe(seconds);
+    }
+
+    /// How an object a volume asked for was served.
     pub fn shared_value(&self, served: crate::fetch::Served) {
         self.object_requests
             .get_or_create(&ServedLabels {
@@ -234,6 +265,7 @@ impl Metrics {
             .inc();
     }
 
+    /// One AWS API call; `outcome` is `ok` or a failure class.
     pub fn aws_call(&self, api: &'static str, outcome: &'static str) {
         self.aws_calls
             .get_or_create(&AwsCallLabels { api, outcome })
@@ -338,6 +370,8 @@ mod tests {
         m.rotation_error("AwsUnavailable", 0.1);
         m.aws_call("BatchGetSecretValue", "ok");
         m.aws_call("BatchGetSecretValue", "throttled");
+        m.secrets_synced(2, 0.05);
+        m.secrets_synced(1, 0.3);
         let text = m.encode();
         for line in [
             "node_publish_total{provider=\"aws\",os_type=\"linux\"} 1",
@@ -347,6 +381,10 @@ mod tests {
             "rotation_reconcile_error_total{provider=\"aws\",error_type=\"AwsUnavailable\",os_type=\"linux\",rotated=\"false\"} 1",
             "rotation_reconcile_duration_sec_count{os_type=\"linux\"} 2",
             "aws_api_calls_total{api=\"BatchGetSecretValue\",outcome=\"ok\"} 1",
+            // The upstream driver's Secret sync metrics, with its labels.
+            "sync_k8s_secret_total{provider=\"aws\",os_type=\"linux\"} 3",
+            "k8s_secret_duration_sec_count{os_type=\"linux\"} 2",
+            "k8s_secret_duration_sec_bucket{le=\"0.1\",os_type=\"linux\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

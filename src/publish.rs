@@ -124,6 +124,11 @@ impl PublishError {
                 ..
             } => "VolumeTooLarge",
             PublishError::Render { .. } => "RenderError",
+            // The upstream driver's names for the same failures.
+            PublishError::Volume {
+                source: VolumeError::Mount { .. },
+                ..
+            } => "FailedToMount",
             PublishError::Volume { .. } => "FileWriteError",
             PublishError::Deadline(_) => "Timeout",
             PublishError::Busy(_) => "OperationInProgress",
@@ -740,6 +745,8 @@ impl Publisher {
             return;
         }
         let mut all_synced = true;
+        let started = std::time::Instant::now();
+        let mut synced = 0;
         let owner = match self.cluster.secret_owner(&req.pod).await {
             Ok(owner) => Some(owner),
             Err(e) => {
@@ -760,9 +767,10 @@ impl Publisher {
             };
             match result {
                 Ok(Synced::Written) => {
+                    synced += 1;
                     tracing::info!(namespace = %req.pod.namespace, secret = %object.secret_name, "synced Secret")
                 }
-                Ok(Synced::Unchanged) => {}
+                Ok(Synced::Unchanged) => synced += 1,
                 Err(e) => {
                     all_synced = false;
                     tracing::warn!(namespace = %req.pod.namespace, secret = %object.secret_name, error = %e, "Secret sync failed");
@@ -778,6 +786,8 @@ impl Publisher {
                 }
             }
         }
+        self.metrics
+            .secrets_synced(synced, started.elapsed().as_secs_f64());
         if all_synced {
             self.secrets_synced
                 .lock()

@@ -440,6 +440,20 @@ spec:
         .map(|o| (o["name"].as_str().unwrap(), o["controller"].as_bool()))
         .collect();
     assert_eq!(owners, [("web", None), ("web-2", None)]);
+    // Dashboards of the upstream driver read these: one Secret synced per pod
+    // (not-ours is refused), with its duration.
+    assert_eq!(
+        driver
+            .metric("sync_k8s_secret_total{provider=\"aws\",os_type=\"linux\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(
+        driver
+            .metric("k8s_secret_duration_sec_count{os_type=\"linux\"}")
+            .await,
+        2.0
+    );
     let version = synced["metadata"]["resourceVersion"].clone();
     assert_eq!(
         b64(&secret("not-ours")["data"]["password"]),
