@@ -1546,3 +1546,228 @@ async fn controller_at_scale() {
         rss_200, rss_1000
     );
 }
+
+/// A root CA, an intermediate, an EC server certificate (its key in
+/// OpenSSL 3's PKCS#8 form) in one PEM bundle, and an RSA one in a PKCS#12
+/// file without a password (OpenSSL 3's default AES/PBKDF2 encryption, and
+/// the legacy RC2/3DES one the upstream driver reads), all made by the real
+/// openssl in `dir`.
+fn make_pki(dir: &Path) {
+    let script = r#"
+set -euo pipefail
+q() { "$@" >/dev/null 2>&1; }
+printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' > ca.ext
+printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > leaf.ext
+q openssl req -x509 -newkey rsa:2048 -nodes -keyout root.key -out root.pem -subj /CN=test-root -days 2 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+q openssl req -newkey rsa:2048 -nodes -keyout inter.key -out inter.csr -subj /CN=test-intermediate
+q openssl x509 -req -in inter.csr -CA root.pem -CAkey root.key -CAcreateserial -out inter.pem -days 2 -extfile ca.ext
+q openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj /CN=localhost
+q openssl x509 -req -in leaf.csr -CA inter.pem -CAkey inter.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext
+q openssl req -newkey rsa:2048 -nodes -keyout leaf2.key -out leaf2.csr -subj /CN=localhost
+q openssl x509 -req -in leaf2.csr -CA inter.pem -CAkey inter.key -CAcreateserial -out leaf2.pem -days 2 -extfile leaf.ext
+cat leaf.pem inter.pem leaf.key > bundle.pem
+q openssl pkcs12 -export -inkey leaf2.key -in leaf2.pem -certfile inter.pem -passout pass: -out leaf2.p12
+q openssl pkcs12 -export -legacy -inkey leaf2.key -in leaf2.pem -certfile inter.pem -passout pass: -out leaf2-legacy.p12
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("bash and openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TLS handshake between a real server (openssl s_server) serving
+/// `crt`/`key` and a real client (openssl s_client) that trusts only
+/// `root`: the client's verdict line.
+fn handshake(dir: &Path, crt: &[u8], key: &[u8], root: &Path) -> String {
+    let text = String::from_utf8(crt.to_vec()).unwrap();
+    let blocks: Vec<&str> = text
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .collect();
+    std::fs::write(dir.join("served.crt"), blocks[0]).unwrap();
+    std::fs::write(dir.join("served.chain"), blocks[1..].concat()).unwrap();
+    std::fs::write(dir.join("served.key"), key).unwrap();
+    let port = free_port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-naccept", "1", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-cert",
+            "served.crt",
+            "-cert_chain",
+            "served.chain",
+            "-key",
+            "served.key",
+        ])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut verdict = String::new();
+    for _ in 0..50 {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-servername", "localhost", "-verify_hostname", "localhost"])
+            .args(["-verify_return_error", "-CAfile"])
+            .arg(root)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(line) = stdout.lines().find(|l| l.contains("Verify return code")) {
+            verdict = line.trim().to_owned();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    verdict
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_secrets_sync_as_the_upstream_driver_makes_them_and_serve_a_handshake() {
+    require_root();
+    let cp = control_plane();
+    install_crds(cp);
+    let dir = TestDir::new();
+    let pki = dir.path().join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let moto = moto();
+    let bundle = std::fs::read_to_string(pki.join("bundle.pem")).unwrap();
+    moto.create_secret("tls1/bundle", &bundle).await;
+    for (name, file) in [
+        ("tls1/p12", "leaf2.p12"),
+        ("tls1/p12-legacy", "leaf2-legacy.p12"),
+    ] {
+        moto.secrets_manager()
+            .create_secret()
+            .name(name)
+            .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(
+                std::fs::read(pki.join(file)).unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: e2e}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: tls-app
+  namespace: e2e
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: tls, namespace: e2e}}
+spec:
+  provider: aws
+  parameters:
+    region: us-east-1
+    objects: |
+      - {{objectName: tls1/bundle, objectType: secretsmanager, objectAlias: bundle.pem}}
+      - {{objectName: tls1/p12, objectType: secretsmanager, objectAlias: server.p12}}
+      - {{objectName: tls1/p12-legacy, objectType: secretsmanager, objectAlias: legacy.p12}}
+  secretObjects:
+    - secretName: tls-from-pem
+      type: kubernetes.io/tls
+      data:
+        - {{objectName: bundle.pem, key: tls.crt}}
+        - {{objectName: " bundle.pem ", key: " tls.key"}}
+    - secretName: tls-from-p12
+      type: kubernetes.io/tls
+      data:
+        - {{objectName: server.p12, key: tls.crt}}
+        - {{objectName: server.p12, key: tls.key}}
+    - secretName: tls-from-legacy-p12
+      type: kubernetes.io/tls
+      data:
+        - {{objectName: legacy.p12, key: tls.crt}}
+        - {{objectName: legacy.p12, key: tls.key}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: tls-pod, namespace: e2e}}
+spec:
+  serviceAccountName: tls-app
+  nodeName: test-node
+  containers: [{{name: app, image: example.invalid/app}}]
+"#
+        )),
+    );
+    let pod = bound_pod(cp, "tls-pod", "tls-app");
+    let driver = Driver::start_with(
+        dir.path(),
+        &cp.admin,
+        &[("AWS_REGION", "us-east-1")],
+        &["--sync-secrets"],
+    )
+    .await;
+    let target = dir.target(&pod.uid);
+    let mut node = driver.node().await;
+    node.node_publish_volume(publish_request(&target, "tls", &pod))
+        .await
+        .unwrap();
+
+    let data = |name: &str, key: &str| -> Vec<u8> {
+        use base64::Engine;
+        let secret = cp.get("secret", name, "e2e");
+        assert_eq!(secret["type"], "kubernetes.io/tls");
+        base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][key].as_str().unwrap())
+            .unwrap()
+    };
+    let root = pki.join("root.pem");
+    for (name, key_header, leaf) in [
+        ("tls-from-pem", "-----BEGIN EC PRIVATE KEY-----", "leaf.pem"),
+        (
+            "tls-from-p12",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "leaf2.pem",
+        ),
+    ] {
+        let (crt, key) = (data(name, "tls.crt"), data(name, "tls.key"));
+        let crt_text = String::from_utf8(crt.clone()).unwrap();
+        let key_text = String::from_utf8(key.clone()).unwrap();
+        // Only the certificates (leaf first, then the intermediate) in
+        // tls.crt, only the key in tls.key, in the form TLS servers read.
+        assert_eq!(
+            crt_text.matches("-----BEGIN CERTIFICATE-----").count(),
+            2,
+            "{name}"
+        );
+        assert!(!crt_text.contains("PRIVATE KEY"), "{name}");
+        let leaf_pem = std::fs::read_to_string(pki.join(leaf)).unwrap();
+        assert!(crt_text.starts_with(&leaf_pem), "{name}: the leaf first");
+        assert!(
+            key_text.starts_with(key_header),
+            "{name}: {}",
+            &key_text[..40]
+        );
+        assert!(!key_text.contains("CERTIFICATE"), "{name}");
+        // The Secret serves a real TLS handshake that verifies to the root.
+        let verdict = handshake(&pki, &crt, &key, &root);
+        assert_eq!(verdict, "Verify return code: 0 (ok)", "{name}");
+    }
+    node.node_unpublish_volume(unpublish_request(&target, &pod))
+        .await
+        .unwrap();
+    assert_no_leak(&driver, &[bundle.lines().nth(1).unwrap()]);
+}

@@ -3,6 +3,7 @@
 //! the pod, synced Secrets, SecretProviderClassPodStatus objects.
 
 mod secret_sync;
+mod tls;
 
 use k8s_openapi::api::core::v1::{
     Event, Node, ObjectReference, Pod as PodObject, Secret, ServiceAccount,

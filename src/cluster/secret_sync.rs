@@ -70,6 +70,13 @@ pub enum SyncError {
         "Secret {namespace}/{name} exists and is not managed by this driver (no {MANAGED_LABEL}=true label); refusing to overwrite it"
     )]
     NotOurs { namespace: String, name: String },
+    #[error("secretObjects {secret}: file {object:?} for {key}: {cause}")]
+    Tls {
+        secret: String,
+        object: String,
+        key: String,
+        cause: super::tls::TlsError,
+    },
     #[error("cannot sync Secret {namespace}/{name}: {message}")]
     Api {
         namespace: String,
@@ -77,6 +84,8 @@ pub enum SyncError {
         message: String,
     },
 }
+
+const TLS_TYPE: &str = "kubernetes.io/tls";
 
 /// The Secret `object` describes, filled from `files`, owned by `owner`.
 pub fn desired_secret(
@@ -132,21 +141,36 @@ pub fn desired_secret(
     }
     let mut data = BTreeMap::new();
     for entry in &object.data {
+        // Surrounding spaces are dropped, as the upstream driver drops them.
+        let (object_name, key) = (entry.object_name.trim(), entry.key.trim());
         let file = files
             .files()
             .iter()
-            .find(|f| f.path.as_str() == entry.object_name)
+            .find(|f| f.path.as_str() == object_name)
             .ok_or_else(|| SyncError::UnknownObject {
                 secret: object.secret_name.clone(),
-                object: entry.object_name.clone(),
+                object: object_name.to_owned(),
             })?;
-        if entry.key.is_empty() {
+        if key.is_empty() {
             return Err(SyncError::Missing {
                 index,
                 field: "data[].key",
             });
         }
-        data.insert(entry.key.clone(), ByteString(file.bytes.expose().to_vec()));
+        let bytes = file.bytes.expose();
+        let value = if object.type_ == TLS_TYPE {
+            // As the upstream driver: tls.crt gets the certificates of the
+            // file, tls.key its private key (PEM or PKCS#12).
+            super::tls::cert_part(bytes, key).map_err(|cause| SyncError::Tls {
+                secret: object.secret_name.clone(),
+                object: object_name.to_owned(),
+                key: key.to_owned(),
+                cause,
+            })?
+        } else {
+            bytes.to_vec()
+        };
+        data.insert(key.to_owned(), ByteString(value));
     }
     let mut labels = object.labels.clone();
     labels.insert(MANAGED_LABEL.into(), "true".into());
@@ -310,10 +334,16 @@ mod tests {
         for allowed in ALLOWED_TYPES {
             let mut o = object();
             o.type_ = allowed.into();
-            assert!(
-                desired_secret(0, &o, &files(), "ns", None).is_ok(),
-                "{allowed}"
-            );
+            let result = desired_secret(0, &o, &files(), "ns", None);
+            if allowed == TLS_TYPE {
+                // Allowed, and its keys must be tls.crt and tls.key.
+                assert!(
+                    matches!(&result, Err(SyncError::Tls { cause: super::super::tls::TlsError::Key(k), .. }) if k == "username"),
+                    "{result:?}"
+                );
+            } else {
+                assert!(result.is_ok(), "{allowed}");
+            }
         }
         for refused in [
             "kubernetes.io/service-account-token",
