@@ -1132,7 +1132,8 @@ spec:
     );
     assert_eq!(
         docs.iter()
-            .filter(|d| d["kind"] == "CustomResourceDefinition")
+            .filter(|d| d["kind"] == "CustomResourceDefinition"
+                && d["spec"]["group"] == "external-secrets.io")
             .count(),
         3,
         "the External Secrets CRDs, where none exist"
@@ -1770,4 +1771,162 @@ spec:
         .await
         .unwrap();
     assert_no_leak(&driver, &[bundle.lines().nth(1).unwrap()]);
+}
+
+/// The Helm values teams set on the incumbents' charts, all at once.
+const CHART_VALUES: &str = r#"
+nameOverride: secrets-csi
+fullnameOverride: team-secrets-csi
+commonLabels: {team: platform, cost-center: "42"}
+imagePullSecrets: [{name: regcred}]
+image:
+  repository: registry.example.com/aws-secrets-csi
+  digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+useFipsEndpoint: true
+env:
+  - {name: HTTPS_PROXY, value: "http://proxy.example:3128"}
+  - {name: NO_PROXY, value: "10.0.0.0/8,.svc"}
+updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: "20%"}}
+daemonSetAnnotations: {example.com/owner: platform}
+dnsPolicy: ClusterFirstWithHostNet
+dnsConfig: {options: [{name: ndots, value: "2"}]}
+priorityClassName: system-node-critical
+syncSecrets: true
+controller: {enabled: true}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chart_takes_the_values_people_set_and_the_api_server_accepts_them() {
+    require_root();
+    let cp = control_plane();
+    let dir = TestDir::new();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, CHART_VALUES).unwrap();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi");
+    let lint = Command::new(helm())
+        .args(["lint", "--strict"])
+        .arg(&chart)
+        .arg("-f")
+        .arg(&values)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stdout)
+    );
+    let out = Command::new(helm())
+        .args(["template", "e2e"])
+        .arg(&chart)
+        .args([
+            "--namespace",
+            "aws-secrets-csi",
+            "--kube-version",
+            "1.36.3",
+            "-f",
+        ])
+        .arg(&values)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&rendered).unwrap();
+    let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    assert_eq!(ds["metadata"]["name"], "team-secrets-csi");
+    assert_eq!(
+        ds["metadata"]["annotations"]["example.com/owner"],
+        "platform"
+    );
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+        "20%"
+    );
+    let pod = &ds["spec"]["template"];
+    assert_eq!(pod["metadata"]["labels"]["team"], "platform");
+    assert_eq!(
+        pod["metadata"]["labels"]["app.kubernetes.io/name"],
+        "secrets-csi"
+    );
+    assert_eq!(pod["spec"]["imagePullSecrets"][0]["name"], "regcred");
+    assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert_eq!(pod["spec"]["dnsConfig"]["options"][0]["value"], "2");
+    assert_eq!(pod["spec"]["serviceAccountName"], "team-secrets-csi");
+    let driver = &pod["spec"]["containers"][0];
+    assert_eq!(
+        driver["image"],
+        "registry.example.com/aws-secrets-csi@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    );
+    let env: Vec<(String, String)> = driver["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
+    for want in [
+        ("AWS_USE_FIPS_ENDPOINT", "true"),
+        ("HTTPS_PROXY", "http://proxy.example:3128"),
+        ("NO_PROXY", "10.0.0.0/8,.svc"),
+    ] {
+        assert!(
+            env.iter().any(|(k, v)| k == want.0 && v == want.1),
+            "{want:?} in {env:?}"
+        );
+    }
+    // The controller takes the image, pull secrets, proxies and FIPS too.
+    let controller = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let spec = &controller["spec"]["template"]["spec"];
+    assert_eq!(spec["containers"][0]["image"], driver["image"]);
+    assert_eq!(spec["imagePullSecrets"][0]["name"], "regcred");
+    let controller_env = spec["containers"][0]["env"].to_string();
+    assert!(
+        controller_env.contains("HTTPS_PROXY") && controller_env.contains("AWS_USE_FIPS_ENDPOINT")
+    );
+    // commonLabels on every object the chart makes (the CRDs are files).
+    for doc in docs
+        .iter()
+        .filter(|d| d["kind"] != "CustomResourceDefinition")
+    {
+        assert_eq!(
+            doc["metadata"]["labels"]["team"], "platform",
+            "{}",
+            doc["kind"]
+        );
+    }
+    let binding = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ClusterRoleBinding" && d["metadata"]["name"] == "team-secrets-csi-e2e"
+        })
+        .unwrap();
+    assert_eq!(binding["subjects"][0]["name"], "team-secrets-csi");
+    // The CRDs are templates (so `helm upgrade` upgrades them), kept on
+    // uninstall.
+    let crds: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .map(|d| {
+            assert_eq!(
+                d["metadata"]["annotations"]["helm.sh/resource-policy"],
+                "keep"
+            );
+            d["metadata"]["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(crds.contains(&"secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io".to_owned()));
+    assert!(crds.contains(&"externalsecrets.external-secrets.io".to_owned()));
+    // The real API server takes every object (server-side dry run).
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: aws-secrets-csi}\n"),
+    );
+    cp.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
 }

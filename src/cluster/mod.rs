@@ -502,16 +502,9 @@ impl Cluster {
         });
         let params = PatchParams::apply(MANAGER).force();
         let error = |e| classify(e, "SecretProviderClassPodStatus", &pod.namespace, &name);
+        // The CRD has no status subresource (as upstream's): status goes
+        // in with the object.
         api.patch(&name, &params, &Patch::Apply(&object))
-            .await
-            .map_err(error)?;
-        // Where the CRD has a status subresource, status is written there.
-        let status_only = serde_json::json!({
-            "apiVersion": "secrets-store.csi.x-k8s.io/v1",
-            "kind": "SecretProviderClassPodStatus",
-            "status": status,
-        });
-        api.patch_status(&name, &params, &Patch::Apply(&status_only))
             .await
             .map_err(error)?;
         Ok(())
