@@ -57,3 +57,10 @@ ensure_k8s_peers() {
   K8S_PEERS_BIN="$(bash scripts/k8s-peers.sh)"
   export K8S_PEERS_BIN
 }
+
+# The upstream Secrets Store CSI Driver v1.6.0 and a provider made from its
+# fake, for the side-by-side test (the first build takes about 2 minutes).
+ensure_sscsid() {
+  SSCSID_BIN="$(bash scripts/sscsid-peer.sh)"
+  export SSCSID_BIN
+}

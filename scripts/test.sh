@@ -42,11 +42,11 @@ step() {
 }
 
 # The peers are needed by what follows: export them into this shell.
-echo "==> peers (first run: moto ~1 min, csi-sanity ~1 min, helm ~3 min, kube-apiserver/etcd/kubectl ~11 min)"
+echo "==> peers (first run: moto ~1 min, csi-sanity ~1 min, helm ~3 min, kube-apiserver/etcd/kubectl ~11 min, the upstream driver ~2 min)"
 t0=$(date +%s)
-if ensure_moto && ensure_csi_sanity && ensure_k8s_peers && ensure_helm; then
+if ensure_moto && ensure_csi_sanity && ensure_k8s_peers && ensure_helm && ensure_sscsid; then
   names+=(peers) results+=(passed) times+=("$(($(date +%s) - t0))")
-  echo "moto: $(command -v python3); csi-sanity: $CSI_SANITY; helm: $HELM; kube-apiserver, etcd, kubectl: $K8S_PEERS_BIN"
+  echo "moto: $(command -v python3); csi-sanity: $CSI_SANITY; helm: $HELM; kube-apiserver, etcd, kubectl: $K8S_PEERS_BIN; upstream driver: $SSCSID_BIN"
   echo "<== peers: passed in ${times[-1]} s"
 else
   names+=(peers) results+=(FAILED) times+=("$(($(date +%s) - t0))")

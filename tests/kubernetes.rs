@@ -177,20 +177,25 @@ async fn rotate_and_republish(
 /// `name` in namespace e2e as kubelet would present it: its uid and an
 /// sts.amazonaws.com token bound to it (TokenRequest).
 fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
+    bound_pod_in(cp, "e2e", name, service_account)
+}
+
+/// A pod of `namespace` with the token kubelet would get for it.
+fn bound_pod_in(cp: &ControlPlane, namespace: &str, name: &str, service_account: &str) -> PodSpec {
     let uid = cp.kubectl(
         &[
             "get",
             "pod",
             name,
             "-n",
-            "e2e",
+            namespace,
             "-o",
             "jsonpath={.metadata.uid}",
         ],
         None,
     );
     let token = cp.token(
-        "e2e",
+        namespace,
         service_account,
         &[
             "--audience",
@@ -207,7 +212,7 @@ fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
     );
     assert_eq!(token.trim().split('.').count(), 3, "a real JWT");
     PodSpec {
-        namespace: "e2e".into(),
+        namespace: namespace.into(),
         name: name.into(),
         uid,
         service_account: service_account.into(),
@@ -465,7 +470,7 @@ spec:
     assert_eq!(status["status"]["podName"], "web");
     assert_eq!(status["status"]["objects"][0]["id"], "k1_db");
     assert_eq!(
-        status["metadata"]["labels"]["internal.secrets-store.csi.k8s.io/node-name"],
+        status["metadata"]["labels"]["secrets-store.aws-secrets-csi.io/node-name"],
         "test-node"
     );
 
@@ -1929,4 +1934,268 @@ async fn the_chart_takes_the_values_people_set_and_the_api_server_accepts_them()
         Some("apiVersion: v1\nkind: Namespace\nmetadata: {name: aws-secrets-csi}\n"),
     );
     cp.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
+}
+
+/// The upstream Secrets Store CSI Driver v1.6.0 and its fake provider, built
+/// from its Go module by scripts/sscsid-peer.sh ($SSCSID_BIN, which
+/// scripts/test.sh sets).
+fn sscsid_bin() -> PathBuf {
+    let dir = std::env::var("SSCSID_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/aws-secrets-csi/sscsid-v1.6.0/bin")
+        });
+    assert!(
+        dir.join("secrets-store-csi-driver").exists(),
+        "the upstream driver is not built: run `bash scripts/sscsid-peer.sh` (scripts/test.sh does)"
+    );
+    dir
+}
+
+/// A child process killed when dropped.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstream_driver_runs_beside_ours_on_our_crds_and_syncs_its_secrets() {
+    require_root();
+    let cp = control_plane();
+    install_crds(cp);
+    let bin = sscsid_bin();
+    let dir = TestDir::new();
+    let providers = dir.path().join("providers");
+    std::fs::create_dir_all(&providers).unwrap();
+    let _provider = Peer(
+        Command::new(bin.join("fake-provider"))
+            .arg(providers.join("aws.sock"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let upstream_log = dir.path().join("upstream.log");
+    let upstream_socket = dir.path().join("upstream.sock");
+    let _upstream = Peer(
+        Command::new(bin.join("secrets-store-csi-driver"))
+            .arg(format!("--endpoint=unix://{}", upstream_socket.display()))
+            .args([
+                "--nodeid=test-node",
+                "--drivername=secrets-store.csi.k8s.io",
+            ])
+            .arg(format!("--provider-volume={}", providers.display()))
+            .arg(format!(
+                "--additional-provider-volume-paths={}",
+                providers.display()
+            ))
+            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+            .env("KUBECONFIG", &cp.admin)
+            .stdout(std::fs::File::create(&upstream_log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("upstream.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let moto = moto();
+    moto.create_secret("side/db", "ours-value").await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: side}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: side
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: upstream-class, namespace: side}}
+spec:
+  provider: aws
+  parameters: {{region: us-east-1}}
+  secretObjects:
+    - secretName: upstream-synced
+      type: Opaque
+      data: [{{objectName: foo, key: foo}}]
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: ours-class, namespace: side}}
+spec:
+  provider: aws
+  parameters:
+    region: us-east-1
+    objects: |
+      - {{objectName: side/db, objectType: secretsmanager, objectAlias: db}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: upstream-pod, namespace: side}}
+spec:
+  serviceAccountName: app
+  nodeName: test-node
+  containers: [{{name: app, image: example.invalid/app}}]
+  volumes:
+    - name: secrets
+      csi:
+        driver: secrets-store.csi.k8s.io
+        readOnly: true
+        volumeAttributes: {{secretProviderClass: upstream-class}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: ours-pod, namespace: side}}
+spec:
+  serviceAccountName: app
+  nodeName: test-node
+  containers: [{{name: app, image: example.invalid/app}}]
+  volumes:
+    - name: ours-volume
+      csi:
+        driver: secrets-store.aws-secrets-csi.io
+        readOnly: true
+        volumeAttributes: {{secretProviderClass: ours-class}}
+"#
+        )),
+    );
+    let uid_of = |pod: &str| {
+        cp.kubectl(
+            &[
+                "get",
+                "pod",
+                pod,
+                "-n",
+                "side",
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+            None,
+        )
+    };
+    let upstream_pod = PodSpec {
+        namespace: "side".into(),
+        name: "upstream-pod".into(),
+        uid: uid_of("upstream-pod"),
+        service_account: "app".into(),
+        token: None,
+        pod_identity_token: None,
+    };
+    // The upstream driver mounts through its provider, as kubelet asks it.
+    let upstream_target = dir.target(&upstream_pod.uid);
+    std::fs::create_dir_all(&upstream_target).unwrap();
+    let mut upstream = None;
+    for _ in 0..100 {
+        if let Ok(channel) =
+            tonic::transport::Endpoint::from_shared(format!("unix://{}", upstream_socket.display()))
+                .unwrap()
+                .connect()
+                .await
+        {
+            upstream = Some(aws_secrets_csi::csi::node_client::NodeClient::new(channel));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut upstream = upstream.expect("the upstream driver serves its socket");
+    let mut published = None;
+    for _ in 0..50 {
+        // Its caches fill after start; until then it answers NotFound.
+        match upstream
+            .node_publish_volume(publish_request(
+                &upstream_target,
+                "upstream-class",
+                &upstream_pod,
+            ))
+            .await
+        {
+            Ok(_) => {
+                published = Some(());
+                break;
+            }
+            Err(e) => {
+                published = None;
+                eprintln!("upstream publish: {e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    assert!(
+        published.is_some(),
+        "the upstream driver mounted the volume"
+    );
+    assert_eq!(read(&upstream_target, "foo"), "bar");
+
+    // Its status object keeps its status (no status subresource to drop it),
+    // so its status controller finds the pod and syncs the Secret.
+    let status = cp.get(
+        "secretproviderclasspodstatuses",
+        "upstream-pod-side-upstream-class",
+        "side",
+    );
+    assert_eq!(status["status"]["podName"], "upstream-pod", "{status}");
+    assert_eq!(status["status"]["mounted"], true);
+    let upstream_logs = || {
+        std::fs::read_to_string(&upstream_log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.path().join("upstream.err")).unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cp
+        .try_kubectl(&["get", "secret", "upstream-synced", "-n", "side"], None)
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream driver synced no Secret:\n{}",
+            upstream_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let synced = cp.get("secret", "upstream-synced", "side");
+    assert_eq!(synced["data"]["foo"], "YmFy", "base64 of bar");
+
+    // Ours, at the same time, on the same CRDs.
+    let ours_pod = bound_pod_in(cp, "side", "ours-pod", "app");
+    let ours = Driver::start_with(dir.path(), &cp.admin, &[("AWS_REGION", "us-east-1")], &[]).await;
+    let ours_target = dir.volume_target(&ours_pod.uid, "ours-volume");
+    let mut req = publish_request(&ours_target, "ours-class", &ours_pod);
+    req.volume_id = "csi-ours".into();
+    ours.node().await.node_publish_volume(req).await.unwrap();
+    assert_eq!(read(&ours_target, "db"), "ours-value");
+    let status = cp.get(
+        "secretproviderclasspodstatuses",
+        "ours-pod-side-ours-class",
+        "side",
+    );
+    assert_eq!(status["status"]["podName"], "ours-pod");
+
+    // The upstream status controller never lost a pod (with a status
+    // subresource it looped on `Pod "" not found`).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let logs = upstream_logs();
+    // Nor did it take our driver's status objects for its own.
+    assert!(!logs.contains("ours-pod-side-ours-class"), "{logs}");
+    assert!(
+        !logs.contains(r#"Pod \"\" not found"#) && !logs.contains(r#"Pod "" not found"#),
+        "{logs}"
+    );
+
+    let mut req = unpublish_request(&ours_target, &ours_pod);
+    req.volume_id = "csi-ours".into();
+    ours.node().await.node_unpublish_volume(req).await.unwrap();
+    upstream
+        .node_unpublish_volume(unpublish_request(&upstream_target, &upstream_pod))
+        .await
+        .unwrap();
+    assert!(mounts_under(dir.path()).is_empty());
 }

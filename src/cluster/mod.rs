@@ -22,8 +22,12 @@ use crate::request::Pod;
 
 /// Field manager of every server-side apply.
 const MANAGER: &str = "aws-secrets-csi";
-/// Label of SecretProviderClassPodStatus objects, as the upstream driver sets it.
-pub const NODE_LABEL: &str = "internal.secrets-store.csi.k8s.io/node-name";
+/// The node label of our SecretProviderClassPodStatus objects. Not the
+/// upstream driver's `internal.secrets-store.csi.k8s.io/node-name`: its
+/// status controller watches the objects with that label on its node, and
+/// beside ours it would take our pods' objects for its own and retry them
+/// forever (their volumes are not its driver's).
+pub const NODE_LABEL: &str = "secrets-store.aws-secrets-csi.io/node-name";
 
 use crate::spc::SecretProviderClass;
 
