@@ -107,6 +107,16 @@ impl Moto {
         self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// The admin user's access key and secret key.
+    pub fn admin_keys(&self) -> (&str, &str) {
+        (&self.access_key, &self.secret_key)
+    }
+
+    /// An SSM client for another region.
+    pub fn ssm_in(&self, region: &str) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.config_in(region))
+    }
+
     fn config(&self) -> aws_config::SdkConfig {
         self.config_in(REGION)
     }

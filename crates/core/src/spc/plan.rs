@@ -280,10 +280,17 @@ pub enum PlanError {
     FailoverWithoutRegion(String),
     #[error("object versions must match between primary and failover regions: {0}")]
     FailoverVersionMismatch(String),
+    /// Two objects of one name with the same alias and label: ASCP's words,
+    /// which say which of the two were missing or equal.
     #[error(
-        "found descriptor with duplicate object name {0}, objectAlias or objectVersionLabel must differ"
+        "found descriptor with duplicate object name {name}, {}",
+        duplicate_detail(alias, label)
     )]
-    DuplicateObject(String),
+    DuplicateObject {
+        name: String,
+        alias: String,
+        label: String,
+    },
     #[error("{}: {source}", object_label(*index, name))]
     Object {
         index: usize,
@@ -521,6 +528,10 @@ pub fn plan_within(
         );
     }
     check_duplicates(&descriptors)?;
+    // After the duplicates, as ASCP finds a bad path only when it renders.
+    for (index, d) in descriptors.iter().enumerate() {
+        check_jmes_expressions(d).map_err(|e| e.in_object(index, &d.object_name))?;
+    }
     check_collisions(&objects)?;
 
     Ok(MountPlan {
@@ -1031,16 +1042,6 @@ fn validate(
         if e.object_alias.is_empty() {
             return Err(PlanError::JmesAliasMissing);
         }
-        let Ok(expression) = jmespath::compile(&e.path) else {
-            return Err(PlanError::JmesInvalid(e.path.clone()));
-        };
-        let copies = jmes_copies(expression.as_ast());
-        if copies > MAX_JMES_COPIES {
-            return Err(PlanError::JmesTooWide {
-                path: e.path.clone(),
-                copies,
-            });
-        }
         let mode = match e.file_permission.as_str() {
             "" => mode,
             p => parse_mode(p)?,
@@ -1249,6 +1250,35 @@ fn infer_type(name: &str, declared: &str, region: &str) -> Result<ObjectType, Pl
 
 /// The AWS provider's duplicate rules: the same objectName twice is an error
 /// unless the aliases or the version labels differ; an alias may appear once.
+/// Each jmesPath compiles, and copies its input at most
+/// [`MAX_JMES_COPIES`] times.
+fn check_jmes_expressions(d: &Descriptor) -> Result<(), PlanError> {
+    for e in &d.jmes_path {
+        let Ok(expression) = jmespath::compile(&e.path) else {
+            return Err(PlanError::JmesInvalid(e.path.clone()));
+        };
+        let copies = jmes_copies(expression.as_ast());
+        if copies > MAX_JMES_COPIES {
+            return Err(PlanError::JmesTooWide {
+                path: e.path.clone(),
+                copies,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn duplicate_detail(alias: &str, label: &str) -> String {
+    match (alias.is_empty(), label.is_empty()) {
+        (false, true) => format!("duplicate object alias {alias}, and no version label"),
+        (true, false) => format!("no object alias, and duplicate version label {label}"),
+        (false, false) => {
+            format!("duplicate object alias {alias}, and duplicate version label {label}")
+        }
+        (true, true) => "no object alias, and no version label".to_owned(),
+    }
+}
+
 fn check_duplicates(descriptors: &[Descriptor]) -> Result<(), PlanError> {
     let mut seen: HashMap<&str, Vec<&Descriptor>> = HashMap::new();
     let mut aliases: HashMap<&str, ()> = HashMap::new();
@@ -1257,7 +1287,11 @@ fn check_duplicates(descriptors: &[Descriptor]) -> Result<(), PlanError> {
         if same_name.iter().any(|o| {
             o.object_alias == d.object_alias && o.object_version_label == d.object_version_label
         }) {
-            return Err(PlanError::DuplicateObject(d.object_name.clone()));
+            return Err(PlanError::DuplicateObject {
+                name: d.object_name.clone(),
+                alias: d.object_alias.clone(),
+                label: d.object_version_label.clone(),
+            });
         }
         same_name.push(d);
         if !d.object_alias.is_empty() && aliases.insert(&d.object_alias, ()).is_some() {

@@ -502,17 +502,31 @@ fn duplicate_object_rules_follow_the_aws_provider_table() {
     // Allowed: same name with different aliases, or different labels plus aliases.
     assert!(plan_objects("- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: a, objectType: secretsmanager, objectAlias: y}").is_ok());
     assert!(plan_objects("- {objectName: a, objectType: secretsmanager, objectAlias: cur, objectVersionLabel: AWSCURRENT}\n- {objectName: a, objectType: secretsmanager, objectAlias: prev, objectVersionLabel: AWSPREVIOUS}").is_ok());
-    // (4) no aliases, no labels
+    // ASCP's four cases, in its words.
+    let dup = |a: &str, b: &str| {
+        err(&format!(
+            "- {{objectName: a, objectType: secretsmanager{a}}}\n- {{objectName: a, objectType: secretsmanager{b}}}"
+        ))
+    };
     assert_eq!(
-        err(
-            "- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: secretsmanager}"
-        ),
-        "found descriptor with duplicate object name a, objectAlias or objectVersionLabel must differ"
+        dup(", objectAlias: x", ", objectAlias: x"),
+        "found descriptor with duplicate object name a, duplicate object alias x, and no version label"
     );
-    // (2) no aliases, equal labels
-    assert!(err("- {objectName: a, objectType: secretsmanager, objectVersionLabel: L}\n- {objectName: a, objectType: secretsmanager, objectVersionLabel: L}").starts_with("found descriptor with duplicate object name a"));
-    // (3) equal aliases and labels
-    assert!(err("- {objectName: a, objectType: secretsmanager, objectAlias: x, objectVersionLabel: L}\n- {objectName: a, objectType: secretsmanager, objectAlias: x, objectVersionLabel: L}").starts_with("found descriptor with duplicate object name a"));
+    assert_eq!(
+        dup(", objectVersionLabel: L", ", objectVersionLabel: L"),
+        "found descriptor with duplicate object name a, no object alias, and duplicate version label L"
+    );
+    assert_eq!(
+        dup(
+            ", objectAlias: x, objectVersionLabel: L",
+            ", objectAlias: x, objectVersionLabel: L"
+        ),
+        "found descriptor with duplicate object name a, duplicate object alias x, and duplicate version label L"
+    );
+    assert_eq!(
+        dup("", ""),
+        "found descriptor with duplicate object name a, no object alias, and no version label"
+    );
     // Repeated alias on different objects.
     assert_eq!(
         err(
