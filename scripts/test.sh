@@ -61,6 +61,8 @@ if [ -z "$failed" ]; then
   step "fuzz (${FUZZ_SECONDS:-20} s a target)" env FUZZ_SECONDS="${FUZZ_SECONDS:-20}" bash scripts/fuzz.sh
   log=$(mktemp)
   step "cargo test" bash -c "set -o pipefail; cargo test --workspace --all-targets --locked 2>&1 | tee '$log'"
+  # ASCP's own test cases against our binary (also run above): the score.
+  step "ASCP conformance" bash -c "set -o pipefail; cargo test --locked --test conformance -- --nocapture 2>&1 | grep -E '^ASCP v3.1.1 conformance: '"
 fi
 
 echo

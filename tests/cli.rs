@@ -533,3 +533,27 @@ fn a_machine_without_the_prerequisites_is_told_what_to_install() {
     );
     assert!(stderr.contains("openssl curl"), "{stderr}");
 }
+
+#[test]
+fn check_reads_unquoted_scalars_as_the_aws_provider_does_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = class_file(
+        dir.path(),
+        "- {objectName: 12345, objectType: ssmparameter, objectVersion: 1, objectAlias: yes}",
+        "",
+    );
+    let out = bin().args(["check", "-f"]).arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The file is "true", as ASCP names it; each unquoted value is named.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0644  true  (from 12345)\n"
+    );
+    for field in ["objectName", "objectVersion", "objectAlias"] {
+        assert!(
+            stderr.contains(&format!("{field}: the unquoted")),
+            "{field}: {stderr}"
+        );
+    }
+}
