@@ -77,6 +77,58 @@ fn the_chart_renders_without_a_kube_version() {
     }
 }
 
+#[test]
+fn the_chart_runs_one_container_per_node_unless_sidecars_are_asked_for() {
+    fn daemonset_pod(rendered: &str) -> serde_json::Value {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(rendered).unwrap();
+        docs.into_iter().find(|d| d["kind"] == "DaemonSet").unwrap()["spec"]["template"]["spec"]
+            .clone()
+    }
+    fn names(pod: &serde_json::Value) -> Vec<&str> {
+        pod["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect()
+    }
+    let pod = daemonset_pod(&helm_template());
+    assert_eq!(names(&pod), ["driver"]);
+    let driver = &pod["containers"][0];
+    let args = driver["args"].to_string();
+    for arg in [
+        "--kubelet-registration-path=/var/lib/kubelet/plugins/secrets-store.aws-secrets-csi.io/csi.sock",
+        "--registration-dir=/registration",
+        "--health-addr=$(POD_IP):9808",
+    ] {
+        assert!(args.contains(arg), "{arg} in {args}");
+    }
+    assert!(
+        driver["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "registration-dir" && m["mountPath"] == "/registration")
+    );
+    assert_eq!(driver["livenessProbe"]["httpGet"]["port"], "healthz");
+    assert!(pod["hostNetwork"].is_null());
+
+    let pod = daemonset_pod(&helm_template_with(&[
+        "sidecars.enabled=true",
+        "hostNetwork=true",
+    ]));
+    assert_eq!(
+        names(&pod),
+        ["driver", "node-driver-registrar", "liveness-probe"]
+    );
+    assert!(
+        !pod["containers"][0]["args"]
+            .to_string()
+            .contains("registration")
+    );
+    assert_eq!(pod["hostNetwork"], true);
+}
+
 /// The chart rendered with these extra `--set` values.
 fn helm_template_with(extra: &[&str]) -> String {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi");

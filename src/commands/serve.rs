@@ -5,7 +5,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::cluster::Cluster;
-use crate::csi::{self, Endpoint, IdentityService, NodeService};
+use crate::csi::{
+    self, CsiListener, Endpoint, Health, IdentityService, NodeService, Registration,
+    RegistrationVerdict,
+};
 use crate::fetch::{Fetcher, RateBudget, RateSetting};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::{self, Metrics};
@@ -95,6 +98,21 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub aws_rate_limits: Vec<RateSetting>,
+    /// Register with kubelet without node-driver-registrar: the CSI socket's
+    /// path on the host, as kubelet must dial it (e.g.
+    /// /var/lib/kubelet/plugins/<driver>/csi.sock). Unset: a sidecar
+    /// registers the driver.
+    #[arg(long, env = "KUBELET_REGISTRATION_PATH")]
+    pub kubelet_registration_path: Option<PathBuf>,
+    /// kubelet's plugins_registry directory, as this process sees it; the
+    /// registration socket `<driver>-reg.sock` is served there.
+    #[arg(long, env = "REGISTRATION_DIR", default_value = "/registration")]
+    pub registration_dir: PathBuf,
+    /// Address of the liveness endpoint (/healthz: the CSI socket answers
+    /// and kubelet has not refused the registration), IP:PORT; unset: none
+    /// (a livenessprobe sidecar probes the CSI socket).
+    #[arg(long, env = "HEALTH_ADDR", value_parser = parse_listen_addr)]
+    pub health_addr: Option<SocketAddr>,
 }
 
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
@@ -152,15 +170,52 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         metrics.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let metrics_server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone(), {
-        let mut stop = stop_rx.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    }));
+    let metrics_server = spawn_logged(
+        "metrics endpoint",
+        metrics::serve(args.metrics_addr, metrics.clone(), {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        }),
+    );
     let ready = Arc::new(AtomicBool::new(true));
+    // Bound before kubelet learns of it: kubelet calls NodeGetInfo as soon as
+    // it registers the driver.
+    let socket = CsiListener::bind(&args.endpoint)?;
+    let verdict = Arc::new(RegistrationVerdict::default());
+    let registration = args.kubelet_registration_path.as_ref().map(|host_path| {
+        spawn_logged(
+            "kubelet registration",
+            csi::serve_registration(
+                Registration {
+                    socket: Registration::socket_in(&args.registration_dir, &args.driver_name),
+                    driver_name: args.driver_name.clone(),
+                    csi_endpoint_on_host: host_path.clone(),
+                },
+                verdict.clone(),
+                stop_rx.clone(),
+            ),
+        )
+    });
+    let health = args.health_addr.map(|addr| {
+        spawn_logged(
+            "health endpoint",
+            csi::serve_health(
+                addr,
+                Health {
+                    csi_socket: args.endpoint.path().to_path_buf(),
+                    registration: args
+                        .kubelet_registration_path
+                        .as_ref()
+                        .map(|_| verdict.clone()),
+                },
+                stop_rx.clone(),
+            ),
+        )
+    });
     let result = csi::serve(
-        &args.endpoint,
+        socket,
         IdentityService::new(args.driver_name.clone(), ready),
         NodeService::new(
             args.node_id.clone(),
@@ -172,14 +227,28 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     )
     .await;
     let _ = stop_tx.send(true);
-    match metrics_server.await {
-        Ok(Err(e)) => tracing::error!(error = %e, "metrics endpoint failed"),
-        Err(e) => tracing::error!(error = %e, "metrics endpoint panicked"),
-        Ok(Ok(())) => {}
+    for task in [Some(metrics_server), registration, health]
+        .into_iter()
+        .flatten()
+    {
+        let _ = task.await;
     }
     result?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A server beside the CSI socket; its failure is logged when it happens
+/// (the node service goes on: mounts matter more).
+fn spawn_logged(
+    what: &'static str,
+    server: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "{what} failed");
+        }
+    })
 }
 
 /// Mounting tmpfs needs CAP_SYS_ADMIN; without it every publish would fail,

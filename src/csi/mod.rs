@@ -3,8 +3,10 @@
 //! through `status`, the one place that picks gRPC codes.
 
 mod authority;
+mod health;
 mod identity_service;
 mod node_service;
+mod registration;
 mod server;
 mod status;
 
@@ -13,8 +15,13 @@ mod proto {
     tonic::include_proto!("csi.v1");
 }
 
+pub use health::{Health, serve_health};
 pub use identity_service::IdentityService;
 pub use node_service::NodeService;
 pub use proto::*;
-pub use server::{Endpoint, serve};
+pub use registration::{
+    InfoRequest, PluginInfo, Registration, RegistrationClient, RegistrationStatus,
+    RegistrationVerdict, serve_registration,
+};
+pub use server::{CsiListener, Endpoint, serve};
 pub use status::status_of;

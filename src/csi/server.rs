@@ -43,15 +43,47 @@ impl Endpoint {
     }
 }
 
-/// Binds the socket (removing a stale one left by a previous run) and serves
-/// until `shutdown` resolves; in-flight calls are allowed to finish.
+/// The CSI socket, bound (a stale one left by a previous run removed) before
+/// anything tells kubelet to call it.
+pub struct CsiListener {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl CsiListener {
+    pub fn bind(endpoint: &Endpoint) -> anyhow::Result<Self> {
+        Ok(CsiListener {
+            listener: bind_fresh(endpoint.path())?,
+            path: endpoint.path().to_path_buf(),
+        })
+    }
+}
+
+/// Serves CSI Identity and Node until `shutdown` resolves; in-flight calls
+/// are allowed to finish.
 pub async fn serve(
-    endpoint: &Endpoint,
+    socket: CsiListener,
     identity: IdentityService,
     node: NodeService,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let path = endpoint.path();
+    let CsiListener { listener, path } = socket;
+    tracing::info!(socket = %path.display(), "serving CSI Identity and Node");
+    let result = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(identity))
+        .add_service(NodeServer::new(node))
+        .serve_with_incoming_shutdown(
+            UnixListenerStream::new(listener).map(|s| s.map(Connection::new)),
+            shutdown,
+        )
+        .await;
+    let _ = std::fs::remove_file(&path);
+    result.map_err(Into::into)
+}
+
+/// Binds a unix socket at `path`, removing a stale one left by a previous
+/// run and creating its directory.
+pub(super) fn bind_fresh(path: &Path) -> anyhow::Result<UnixListener> {
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!(socket = %path.display(), "removed stale socket"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -67,24 +99,13 @@ pub async fn serve(
             anyhow::anyhow!("cannot create socket directory {}: {e}", dir.display())
         })?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
-    tracing::info!(socket = %path.display(), "serving CSI Identity and Node");
-    let result = tonic::transport::Server::builder()
-        .add_service(IdentityServer::new(identity))
-        .add_service(NodeServer::new(node))
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener).map(|s| s.map(Connection::new)),
-            shutdown,
-        )
-        .await;
-    let _ = std::fs::remove_file(path);
-    result.map_err(Into::into)
+    UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))
 }
 
 /// One client's connection, its requests' `:authority` made acceptable to
 /// h2 on the way in (see [`AuthorityRewriter`]).
-struct Connection {
+pub(super) struct Connection {
     stream: UnixStream,
     rewriter: AuthorityRewriter,
     /// Rewritten bytes not yet read, from `offset`.
@@ -93,7 +114,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: UnixStream) -> Self {
+    pub(super) fn new(stream: UnixStream) -> Self {
         Connection {
             stream,
             rewriter: AuthorityRewriter::default(),
