@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds a real kube-apiserver, kube-controller-manager, kubectl and etcd from Go modules (the Go
+# Builds a real kube-apiserver, kube-controller-manager, kube-scheduler,
+# kubelet, kubectl and etcd from Go modules (the Go
 # module proxy; no release downloads) into a cache outside the repository,
-# once per machine. Prints the directory holding the three binaries.
+# once per machine. Prints the directory holding the binaries.
 #
 #   K8S_VERSION (default v1.36.3), ETCD_VERSION (default v3.6.14),
 #   K8S_PEERS_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi)
@@ -18,7 +19,8 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.14}
 cache=${K8S_PEERS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi}
 bin="$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION/bin"
 
-if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kube-controller-manager" ]; then
+if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/etcd" ] && [ -x "$bin/kube-controller-manager" ] &&
+  [ -x "$bin/kubelet" ] && [ -x "$bin/kube-scheduler" ]; then
   echo "$bin"
   exit 0
 fi
@@ -52,6 +54,8 @@ import (
 	_ "go.etcd.io/etcd/server/v3"
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -70,4 +74,8 @@ build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 # For garbage collection of the Secrets the controller owns.
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubectl k8s.io/kubernetes/cmd/kubectl
+# The real node of tests/node.rs: kubelet (with containerd and runc from
+# Debian) and the scheduler that binds the DaemonSet's pod.
+build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+build kubelet k8s.io/kubernetes/cmd/kubelet
 echo "$bin"

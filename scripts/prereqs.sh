@@ -44,6 +44,10 @@ require_prerequisites() {
     command -v setpriv >/dev/null || apt+=(util-linux)
     command -v openssl >/dev/null || apt+=(openssl)
     command -v curl >/dev/null || apt+=(curl)
+    # The real node of tests/node.rs.
+    command -v containerd >/dev/null || apt+=(containerd)
+    command -v runc >/dev/null || apt+=(runc)
+    [ -s /etc/ssl/certs/ca-certificates.crt ] || apt+=(ca-certificates)
   fi
   if [ ${#apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "${PREREQS_NO_INSTALL:-}" ]; then

@@ -41,21 +41,6 @@ fn helm_template() -> String {
     helm_template_with(&[])
 }
 
-/// helm: $HELM, else the one `go install` put in ~/go/bin, else PATH's.
-fn helm() -> PathBuf {
-    std::env::var("HELM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let in_gobin =
-                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join("go/bin/helm");
-            if in_gobin.exists() {
-                in_gobin
-            } else {
-                PathBuf::from("helm")
-            }
-        })
-}
-
 #[test]
 fn the_chart_renders_without_a_kube_version() {
     // `helm template` checks a kubeVersion constraint against its default

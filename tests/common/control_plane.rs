@@ -32,40 +32,65 @@ pub fn peers_bin() -> PathBuf {
 
 pub fn control_plane() -> &'static ControlPlane {
     static CP: std::sync::OnceLock<ControlPlane> = std::sync::OnceLock::new();
-    CP.get_or_init(|| {
-        let bin = peers_bin();
-        let work = tempfile::Builder::new()
-            .prefix("asc-k8s-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let mut child = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/control_plane.sh"))
-            .arg(&bin)
-            .arg(&work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the control plane");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(
-            parts.first(),
-            Some(&"READY"),
-            "control plane did not start: {line}"
-        );
-        ControlPlane {
-            _child: child,
-            server: parts[1].to_owned(),
-            admin: PathBuf::from(parts[2]),
-            work,
-            bin,
-        }
-    })
+    CP.get_or_init(|| start(&[]))
+}
+
+/// A control plane a real node can join (tests/node.rs): with the DaemonSet,
+/// service-account and root-CA controllers, and kube-scheduler.
+pub fn control_plane_for_a_node() -> &'static ControlPlane {
+    static CP: std::sync::OnceLock<ControlPlane> = std::sync::OnceLock::new();
+    CP.get_or_init(|| start(&[("NODE_CONTROLLERS", "1")]))
+}
+
+fn start(env: &[(&str, &str)]) -> ControlPlane {
+    let bin = peers_bin();
+    let work = tempfile::Builder::new()
+        .prefix("asc-k8s-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let mut child = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/control_plane.sh"))
+        .arg(&bin)
+        .arg(&work)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the control plane");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        parts.first(),
+        Some(&"READY"),
+        "control plane did not start: {line}"
+    );
+    ControlPlane {
+        _child: child,
+        server: parts[1].to_owned(),
+        admin: PathBuf::from(parts[2]),
+        work,
+        bin,
+    }
+}
+
+/// helm: $HELM, else the one `go install` put in ~/go/bin, else PATH's.
+pub fn helm() -> PathBuf {
+    std::env::var("HELM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let in_gobin =
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join("go/bin/helm");
+            if in_gobin.exists() {
+                in_gobin
+            } else {
+                PathBuf::from("helm")
+            }
+        })
 }
 
 impl ControlPlane {

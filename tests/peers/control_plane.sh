@@ -8,6 +8,12 @@
 #
 #   control_plane.sh BIN_DIR WORK_DIR
 #
+# With NODE_CONTROLLERS=1 (tests/node.rs), a real node can join: the
+# controller manager also runs the DaemonSet, service-account and root-CA
+# publisher controllers (pods need kube-root-ca.crt), and kube-scheduler
+# binds the DaemonSet's pods. No node-lifecycle controller: the node stays
+# NotReady for want of a CNI, and nothing evicts its pods for that.
+#
 # Prints one line `READY <server-url> <admin-kubeconfig>` once /readyz
 # answers, then stays until its parent process is gone, and stops both.
 set -euo pipefail
@@ -52,6 +58,7 @@ api_pid=$!
 # The API server drains slowly once etcd is gone; a test fixture need not wait.
 stop() {
   [ -z "${kcm_pid:-}" ] || kill -9 "$kcm_pid" 2>/dev/null || true
+  [ -z "${scheduler_pid:-}" ] || kill -9 "$scheduler_pid" 2>/dev/null || true
   kill -9 "$api_pid" 2>/dev/null || true; kill "$etcd_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"
 }
 trap stop EXIT
@@ -84,12 +91,20 @@ current-context: test
 KC
 # kube-controller-manager with only the garbage collector: deleting an
 # owner (an ExternalSecret) deletes what it owns (its Secret).
-kcm_pid=
+kcm_pid= scheduler_pid=
+controllers=garbagecollector
+[ -z "${NODE_CONTROLLERS:-}" ] || controllers=garbage-collector-controller,daemonset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller
 if [ -x "$bin/kube-controller-manager" ]; then
   "$bin/kube-controller-manager" --kubeconfig "$work/admin.kubeconfig" \
-    --controllers garbagecollector --leader-elect=false --secure-port 0 \
+    --controllers "$controllers" --leader-elect=false --secure-port 0 \
+    --root-ca-file "$work/certs/apiserver.crt" \
     >"$work/controller-manager.log" 2>&1 &
   kcm_pid=$!
+fi
+if [ -n "${NODE_CONTROLLERS:-}" ]; then
+  "$bin/kube-scheduler" --kubeconfig "$work/admin.kubeconfig" --leader-elect=false --secure-port 0 \
+    >"$work/scheduler.log" 2>&1 &
+  scheduler_pid=$!
 fi
 
 echo "READY $server $work/admin.kubeconfig"

@@ -1,0 +1,580 @@
+//! A real node: kubelet (v1.36, built from Go modules) with Debian's
+//! containerd and runc runs the driver from its own image, installed with
+//! `helm install` from deploy/chart; pods read, rotate and lose their
+//! secrets through kubelet's own calls. Nothing here plays kubelet.
+//!
+//! Needs root (containerd, mounts, an address on lo), containerd and runc
+//! (scripts/test.sh installs them), and the peers of scripts/k8s-peers.sh.
+//! tests/peers/node.sh starts the node; scripts/node-images.sh makes the
+//! pause and busybox images, scripts/image.sh the driver's (here from the
+//! test build of the binary, to spare CI a release build).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::control_plane::*;
+use common::*;
+
+const NODE: &str = "node-1";
+const DRIVER: &str = "secrets-store.aws-secrets-csi.io";
+
+/// The node of tests/peers/node.sh; stopped (and everything it made
+/// removed) when the test binary ends.
+struct Node {
+    child: Child,
+    work: PathBuf,
+    kubelet_root: PathBuf,
+}
+
+impl Node {
+    fn start(cp: &ControlPlane, images: &[PathBuf]) -> Node {
+        let work = tempfile::Builder::new()
+            .prefix("asc-node-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let mut child = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node.sh"))
+            .arg(&cp.bin)
+            .arg(&work)
+            .arg(&cp.admin)
+            .arg(NODE)
+            .args(images)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/peers/node.sh");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            parts.first(),
+            Some(&"READY"),
+            "the node did not start: {line}"
+        );
+        Node {
+            child,
+            kubelet_root: PathBuf::from(parts[1]),
+            work,
+        }
+    }
+
+    /// Everything the container `container` of pod `namespace/pod` wrote,
+    /// all its restarts included (kubelet's own log files).
+    fn log(&self, namespace: &str, pod: &str, container: &str) -> String {
+        self.logs_of(&format!("{namespace}_{pod}_"), container)
+    }
+
+    /// The driver's log, of whichever pod of the DaemonSet.
+    fn driver_log(&self) -> String {
+        self.logs_of("aws-secrets-csi_aws-secrets-csi-", "driver")
+    }
+
+    fn logs_of(&self, prefix: &str, container: &str) -> String {
+        let mut out = String::new();
+        for dir in std::fs::read_dir(self.work.join("pod-logs"))
+            .unwrap()
+            .flatten()
+        {
+            if !dir.file_name().to_string_lossy().starts_with(prefix) {
+                continue;
+            }
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path().join(container))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.sort();
+            for f in files {
+                out.push_str(&std::fs::read_to_string(f).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    fn restart_kubelet(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .unwrap();
+    }
+
+    /// The host PID of the driver serving this node's kubelet directory.
+    fn driver_pid(&self) -> Option<u32> {
+        let wanted = format!("--kubelet-dir={}", self.kubelet_root.display());
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours = args.first()?.ends_with(b"aws-secrets-csi")
+                && args.iter().any(|a| *a == wanted.as_bytes());
+            ours.then_some(pid)
+        })
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // node.sh stops everything when its parent is gone; a test that
+        // ends early stops it now.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a script of the repository; its stdout's last line.
+fn script(name: &str, args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .join(name),
+        )
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/{name} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < limit,
+            "timed out ({limit:?}) waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    started.elapsed()
+}
+
+fn reader_pod(name: &str, class: &str, with_env: bool) -> String {
+    let env = if with_env {
+        "\n    env:\n      - name: DB_PASSWORD\n        valueFrom: {secretKeyRef: {name: db-synced, key: password}}"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  nodeName: {NODE}
+  hostNetwork: true
+  serviceAccountName: app
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/aws-secrets-csi-test/busybox:1
+    command: [sh, -c, 'while true; do echo "read=$(cat /mnt/secrets/password) env=$DB_PASSWORD"; sleep 1; done']{env}
+    volumeMounts:
+      - {{name: secrets, mountPath: /mnt/secrets, readOnly: true}}
+  volumes:
+    - name: secrets
+      csi:
+        driver: {DRIVER}
+        readOnly: true
+        volumeAttributes: {{secretProviderClass: {class}}}
+"#
+    )
+}
+
+fn last_read(log: &str) -> Option<&str> {
+    log.lines()
+        .rev()
+        .find_map(|l| l.split_once("read=").map(|(_, rest)| rest))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_kubelet_runs_the_driver_from_its_image_and_pods_read_rotate_and_lose_their_secrets()
+{
+    require_root();
+    let cp = control_plane_for_a_node();
+    let moto = moto();
+    let dir = TestDir::new();
+
+    // The images: ours from this build's binary, the pause and the workload.
+    let image = dir.path().join("aws-secrets-csi.oci.tar");
+    script(
+        "image.sh",
+        &[
+            "--binary",
+            env!("CARGO_BIN_EXE_aws-secrets-csi"),
+            "--out",
+            image.to_str().unwrap(),
+        ],
+    );
+    let images = PathBuf::from(script("node-images.sh", &[]));
+    let node = Node::start(
+        cp,
+        &[
+            images.join("pause.oci.tar"),
+            images.join("busybox.oci.tar"),
+            image,
+        ],
+    );
+
+    // helm install, AWS and the API server reached over the host's loopback
+    // (the pod uses the host's network: there is no CNI).
+    let api_port = cp.server.rsplit(':').next().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        format!(
+            r#"
+kubeletPath: {root}
+stateDir: {state}
+hostNetwork: true
+syncSecrets: true
+awsRegion: {REGION}
+refreshInterval: 2s
+env:
+  - {{name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}}
+  - {{name: KUBERNETES_SERVICE_PORT, value: "{api_port}"}}
+  - {{name: AWS_ENDPOINT_URL, value: "{aws}"}}
+  - {{name: AWS_EC2_METADATA_DISABLED, value: "true"}}
+"#,
+            root = node.kubelet_root.display(),
+            state = node.work.join("driver-state").display(),
+            aws = moto.endpoint,
+        ),
+    )
+    .unwrap();
+    let install = Command::new(helm())
+        .args(["install", "asc"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi"))
+        .args([
+            "-n",
+            "aws-secrets-csi",
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+        ])
+        .arg("--kubeconfig")
+        .arg(&cp.admin)
+        .arg("-f")
+        .arg(&values)
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "helm install: {}{}",
+        String::from_utf8_lossy(&install.stderr),
+        node.driver_log()
+    );
+    // One container per node, registered with kubelet by the driver itself.
+    let registered = || {
+        cp.try_kubectl(
+            &[
+                "get",
+                "csinode",
+                NODE,
+                "-o",
+                "jsonpath={.spec.drivers[*].name}",
+            ],
+            None,
+        )
+        .is_ok_and(|names| names.split(' ').any(|n| n == DRIVER))
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "kubelet to register the driver",
+        registered,
+    )
+    .await;
+    let driver_log = || node.driver_log();
+    let pods = cp.kubectl(
+        &[
+            "get",
+            "pods",
+            "-n",
+            "aws-secrets-csi",
+            "-o",
+            "jsonpath={.items[*].spec.containers[*].name}",
+        ],
+        None,
+    );
+    assert_eq!(pods, "driver");
+    assert!(
+        driver_log().contains("kubelet registered the driver"),
+        "{}",
+        driver_log()
+    );
+
+    // A workload reads its secret, in the file and through a synced Secret.
+    moto.create_secret("node/db", r#"{"username":"u","password":"pw-1"}"#)
+        .await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: shop}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: shop
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: db, namespace: shop}}
+spec:
+  provider: aws
+  parameters:
+    objects: |
+      - objectName: node/db
+        objectType: secretsmanager
+        jmesPath:
+          - {{path: password, objectAlias: password}}
+  secretObjects:
+    - secretName: db-synced
+      type: Opaque
+      data:
+        - {{objectName: password, key: password}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: broken, namespace: shop}}
+spec:
+  provider: aws
+  parameters:
+    objects: |
+      - objectName: node/missing
+        objectType: secretsmanager
+---
+{}
+"#,
+            reader_pod("web", "db", true)
+        )),
+    );
+    let took = wait_until(
+        Duration::from_secs(90),
+        "the container to read its secret",
+        || last_read(&node.log("shop", "web", "app")) == Some("pw-1 env=pw-1"),
+    )
+    .await;
+    eprintln!("pod running and reading its secret {took:?} after it was created");
+    let uid = cp.get("pod", "web", "shop")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let volume = node.kubelet_root.join(format!(
+        "pods/{uid}/volumes/kubernetes.io~csi/secrets/mount"
+    ));
+    assert!(
+        mount_line(&volume).is_some_and(|l| l.contains(" - tmpfs ")),
+        "{:?}",
+        mount_line(&volume)
+    );
+
+    // Rotation through kubelet's own republish: the container reads the new
+    // value from the same file; the synced Secret follows.
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("node/db")
+        .secret_string(r#"{"username":"u","password":"pw-2"}"#)
+        .send()
+        .await
+        .unwrap();
+    let took = wait_until(
+        Duration::from_secs(60),
+        "the container to read the rotated value",
+        || last_read(&node.log("shop", "web", "app")).is_some_and(|r| r.starts_with("pw-2 ")),
+    )
+    .await;
+    eprintln!("rotation seen by the container {took:?} after the change in AWS");
+    let synced = || {
+        cp.try_kubectl(
+            &[
+                "get",
+                "secret",
+                "db-synced",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.data.password}",
+            ],
+            None,
+        )
+        .unwrap_or_default()
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "the synced Secret to follow",
+        || {
+            synced() == "cHctMg==" // pw-2
+        },
+    )
+    .await;
+
+    // A class with an error: kubelet's FailedMount event carries our message.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&reader_pod("broken", "broken", false)),
+    );
+    wait_until(Duration::from_secs(60), "kubelet's FailedMount event", || {
+        let events = cp.kubectl(
+            &["get", "events", "-n", "shop", "--field-selector", "involvedObject.name=broken,reason=FailedMount", "-o", "jsonpath={.items[*].message}"],
+            None,
+        );
+        events.contains("SecretProviderClass shop/broken: failed to fetch 1 object(s): node/missing in us-east-1: ResourceNotFoundException")
+    })
+    .await;
+    cp.kubectl(
+        &["delete", "pod", "broken", "-n", "shop", "--wait=false"],
+        None,
+    );
+
+    // The driver's container killed: kubelet restarts it, it registers
+    // again, the mounted volume keeps working and the next republish
+    // refreshes it.
+    let registrations = || {
+        driver_log()
+            .matches("kubelet registered the driver")
+            .count()
+    };
+    let before = registrations();
+    let pid = node.driver_pid().expect("the driver's process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("node/db")
+        .secret_string(r#"{"username":"u","password":"pw-3"}"#)
+        .send()
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the restarted driver to register again",
+        || registrations() > before,
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(volume.join("password"))
+            .unwrap_or_default()
+            .len(),
+        4
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the restarted driver to refresh the volume",
+        || last_read(&node.log("shop", "web", "app")).is_some_and(|r| r.starts_with("pw-3 ")),
+    )
+    .await;
+
+    // kubelet restarted: the registration comes back and new pods mount.
+    let before = registrations();
+    node.restart_kubelet();
+    wait_until(
+        Duration::from_secs(60),
+        "kubelet to register the driver after its restart",
+        || registrations() > before,
+    )
+    .await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&reader_pod("after-restart", "db", false)),
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "a pod started after kubelet's restart to read",
+        || {
+            last_read(&node.log("shop", "after-restart", "app"))
+                .is_some_and(|r| r.starts_with("pw-3 "))
+        },
+    )
+    .await;
+
+    // Pod deletion: kubelet unpublishes, the tmpfs is gone, the pod's
+    // directory goes, and the garbage collector takes the synced Secret.
+    cp.kubectl(
+        &[
+            "delete",
+            "pod",
+            "web",
+            "-n",
+            "shop",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert_eq!(mount_line(&volume), None);
+    let pod_dir = node.kubelet_root.join("pods").join(&uid);
+    wait_until(
+        Duration::from_secs(60),
+        "kubelet to remove the pod's directory",
+        || !pod_dir.exists(),
+    )
+    .await;
+    // The Secret is owned by every pod that mounts the class: it stays
+    // until the last one goes.
+    assert!(
+        cp.try_kubectl(&["get", "secret", "db-synced", "-n", "shop"], None)
+            .is_ok()
+    );
+    cp.kubectl(
+        &[
+            "delete",
+            "pod",
+            "after-restart",
+            "-n",
+            "shop",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the synced Secret to be collected",
+        || {
+            cp.try_kubectl(&["get", "secret", "db-synced", "-n", "shop"], None)
+                .is_err()
+        },
+    )
+    .await;
+    assert!(
+        mounts_under(&node.kubelet_root)
+            .iter()
+            .all(|m| !m.starts_with(&pod_dir)),
+        "{:?}",
+        mounts_under(&node.kubelet_root)
+    );
+    let rss = node
+        .driver_pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        });
+    eprintln!("the driver's RSS on this node (debug build): {rss:?}");
+}
