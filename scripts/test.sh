@@ -42,7 +42,7 @@ step() {
 }
 
 # The peers are needed by what follows: export them into this shell.
-echo "==> peers (first run: moto ~1 min, csi-sanity ~1 min, helm ~3 min, kube-apiserver/etcd/kubectl ~11 min, the upstream driver ~2 min)"
+echo "==> peers (first run: moto ~1 min, csi-sanity ~1 min, helm ~3 min, kube-apiserver/etcd/kubectl/kubelet ~13 min, the upstream driver ~2 min)"
 t0=$(date +%s)
 if ensure_moto && ensure_csi_sanity && ensure_k8s_peers && ensure_helm && ensure_sscsid; then
   names+=(peers) results+=(passed) times+=("$(($(date +%s) - t0))")

@@ -251,6 +251,7 @@ env:
   - {{name: KUBERNETES_SERVICE_PORT, value: "{api_port}"}}
   - {{name: AWS_ENDPOINT_URL, value: "{aws}"}}
   - {{name: AWS_EC2_METADATA_DISABLED, value: "true"}}
+  - {{name: RUST_LOG, value: "info,aws_secrets_csi::csi=debug"}}
 "#,
             root = node.kubelet_root.display(),
             state = node.work.join("driver-state").display(),
@@ -381,6 +382,36 @@ spec:
         .as_str()
         .unwrap()
         .to_owned();
+    // What kubelet really sent is what our kubelet-playing tests send
+    // (tests/common publish_request): the same volume context keys, the
+    // tokens in the context (not in secrets), a read-only volume, and a
+    // target under the pod's CSI volume directory.
+    let log = driver_log();
+    let request = log
+        .lines()
+        .find(|l| l.contains("NodePublishVolume") && l.contains(&uid))
+        .unwrap_or_else(|| panic!("no NodePublishVolume for {uid} in\n{log}"));
+    let played = publish_request(Path::new("/t"), "db", &PodSpec::new("shop", "web", "app"));
+    let mut expected: Vec<String> = played
+        .volume_context
+        .keys()
+        .map(|k| format!("\\\"{k}\\\""))
+        .collect();
+    expected.sort();
+    assert!(
+        request.contains(&format!("[{}]", expected.join(", "))),
+        "kubelet's context keys differ from tests/common's {expected:?}: {request}"
+    );
+    assert!(request.contains("\"readonly\":true"), "{request}");
+    assert!(request.contains("\"secret_keys\":\"[]\""), "{request}");
+    assert!(
+        request.contains(&format!(
+            "{}/pods/{uid}/volumes/kubernetes.io~csi/secrets/mount",
+            node.kubelet_root.display()
+        )),
+        "{request}"
+    );
+    eprintln!("kubelet's NodePublishVolume: {request}");
     let volume = node.kubelet_root.join(format!(
         "pods/{uid}/volumes/kubernetes.io~csi/secrets/mount"
     ));

@@ -51,6 +51,16 @@ impl Node for NodeService {
         request: Request<NodePublishVolumeRequest>,
     ) -> Result<Response<NodePublishVolumeResponse>, Status> {
         let started = Instant::now();
+        {
+            // What kubelet sends, for diagnosis: the keys only (the values
+            // carry tokens), the secrets' keys likewise.
+            let r = request.get_ref();
+            let mut keys: Vec<&str> = r.volume_context.keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            let mut secret_keys: Vec<&str> = r.secrets.keys().map(String::as_str).collect();
+            secret_keys.sort_unstable();
+            tracing::debug!(volume_id = %r.volume_id, target_path = %r.target_path, readonly = r.readonly, context_keys = ?keys, secret_keys = ?secret_keys, "NodePublishVolume");
+        }
         let req = request::parse_publish(request.get_ref(), &self.kubelet_dir)
             .map_err(|e| self.reject(PublishError::from(e)))?;
         let (volume_id, namespace, pod, class) = (
