@@ -54,7 +54,13 @@ fn main() -> std::process::ExitCode {
     telemetry::init(cli.log_format, default_filter);
     // One TLS crypto provider for both the AWS SDK and kube (two would panic).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The work is waiting on AWS, the API server and small file writes: two
+    // workers serve a node's pods, whatever its size (tokio's default of one
+    // per core would give a 96-core node 96 threads, each with its own
+    // stack and malloc arena, for nothing).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
         .enable_all()
         .build()
     {
