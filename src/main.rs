@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve CSI Identity and Node on a unix socket (the DaemonSet).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a SecretProviderClass offline and list its files.
     Check(CheckArgs),
     /// Fetch a SecretProviderClass's objects into a directory, without Kubernetes.

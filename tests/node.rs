@@ -114,7 +114,7 @@ impl Node {
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
             let ours = args.first()?.ends_with(b"aws-secrets-csi")
-                && args.iter().any(|a| *a == wanted.as_bytes());
+                && args.contains(&wanted.as_bytes());
             ours.then_some(pid)
         })
     }

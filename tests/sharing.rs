@@ -162,7 +162,13 @@ async fn refreshes_of_many_volumes_check_each_object_once_per_interval() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_rate_budget_paces_calls_across_identities() {
-    let w = World::with(&[], &["--aws-rate-limit", "BatchGetSecretValue=1"]).await;
+    // GetSecretValue kept below a class's ten secrets, so that batches
+    // cannot spill over to it: they wait.
+    let w = World::with(
+        &[],
+        &["--aws-rate-limit", "BatchGetSecretValue=1,GetSecretValue=1"],
+    )
+    .await;
     setup(&w, "sh3", "2m").await;
     // Three identities: three batch calls, at most one a second after the
     // first (a burst of one).
@@ -183,6 +189,35 @@ async fn the_rate_budget_paces_calls_across_identities() {
         took >= Duration::from_millis(1900),
         "3 calls at 1/s took only {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_batch_budget_spills_over_to_get_secret_value() {
+    let w = World::with(&[], &["--aws-rate-limit", "BatchGetSecretValue=1"]).await;
+    setup(&w, "sh5", "2m").await;
+    let pods: Vec<PodSpec> = (0..3)
+        .map(|i| {
+            w.kube
+                .put_service_account("sh5", &format!("sa{i}"), Some(READER_ROLE));
+            PodSpec::new("sh5", &format!("pod-{i}"), &format!("sa{i}"))
+        })
+        .collect();
+    for result in publish_all(&w, &pods).await {
+        result.unwrap();
+    }
+    // One batch (the budget's one token); the two other identities' ten
+    // secrets each by GetSecretValue, which has room: nobody waits.
+    assert_eq!(w.driver.aws_calls("BatchGetSecretValue").await, 1);
+    assert_eq!(
+        w.driver.aws_calls("GetSecretValue").await,
+        2 * SECRETS as u64
+    );
+    for pod in &pods {
+        let target = w.dir.target(&pod.uid);
+        for i in 0..SECRETS {
+            assert_eq!(read(&target, &format!("s{i}")), format!("sh5-s{i}-v1"));
+        }
+    }
 }
 
 #[test]

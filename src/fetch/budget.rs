@@ -1,6 +1,9 @@
 //! A per-API rate budget for the whole node, so a wave of mounts never bursts
 //! past what AWS allows an account (which many nodes share). First mounts go
 //! before refreshes: a pod waits on its mount, a refresh can wait a little.
+//! A caller with another way to the same values asks without waiting
+//! (`try_admit`, `has_room`) and takes the other way when this one is spent:
+//! Secrets Manager batches spill over to GetSecretValue.
 //!
 //! Hand-written rather than `governor`: waiters need two priorities, which a
 //! plain token bucket does not give.
@@ -135,6 +138,26 @@ impl RateBudget {
             })
             .collect();
         RateBudget { buckets }
+    }
+
+    /// Takes a token for `api` if one is there now (an API without a budget
+    /// always has one); never waits.
+    pub fn try_admit(&self, api: &str, priority: Priority) -> bool {
+        let Some(bucket) = self.buckets.get(api) else {
+            return true;
+        };
+        let mut b = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        b.take(Instant::now(), priority).is_ok()
+    }
+
+    /// Whether `n` calls of `api` would pass now without waiting.
+    pub fn has_room(&self, api: &str, n: usize) -> bool {
+        let Some(bucket) = self.buckets.get(api) else {
+            return true;
+        };
+        let mut b = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        b.refill(Instant::now());
+        b.tokens >= n as f64
     }
 
     /// Waits until `api` may be called. APIs without a budget pass at once.
@@ -296,5 +319,24 @@ mod tests {
         );
         // An API without a budget is never held.
         budget.admit("DescribeSecret", Priority::Refresh).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn try_admit_never_waits_and_has_room_counts_tokens() {
+        let budget = RateBudget::new(&[RateSetting {
+            api: "BatchGetSecretValue".into(),
+            rate: Rate { per_second: 2.0 },
+        }]);
+        assert!(budget.try_admit("BatchGetSecretValue", Priority::FirstMount));
+        assert!(budget.try_admit("BatchGetSecretValue", Priority::FirstMount));
+        assert!(!budget.try_admit("BatchGetSecretValue", Priority::FirstMount));
+        assert!(!budget.has_room("BatchGetSecretValue", 1));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(budget.has_room("BatchGetSecretValue", 1));
+        assert!(!budget.has_room("BatchGetSecretValue", 2));
+        // GetSecretValue's default burst is a second of 1000/s.
+        assert!(budget.has_room("GetSecretValue", 1000));
+        assert!(!budget.has_room("GetSecretValue", 1001));
+        assert!(budget.try_admit("DescribeSecret", Priority::Refresh));
     }
 }

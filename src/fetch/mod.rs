@@ -94,6 +94,16 @@ impl Calls<'_> {
         self.budget.admit(api, self.priority).await;
     }
 
+    /// A token for `api` now, or false; never waits.
+    pub fn try_admit(&self, api: &'static str) -> bool {
+        self.budget.try_admit(api, self.priority)
+    }
+
+    /// Whether `n` calls of `api` would pass now.
+    pub fn has_room(&self, api: &'static str, n: usize) -> bool {
+        self.budget.has_room(api, n)
+    }
+
     pub fn record(&self, api: &'static str, outcome: &'static str) {
         self.metrics.aws_call(api, outcome);
     }

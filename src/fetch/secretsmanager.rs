@@ -81,7 +81,19 @@ pub(crate) async fn fetch(
 /// by one, and so is the whole chunk when the role may not use the batch API
 /// (policies written for the AWS provider grant GetSecretValue only).
 async fn batch<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
-    client.calls.admit("BatchGetSecretValue").await;
+    // The batch budget (100/s an account) spent, and room for these ids in
+    // GetSecretValue's (10,000/s): spill over rather than wait.
+    if !client.calls.try_admit("BatchGetSecretValue") {
+        if client.calls.has_room("GetSecretValue", ids.len()) {
+            tracing::debug!(
+                region,
+                secrets = ids.len(),
+                "BatchGetSecretValue budget spent; GetSecretValue per secret"
+            );
+            return singles(client, region, ids).await;
+        }
+        client.calls.admit("BatchGetSecretValue").await;
+    }
     let response = client
         .client
         .batch_get_secret_value()
