@@ -26,37 +26,20 @@ work=$(mktemp -d /tmp/asc-node-demo-XXXXXX)
 bash scripts/image.sh --binary target/debug/aws-secrets-csi --out "$work/aws-secrets-csi.oci.tar"
 images=$(bash scripts/node-images.sh)
 
-pids=()
+. scripts/node-cluster.sh
 cleanup() {
   echo "== tearing down (kubelet, containers, containerd, control plane, mounts)"
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
-  rm -rf "$work"
+  node_cluster_down
 }
 trap cleanup EXIT
 
-# wait_line FILE: the first line of FILE, once there.
-wait_line() {
-  for _ in $(seq 1200); do [ -s "$1" ] && { head -1 "$1"; return; }; sleep 0.1; done
-  echo "timed out waiting for $1" >&2; return 1
-}
-
 echo "== starting the control plane and a local AWS (moto)"
-NODE_CONTROLLERS=1 bash tests/peers/control_plane.sh "$bin" "$work/cp" >"$work/cp.out" 2>&1 &
-pids+=($!)
 moto_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 tests/peers/moto_server.py --port "$moto_port" >"$work/moto.out" 2>/dev/null &
 pids+=($!)
-read -r ready server kubeconfig < <(wait_line "$work/cp.out")
-[ "$ready" = READY ] || { echo "control plane: $ready $server" >&2; exit 1; }
-keys=$(wait_line "$work/moto.out")
-kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
-
 echo "== starting the node: containerd, runc and kubelet (tests/peers/node.sh)"
-bash tests/peers/node.sh "$bin" "$work/node" "$kubeconfig" node-1 \
-  "$images/pause.oci.tar" "$images/busybox.oci.tar" "$work/aws-secrets-csi.oci.tar" >"$work/node.out" 2>"$work/node.err" &
-pids+=($!)
-read -r ready root _ < <(wait_line "$work/node.out")
-[ "$ready" = READY ] || { echo "node: $ready $root" >&2; cat "$work/node.err" >&2; exit 1; }
+node_cluster_up "$images/pause.oci.tar" "$images/busybox.oci.tar" "$work/aws-secrets-csi.oci.tar"
+keys=$(wait_line "$work/moto.out")
 kubectl get nodes -o wide
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port" AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
@@ -75,7 +58,7 @@ refreshInterval: 2s
 logFormat: text
 env:
   - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
-  - {name: KUBERNETES_SERVICE_PORT, value: "${server##*:}"}
+  - {name: KUBERNETES_SERVICE_PORT, value: "$api_port"}
   - {name: AWS_ENDPOINT_URL, value: "$AWS_ENDPOINT_URL"}
   - {name: AWS_EC2_METADATA_DISABLED, value: "true"}
 YAML

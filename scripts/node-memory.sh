@@ -28,16 +28,8 @@ ensure_k8s_peers
 ensure_helm
 bin=$K8S_PEERS_BIN
 work=$(mktemp -d /tmp/asc-node-memory-XXXXXX)
-pids=()
-cleanup() {
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-wait_line() {
-  for _ in $(seq 1200); do [ -s "$1" ] && { head -1 "$1"; return; }; sleep 0.1; done
-  echo "timed out waiting for $1" >&2; return 1
-}
+. scripts/node-cluster.sh
+trap node_cluster_down EXIT
 
 echo "== images: ours (release build) and the upstream layout's four"
 bash scripts/image.sh --out "$work/aws-secrets-csi.oci.tar" >/dev/null
@@ -50,16 +42,7 @@ for p in "${programs[@]}"; do
   archives+=("$work/$p.oci.tar")
 done
 
-NODE_CONTROLLERS=1 bash tests/peers/control_plane.sh "$bin" "$work/cp" >"$work/cp.out" 2>&1 &
-pids+=($!)
-read -r ready server kubeconfig < <(wait_line "$work/cp.out")
-[ "$ready" = READY ] || { echo "control plane: $ready $server" >&2; exit 1; }
-kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
-bash tests/peers/node.sh "$bin" "$work/node" "$kubeconfig" node-1 "${archives[@]}" >"$work/node.out" 2>"$work/node.err" &
-pids+=($!)
-read -r ready root _ < <(wait_line "$work/node.out")
-[ "$ready" = READY ] || { echo "node: $ready $root" >&2; cat "$work/node.err" >&2; exit 1; }
-api_port=${server##*:}
+node_cluster_up "${archives[@]}"
 
 echo "== ours: helm install (one container)"
 "$HELM" install aws-secrets-csi deploy/chart/aws-secrets-csi --kubeconfig "$kubeconfig" \

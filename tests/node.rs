@@ -113,8 +113,8 @@ impl Node {
             let pid: u32 = e.file_name().to_str()?.parse().ok()?;
             let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let ours = args.first()?.ends_with(b"aws-secrets-csi")
-                && args.contains(&wanted.as_bytes());
+            let ours =
+                args.first()?.ends_with(b"aws-secrets-csi") && args.contains(&wanted.as_bytes());
             ours.then_some(pid)
         })
     }
