@@ -98,6 +98,27 @@ impl Node {
         out
     }
 
+    /// The first NodePublishVolume kubelet sent for pod `uid`, as the
+    /// driver logs it at debug level (keys only, never values).
+    fn publish_request_of(&self, uid: &str) -> LoggedRequest {
+        let log = self.driver_log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("NodePublishVolume") && l.contains(uid))
+            .unwrap_or_else(|| panic!("no NodePublishVolume for {uid} in\n{log}"));
+        // kubelet's log line: "<time> <stream> <tag> <the driver's JSON>".
+        let json = line.splitn(4, ' ').nth(3).unwrap_or_default();
+        let line: serde_json::Value = serde_json::from_str(json).unwrap();
+        let list = |field: &str| -> Vec<String> {
+            serde_json::from_str(line[field].as_str().unwrap_or("[]")).unwrap()
+        };
+        LoggedRequest {
+            context_keys: list("context_keys"),
+            secret_keys: list("secret_keys"),
+            line,
+        }
+    }
+
     fn restart_kubelet(&self) {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
@@ -118,6 +139,13 @@ impl Node {
             ours.then_some(pid)
         })
     }
+}
+
+/// What the driver logged of one NodePublishVolume.
+struct LoggedRequest {
+    context_keys: Vec<String>,
+    secret_keys: Vec<String>,
+    line: serde_json::Value,
 }
 
 impl Drop for Node {
@@ -386,32 +414,21 @@ spec:
     // (tests/common publish_request): the same volume context keys, the
     // tokens in the context (not in secrets), a read-only volume, and a
     // target under the pod's CSI volume directory.
-    let log = driver_log();
-    let request = log
-        .lines()
-        .find(|l| l.contains("NodePublishVolume") && l.contains(&uid))
-        .unwrap_or_else(|| panic!("no NodePublishVolume for {uid} in\n{log}"));
+    let request = node.publish_request_of(&uid);
     let played = publish_request(Path::new("/t"), "db", &PodSpec::new("shop", "web", "app"));
-    let mut expected: Vec<String> = played
-        .volume_context
-        .keys()
-        .map(|k| format!("\\\"{k}\\\""))
-        .collect();
+    let mut expected: Vec<String> = played.volume_context.keys().cloned().collect();
     expected.sort();
-    assert!(
-        request.contains(&format!("[{}]", expected.join(", "))),
-        "kubelet's context keys differ from tests/common's {expected:?}: {request}"
-    );
-    assert!(request.contains("\"readonly\":true"), "{request}");
-    assert!(request.contains("\"secret_keys\":\"[]\""), "{request}");
-    assert!(
-        request.contains(&format!(
+    assert_eq!(request.context_keys, expected, "{}", request.line);
+    assert!(request.secret_keys.is_empty(), "{}", request.line);
+    assert_eq!(request.line["readonly"], true);
+    assert_eq!(
+        request.line["target_path"].as_str().unwrap_or_default(),
+        format!(
             "{}/pods/{uid}/volumes/kubernetes.io~csi/secrets/mount",
             node.kubelet_root.display()
-        )),
-        "{request}"
+        )
     );
-    eprintln!("kubelet's NodePublishVolume: {request}");
+    eprintln!("kubelet's NodePublishVolume: {}", request.line);
     let volume = node.kubelet_root.join(format!(
         "pods/{uid}/volumes/kubernetes.io~csi/secrets/mount"
     ));
@@ -599,6 +616,65 @@ spec:
         "{:?}",
         mounts_under(&node.kubelet_root)
     );
+    // Kubernetes >= 1.35 can hand the tokens over in the request's secrets
+    // instead of the volume context (the API server warns while it is
+    // unset): the chart's tokensInSecrets, switched on by helm upgrade.
+    let upgrade = Command::new(helm())
+        .args(["upgrade", "asc"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/chart/aws-secrets-csi"))
+        .args([
+            "-n",
+            "aws-secrets-csi",
+            "--reuse-values",
+            "--set",
+            "tokensInSecrets=true",
+        ])
+        .arg("--kubeconfig")
+        .arg(&cp.admin)
+        .output()
+        .unwrap();
+    assert!(
+        upgrade.status.success(),
+        "helm upgrade: {}",
+        String::from_utf8_lossy(&upgrade.stderr)
+    );
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&reader_pod("tokens-in-secrets", "db", false)),
+    );
+    wait_until(
+        Duration::from_secs(90),
+        "a pod mounted with the tokens in the request's secrets to read",
+        || {
+            last_read(&node.log("shop", "tokens-in-secrets", "app"))
+                .is_some_and(|r| r.starts_with("pw-3 "))
+        },
+    )
+    .await;
+    let uid = cp.get("pod", "tokens-in-secrets", "shop")["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let request = node.publish_request_of(&uid);
+    assert_eq!(
+        request.secret_keys,
+        ["csi.storage.k8s.io/serviceAccount.tokens"],
+        "{}",
+        request.line
+    );
+    assert!(
+        !request
+            .context_keys
+            .iter()
+            .any(|k| k == "csi.storage.k8s.io/serviceAccount.tokens"),
+        "{}",
+        request.line
+    );
+    eprintln!(
+        "kubelet's NodePublishVolume with tokens in secrets: {}",
+        request.line
+    );
+
     let rss = node
         .driver_pid()
         .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
