@@ -90,7 +90,8 @@ pub struct ServeArgs {
     /// The node's budget for one AWS API, in calls per second (burst: one
     /// second's worth), e.g. `--aws-rate-limit GetParameters=5`; repeat for
     /// several. Defaults: GetSecretValue=1000, BatchGetSecretValue=10,
-    /// GetParameters=10 (a tenth or a quarter of the account's quota).
+    /// GetParameters=10 (a tenth or a quarter of the account's quota), each
+    /// bursting to one second of the account's quota (10000, 100, 40).
     #[arg(
         long = "aws-rate-limit",
         value_name = "API=RATE",

@@ -22,7 +22,8 @@ pub enum Priority {
     FirstMount,
 }
 
-/// Calls per second allowed for one API, with a burst of one second's worth.
+/// Calls per second allowed for one API, with a burst of one second's worth
+/// (a default budget bursts to the account's quota instead).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     pub per_second: f64,
@@ -70,6 +71,16 @@ pub const DEFAULT_RATES: [(&str, f64); 3] = [
     ("GetParameters", 10.0),
 ];
 
+/// The burst of each default budget: one second of the account's quota. A
+/// node that was quiet may spend that much at once (a wave of first mounts
+/// is not paced); it paces only past what the account itself allows in a
+/// second, and refills at its share.
+pub const DEFAULT_BURSTS: [(&str, f64); 3] = [
+    ("GetSecretValue", 10_000.0),
+    ("BatchGetSecretValue", 100.0),
+    ("GetParameters", 40.0),
+];
+
 const KNOWN_APIS: [&str; 3] = ["GetSecretValue", "BatchGetSecretValue", "GetParameters"];
 
 /// The token bucket of one API. Pure: time comes in as an argument.
@@ -85,7 +96,11 @@ struct Bucket {
 
 impl Bucket {
     fn new(rate: Rate, now: Instant) -> Self {
-        let burst = rate.per_second.max(1.0);
+        Self::with_burst(rate, rate.per_second, now)
+    }
+
+    fn with_burst(rate: Rate, burst: f64, now: Instant) -> Self {
+        let burst = burst.max(1.0);
         Bucket {
             per_second: rate.per_second,
             burst,
@@ -123,18 +138,25 @@ pub struct RateBudget {
 }
 
 impl RateBudget {
-    /// The default rates, with `overrides` applied.
+    /// The default rates and bursts, with `overrides` applied (an
+    /// overridden API bursts one second of its own rate).
     pub fn new(overrides: &[RateSetting]) -> Self {
         let now = Instant::now();
         let buckets = DEFAULT_RATES
             .iter()
-            .map(|(api, default)| {
-                let per_second = overrides
-                    .iter()
-                    .rev()
-                    .find(|o| o.api == *api)
-                    .map_or(*default, |o| o.rate.per_second);
-                (*api, Mutex::new(Bucket::new(Rate { per_second }, now)))
+            .zip(DEFAULT_BURSTS)
+            .map(|((api, default), (_, burst))| {
+                let bucket = match overrides.iter().rev().find(|o| o.api == *api) {
+                    Some(o) => Bucket::new(o.rate, now),
+                    None => Bucket::with_burst(
+                        Rate {
+                            per_second: *default,
+                        },
+                        burst,
+                        now,
+                    ),
+                };
+                (*api, Mutex::new(bucket))
             })
             .collect();
         RateBudget { buckets }
@@ -334,9 +356,19 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert!(budget.has_room("BatchGetSecretValue", 1));
         assert!(!budget.has_room("BatchGetSecretValue", 2));
-        // GetSecretValue's default burst is a second of 1000/s.
-        assert!(budget.has_room("GetSecretValue", 1000));
-        assert!(!budget.has_room("GetSecretValue", 1001));
+        // A default budget bursts to a second of the account's quota.
+        assert!(budget.has_room("GetSecretValue", 10_000));
+        assert!(!budget.has_room("GetSecretValue", 10_001));
+        assert!(budget.has_room("GetParameters", 40));
+        assert!(!budget.has_room("GetParameters", 41));
+        for _ in 0..40 {
+            assert!(budget.try_admit("GetParameters", Priority::FirstMount));
+        }
+        assert!(!budget.try_admit("GetParameters", Priority::FirstMount));
+        // ... and refills at the node's share (10/s).
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(budget.try_admit("GetParameters", Priority::FirstMount));
+        assert!(!budget.try_admit("GetParameters", Priority::FirstMount));
         assert!(budget.try_admit("DescribeSecret", Priority::Refresh));
     }
 }
