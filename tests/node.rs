@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::control_plane::*;
 use common::*;
@@ -181,18 +181,6 @@ fn script(name: &str, args: &[&str]) -> String {
         .to_owned()
 }
 
-async fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < limit,
-            "timed out ({limit:?}) waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    started.elapsed()
-}
-
 fn reader_pod(name: &str, class: &str, with_env: bool) -> String {
     let env = if with_env {
         "\n    env:\n      - name: DB_PASSWORD\n        valueFrom: {secretKeyRef: {name: db-synced, key: password}}"
@@ -324,7 +312,7 @@ env:
         )
         .is_ok_and(|names| names.split(' ').any(|n| n == DRIVER))
     };
-    wait_until(
+    eventually(
         Duration::from_secs(60),
         "kubelet to register the driver",
         registered,
@@ -399,7 +387,7 @@ spec:
             reader_pod("web", "db", true)
         )),
     );
-    let took = wait_until(
+    let took = eventually(
         Duration::from_secs(90),
         "the container to read its secret",
         || last_read(&node.log("shop", "web", "app")) == Some("pw-1 env=pw-1"),
@@ -447,7 +435,7 @@ spec:
         .send()
         .await
         .unwrap();
-    let took = wait_until(
+    let took = eventually(
         Duration::from_secs(60),
         "the container to read the rotated value",
         || last_read(&node.log("shop", "web", "app")).is_some_and(|r| r.starts_with("pw-2 ")),
@@ -469,7 +457,7 @@ spec:
         )
         .unwrap_or_default()
     };
-    wait_until(
+    eventually(
         Duration::from_secs(30),
         "the synced Secret to follow",
         || {
@@ -483,7 +471,7 @@ spec:
         &["apply", "-f", "-"],
         Some(&reader_pod("broken", "broken", false)),
     );
-    wait_until(Duration::from_secs(60), "kubelet's FailedMount event", || {
+    eventually(Duration::from_secs(60), "kubelet's FailedMount event", || {
         let events = cp.kubectl(
             &["get", "events", "-n", "shop", "--field-selector", "involvedObject.name=broken,reason=FailedMount", "-o", "jsonpath={.items[*].message}"],
             None,
@@ -518,7 +506,7 @@ spec:
         .send()
         .await
         .unwrap();
-    wait_until(
+    eventually(
         Duration::from_secs(60),
         "the restarted driver to register again",
         || registrations() > before,
@@ -530,7 +518,7 @@ spec:
             .len(),
         4
     );
-    wait_until(
+    eventually(
         Duration::from_secs(60),
         "the restarted driver to refresh the volume",
         || last_read(&node.log("shop", "web", "app")).is_some_and(|r| r.starts_with("pw-3 ")),
@@ -540,7 +528,7 @@ spec:
     // kubelet restarted: the registration comes back and new pods mount.
     let before = registrations();
     node.restart_kubelet();
-    wait_until(
+    eventually(
         Duration::from_secs(60),
         "kubelet to register the driver after its restart",
         || registrations() > before,
@@ -550,7 +538,7 @@ spec:
         &["apply", "-f", "-"],
         Some(&reader_pod("after-restart", "db", false)),
     );
-    wait_until(
+    eventually(
         Duration::from_secs(90),
         "a pod started after kubelet's restart to read",
         || {
@@ -576,7 +564,7 @@ spec:
     );
     assert_eq!(mount_line(&volume), None);
     let pod_dir = node.kubelet_root.join("pods").join(&uid);
-    wait_until(
+    eventually(
         Duration::from_secs(60),
         "kubelet to remove the pod's directory",
         || !pod_dir.exists(),
@@ -600,7 +588,7 @@ spec:
         ],
         None,
     );
-    wait_until(
+    eventually(
         Duration::from_secs(30),
         "the synced Secret to be collected",
         || {
@@ -642,7 +630,7 @@ spec:
         &["apply", "-f", "-"],
         Some(&reader_pod("tokens-in-secrets", "db", false)),
     );
-    wait_until(
+    eventually(
         Duration::from_secs(90),
         "a pod mounted with the tokens in the request's secrets to read",
         || {

@@ -103,7 +103,7 @@ mod tests {
         assert!(why.contains("does not answer"), "{why}");
         let _listener = tokio::net::UnixListener::bind(&socket).unwrap();
         assert_eq!(health.check().await, Ok(()));
-        verdict.set_for_test(Err("no such version".into()));
+        verdict.set(Err("no such version".into()));
         assert_eq!(
             health.check().await,
             Err("kubelet refused the registration: no such version".into())

@@ -69,13 +69,8 @@ impl RegistrationVerdict {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set(&self, verdict: Result<(), String>) {
+    pub(super) fn set(&self, verdict: Result<(), String>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(verdict);
-    }
-
-    #[cfg(test)]
-    pub(super) fn set_for_test(&self, verdict: Result<(), String>) {
-        self.set(verdict)
     }
 }
 

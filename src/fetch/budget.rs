@@ -42,10 +42,11 @@ impl FromStr for RateSetting {
         let (api, rate) = s
             .split_once('=')
             .ok_or_else(|| format!("{s:?}: expected API=CALLS_PER_SECOND"))?;
-        if !KNOWN_APIS.contains(&api) {
+        if !DEFAULT_BUDGETS.iter().any(|d| d.api == api) {
+            let known: Vec<&str> = DEFAULT_BUDGETS.iter().map(|d| d.api).collect();
             return Err(format!(
                 "{api:?}: not an API with a budget (one of {})",
-                KNOWN_APIS.join(", ")
+                known.join(", ")
             ));
         }
         let per_second: f64 = rate
@@ -60,28 +61,42 @@ impl FromStr for RateSetting {
     }
 }
 
-/// The APIs a node calls per object, and their default budget per node.
-/// AWS allows an account and region GetSecretValue 10,000/s,
-/// BatchGetSecretValue 100/s and GetParameters 40/s; a node takes a tenth
-/// (GetParameters a quarter: ten names a call, and pods mount in waves).
-/// (STS is not budgeted: one call per identity key is in flight at a time.)
-pub const DEFAULT_RATES: [(&str, f64); 3] = [
-    ("GetSecretValue", 1000.0),
-    ("BatchGetSecretValue", 10.0),
-    ("GetParameters", 10.0),
-];
+/// The default budget of one API on a node.
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultBudget {
+    pub api: &'static str,
+    /// The node's share of the account's quota, in calls per second.
+    pub per_second: f64,
+    /// One second of the account's quota: a node that was quiet may spend
+    /// that much at once (a wave of first mounts is not paced); it paces
+    /// only past what the account itself allows in a second, and refills at
+    /// its share.
+    pub burst: f64,
+}
 
-/// The burst of each default budget: one second of the account's quota. A
-/// node that was quiet may spend that much at once (a wave of first mounts
-/// is not paced); it paces only past what the account itself allows in a
-/// second, and refills at its share.
-pub const DEFAULT_BURSTS: [(&str, f64); 3] = [
-    ("GetSecretValue", 10_000.0),
-    ("BatchGetSecretValue", 100.0),
-    ("GetParameters", 40.0),
+/// The APIs a node calls per object (the only ones with a budget), and their
+/// default budgets. AWS allows an account and region GetSecretValue
+/// 10,000/s, BatchGetSecretValue 100/s and GetParameters 40/s; a node takes a
+/// tenth (GetParameters a quarter: ten names a call, and pods mount in
+/// waves). (STS is not budgeted: one call per identity key is in flight at a
+/// time.)
+pub const DEFAULT_BUDGETS: [DefaultBudget; 3] = [
+    DefaultBudget {
+        api: "GetSecretValue",
+        per_second: 1000.0,
+        burst: 10_000.0,
+    },
+    DefaultBudget {
+        api: "BatchGetSecretValue",
+        per_second: 10.0,
+        burst: 100.0,
+    },
+    DefaultBudget {
+        api: "GetParameters",
+        per_second: 10.0,
+        burst: 40.0,
+    },
 ];
-
-const KNOWN_APIS: [&str; 3] = ["GetSecretValue", "BatchGetSecretValue", "GetParameters"];
 
 /// The token bucket of one API. Pure: time comes in as an argument.
 #[derive(Debug, Clone)]
@@ -142,21 +157,20 @@ impl RateBudget {
     /// overridden API bursts one second of its own rate).
     pub fn new(overrides: &[RateSetting]) -> Self {
         let now = Instant::now();
-        let buckets = DEFAULT_RATES
+        let buckets = DEFAULT_BUDGETS
             .iter()
-            .zip(DEFAULT_BURSTS)
-            .map(|((api, default), (_, burst))| {
-                let bucket = match overrides.iter().rev().find(|o| o.api == *api) {
+            .map(|d| {
+                let bucket = match overrides.iter().rev().find(|o| o.api == d.api) {
                     Some(o) => Bucket::new(o.rate, now),
                     None => Bucket::with_burst(
                         Rate {
-                            per_second: *default,
+                            per_second: d.per_second,
                         },
-                        burst,
+                        d.burst,
                         now,
                     ),
                 };
-                (*api, Mutex::new(bucket))
+                (d.api, Mutex::new(bucket))
             })
             .collect();
         RateBudget { buckets }

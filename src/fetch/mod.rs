@@ -20,7 +20,7 @@ use std::sync::Arc;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-pub use budget::{DEFAULT_RATES, Priority, RateBudget, RateSetting};
+pub use budget::{DEFAULT_BUDGETS, DefaultBudget, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
 pub use listing::Listing;
 pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};

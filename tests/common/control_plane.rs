@@ -184,14 +184,16 @@ impl ControlPlane {
     }
 }
 
-/// Waits until `check` holds, up to `limit`; panics with `what` otherwise.
-pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
+/// Waits until `check` holds, up to `limit`, and says how long it took;
+/// panics with `what` otherwise.
+pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = std::time::Instant::now();
     while !check() {
         assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            started.elapsed() < limit,
+            "timed out ({limit:?}) waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    started.elapsed()
 }
