@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::aws_standin::{self as aws, AwsStandIn};
+use common::control_plane::{ControlPlane, control_plane};
 use common::kube::FakeKube;
 use common::*;
 
@@ -65,6 +66,9 @@ struct Figures {
     /// binary's code, shared with every other process that maps it).
     rss_anon_kib: u64,
     rss_file_kib: u64,
+    /// Per publish step of the first wave, with step times on: (step,
+    /// publishes, p50, p99) of the time from the step's start to its end.
+    steps: Vec<(String, usize, Duration, Duration)>,
 }
 
 impl Scenario {
@@ -207,55 +211,304 @@ async fn publish(driver: &Driver, dir: &TestDir, pod: &PodSpec) -> Duration {
     started.elapsed()
 }
 
-async fn run(s: &Scenario, latency: Duration) -> Figures {
-    let dir = TestDir::new();
-    let kube = FakeKube::start(dir.path()).await;
-    let aws = AwsStandIn::start(latency).await;
-    for i in 0..s.identities {
-        kube.put_service_account(NS, &format!("sa{i}"), Some(READER_ROLE));
+/// The step spans' close events in a JSON log (`--log-step-times`): per
+/// step, how many and their p50 / p99 wall time (busy + idle).
+fn step_times(log: &str) -> Vec<(String, usize, Duration, Duration)> {
+    let mut by_step: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for line in log.lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(step) = event["span"]["step"].as_str() else {
+            continue;
+        };
+        if event["message"] != "close" {
+            continue;
+        }
+        let time = |field: &str| {
+            event[field]
+                .as_str()
+                .map_or(Duration::ZERO, parse_span_time)
+        };
+        by_step
+            .entry(step.to_owned())
+            .or_default()
+            .push(time("time.busy") + time("time.idle"));
     }
+    by_step
+        .into_iter()
+        .map(|(step, mut times)| {
+            times.sort();
+            let pick = |q: f64| {
+                times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1]
+            };
+            (step, times.len(), pick(0.5), pick(0.99))
+        })
+        .collect()
+}
+
+/// tracing's span times: "12.3ms", "450µs", "7.1s", "900ns".
+fn parse_span_time(text: &str) -> Duration {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or(0.0);
+    let seconds = match unit {
+        "s" => number,
+        "ms" => number / 1e3,
+        "µs" | "us" => number / 1e6,
+        "ns" => number / 1e9,
+        _ => 0.0,
+    };
+    Duration::from_secs_f64(seconds)
+}
+
+/// The API server the driver talks to: a real kube-apiserver and etcd (as
+/// on a node: classes and ServiceAccounts from watches, real TokenReviews,
+/// status objects and events written), or the small stand-in of the tests.
+enum ApiServer {
+    Real {
+        cp: &'static ControlPlane,
+        namespace: String,
+    },
+    Fake(FakeKube),
+}
+
+impl ApiServer {
+    async fn start(dir: &TestDir, real: bool, scenario: usize) -> Self {
+        if !real {
+            return ApiServer::Fake(FakeKube::start(dir.path()).await);
+        }
+        let cp = control_plane();
+        static CRDS: std::sync::Once = std::sync::Once::new();
+        CRDS.call_once(|| {
+            let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/");
+            cp.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+            // The CRDs are served a moment after they are created.
+            cp.kubectl(
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "crd",
+                    "--all",
+                    "--timeout=60s",
+                ],
+                None,
+            );
+        });
+        let namespace = format!("{NS}-{scenario}-{}", std::process::id());
+        cp.kubectl(&["create", "namespace", &namespace], None);
+        ApiServer::Real { cp, namespace }
+    }
+
+    fn namespace(&self) -> &str {
+        match self {
+            ApiServer::Real { namespace, .. } => namespace,
+            ApiServer::Fake(_) => NS,
+        }
+    }
+
+    fn kubeconfig(&self) -> &std::path::Path {
+        match self {
+            ApiServer::Real { cp, .. } => &cp.admin,
+            ApiServer::Fake(kube) => &kube.kubeconfig,
+        }
+    }
+
+    /// The ServiceAccounts, the class and the pods, with their tokens.
+    async fn setup(&self, s: &Scenario, class: &[(&str, &str)]) -> Vec<PodSpec> {
+        let ns = self.namespace();
+        let names: Vec<(String, String)> = (0..s.pods)
+            .map(|p| (format!("pod-{p}"), format!("sa{}", p % s.identities)))
+            .collect();
+        match self {
+            ApiServer::Fake(kube) => {
+                for i in 0..s.identities {
+                    kube.put_service_account(ns, &format!("sa{i}"), Some(READER_ROLE));
+                }
+                kube.put_class(ns, "c", class);
+                names
+                    .iter()
+                    .map(|(pod, sa)| PodSpec::new(ns, pod, sa))
+                    .collect()
+            }
+            ApiServer::Real { cp, .. } => {
+                let mut items = vec![];
+                for i in 0..s.identities {
+                    items.push(
+                        serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": format!("sa{i}"), "namespace": ns,
+                            "annotations": {"eks.amazonaws.com/role-arn": READER_ROLE}}}),
+                    );
+                }
+                let parameters: serde_json::Map<String, serde_json::Value> = class
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                    .collect();
+                items.push(
+                    serde_json::json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1",
+                    "kind": "SecretProviderClass", "metadata": {"name": "c", "namespace": ns},
+                    "spec": {"provider": "aws", "parameters": parameters}}),
+                );
+                for (pod, sa) in &names {
+                    items.push(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": pod, "namespace": ns},
+                        "spec": {"serviceAccountName": sa, "automountServiceAccountToken": false,
+                            "containers": [{"name": "app", "image": "app"}]}}));
+                }
+                let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+                cp.kubectl(&["apply", "-f", "-"], Some(&list.to_string()));
+                let pods: serde_json::Value = serde_json::from_str(
+                    &cp.kubectl(&["get", "pods", "-n", ns, "-o", "json"], None),
+                )
+                .unwrap();
+                let uids: BTreeMap<String, String> = pods["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| {
+                        let meta = &p["metadata"];
+                        (
+                            meta["name"].as_str().unwrap().to_owned(),
+                            meta["uid"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                // Tokens as kubelet asks for them: bound to the pod, for
+                // the STS audience.
+                let client = admin_client(&cp.admin).await;
+                let accounts: ::kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                    ::kube::Api::namespaced(client, ns);
+                let tokens = futures::future::join_all(names.iter().map(|(pod, sa)| {
+                    let request = k8s_openapi::api::authentication::v1::TokenRequest {
+                        spec: k8s_openapi::api::authentication::v1::TokenRequestSpec {
+                            audiences: vec!["sts.amazonaws.com".into()],
+                            expiration_seconds: Some(3600),
+                            bound_object_ref: Some(
+                                k8s_openapi::api::authentication::v1::BoundObjectReference {
+                                    api_version: Some("v1".into()),
+                                    kind: Some("Pod".into()),
+                                    name: Some(pod.clone()),
+                                    uid: Some(uids[pod].clone()),
+                                },
+                            ),
+                        },
+                        ..Default::default()
+                    };
+                    let accounts = accounts.clone();
+                    async move {
+                        accounts
+                            .create_token_request(sa, &Default::default(), &request)
+                            .await
+                            .expect("TokenRequest")
+                            .status
+                            .expect("a token")
+                            .token
+                    }
+                }))
+                .await;
+                names
+                    .iter()
+                    .zip(tokens)
+                    .map(|((pod, sa), token)| PodSpec {
+                        uid: uids[pod].clone(),
+                        token: Some(token),
+                        pod_identity_token: None,
+                        ..PodSpec::new(ns, pod, sa)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn teardown(&self) {
+        if let ApiServer::Real { cp, namespace } = self {
+            cp.kubectl(&["delete", "namespace", namespace, "--wait=false"], None);
+        }
+    }
+}
+
+async fn admin_client(kubeconfig: &std::path::Path) -> ::kube::Client {
+    let config = ::kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = ::kube::Config::from_custom_kubeconfig(config, &Default::default())
+        .await
+        .unwrap();
+    ::kube::Client::try_from(config).unwrap()
+}
+
+/// kubelet's operation executor starts volume setups as pods arrive; a
+/// wave is at most this many publishes at once.
+const AT_ONCE: usize = 50;
+
+async fn wave(driver: &Driver, dir: &TestDir, pods: &[PodSpec]) -> Vec<Duration> {
+    use futures::StreamExt;
+    futures::stream::iter(pods.iter().map(|p| publish(driver, dir, p)))
+        .buffer_unordered(AT_ONCE)
+        .collect()
+        .await
+}
+
+async fn run(s: &Scenario, latency: Duration, real_api: bool, number: usize) -> Figures {
+    let dir = TestDir::new();
+    let kube = ApiServer::start(&dir, real_api, number).await;
+    let aws = AwsStandIn::start(latency).await;
     let interval = s.hold.map_or("2m".to_owned(), |h| {
         humantime::format_duration(h.interval).to_string()
     });
-    kube.put_class(
-        NS,
-        "c",
-        &[
-            ("region", REGION),
-            ("refreshInterval", &interval),
-            ("objects", &class_objects(s)),
-        ],
-    );
+    let objects = class_objects(s);
+    let pods = kube
+        .setup(
+            s,
+            &[
+                ("region", REGION),
+                ("refreshInterval", &interval),
+                ("objects", &objects),
+            ],
+        )
+        .await;
+    let mut args = vec![];
+    if s.unpaced {
+        args.extend([
+            "--aws-rate-limit",
+            "BatchGetSecretValue=100",
+            "--aws-rate-limit",
+            "GetParameters=40",
+        ]);
+    }
+    let trace = std::env::var_os("BENCH_STEPS").is_some();
+    if trace {
+        args.extend(["--log-step-times", "--log-format", "json"]);
+    }
     let driver = Driver::start_against(
         &aws.endpoint,
         dir.path(),
-        &kube.kubeconfig,
+        kube.kubeconfig(),
         &[("RUST_LOG", "warn")],
-        if s.unpaced {
-            &[
-                "--aws-rate-limit",
-                "BatchGetSecretValue=100",
-                "--aws-rate-limit",
-                "GetParameters=40",
-            ]
-        } else {
-            &[]
-        },
+        &args,
     )
     .await;
-    let pods: Vec<PodSpec> = (0..s.pods)
-        .map(|p| PodSpec::new(NS, &format!("pod-{p}"), &format!("sa{}", p % s.identities)))
-        .collect();
-
+    if real_api {
+        // The driver's watches have listed the class and the accounts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let mut latencies = Vec::with_capacity(pods.len());
     if s.sequential {
         for pod in &pods {
             latencies.push(publish(&driver, &dir, pod).await);
         }
     } else {
-        latencies = futures::future::join_all(pods.iter().map(|p| publish(&driver, &dir, p))).await;
+        latencies = wave(&driver, &dir, &pods).await;
     }
     let first_wave = aws.calls();
+    let steps = if trace {
+        let mut steps = step_times(&driver.logs());
+        let cpu = usage(driver.pid()).cpu;
+        steps.push(("(driver CPU, setup and first wave)".into(), 1, cpu, cpu));
+        steps
+    } else {
+        Vec::new()
+    };
     let mut connections = aws.connections();
     let mut calls: u64 = first_wave.values().sum();
     let last = dir.target(&pods[pods.len() - 1].uid);
@@ -275,7 +528,7 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
                     aws.change_all();
                     next_change += h.interval;
                 }
-                futures::future::join_all(pods.iter().map(|p| publish(&driver, &dir, p))).await;
+                wave(&driver, &dir, &pods).await;
                 tokio::time::sleep(h.interval / 2).await;
             }
             if h.change {
@@ -307,6 +560,7 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
             .await
             .unwrap();
     }
+    kube.teardown();
     latencies.sort();
     let pick = |q: f64| {
         latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
@@ -322,6 +576,7 @@ async fn run(s: &Scenario, latency: Duration) -> Figures {
         peak_rss_kib: usage.peak_rss_kib,
         rss_anon_kib: usage.rss_anon_kib,
         rss_file_kib: usage.rss_file_kib,
+        steps,
     }
 }
 
@@ -376,7 +631,18 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let latencies: &[u64] = if full { &[0, 20] } else { &[0] };
+    let latencies: Vec<u64> = match std::env::var("BENCH_LATENCY_MS") {
+        Ok(ms) => ms
+            .split(',')
+            .filter_map(|m| m.trim().parse().ok())
+            .collect(),
+        Err(_) if full => vec![0, 20],
+        Err(_) => vec![0],
+    };
+    // Run only the scenarios whose name holds this text.
+    let only = std::env::var("BENCH_SCENARIO").unwrap_or_default();
+    // The full run talks to a real API server unless told otherwise.
+    let real_api = full && std::env::var("BENCH_API").as_deref() != Ok("fake");
     println!(
         "# aws-secrets-csi node-scale benchmark ({} build{})\n",
         if cfg!(debug_assertions) {
@@ -391,15 +657,28 @@ fn main() {
         }
     );
     println!(
+        "API server: {}; at most {AT_ONCE} publishes at once.\n",
+        if real_api {
+            "a real kube-apiserver and etcd (watches, TokenReviews, status objects and events)"
+        } else {
+            "the tests' stand-in (GETs only, no watches: every publish GETs the class and the ServiceAccount)"
+        }
+    );
+    println!(
         "AWS provider column: calls from its documented call pattern (computed, not measured: the Go module proxy refuses the module, so it cannot be installed here).\n"
     );
     println!(
         "| scenario | AWS latency | publish p50 | publish p99 | AWS calls, first wave | calls per refresh interval | AWS provider calls (first wave / per interval) | AWS calls / connections | driver CPU | driver peak RSS | RSS at the end: heap / mapped files |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for &ms in latencies {
-        for s in scenarios(full) {
-            let f = runtime.block_on(run(&s, Duration::from_millis(ms)));
+    let mut number = 0;
+    for &ms in &latencies {
+        for s in scenarios(full)
+            .into_iter()
+            .filter(|s| s.name().contains(&only))
+        {
+            number += 1;
+            let f = runtime.block_on(run(&s, Duration::from_millis(ms), real_api, number));
             let ours_first: u64 = f.first_wave.values().sum();
             let (theirs_first, theirs_interval) = ascp_calls(&s);
             let interval_text = f.per_interval.as_ref().map_or("-".to_owned(), |m| {
@@ -442,6 +721,13 @@ fn main() {
                 f.rss_anon_kib as f64 / 1024.0,
                 f.rss_file_kib as f64 / 1024.0,
             );
+            for (step, n, p50, p99) in &f.steps {
+                println!(
+                    "|   step {step} | {ms} ms | {:.1} ms | {:.1} ms | {n} times | | | | | | |",
+                    p50.as_secs_f64() * 1000.0,
+                    p99.as_secs_f64() * 1000.0,
+                );
+            }
             if !full {
                 smoke_checks(&s, &f);
             }

@@ -13,6 +13,10 @@ struct Cli {
     /// Log format (RUST_LOG sets the level).
     #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Log how long each step of each publish took (class, token review,
+    /// credentials, fetch, write, status), as the step ends.
+    #[arg(long, global = true, env = "LOG_STEP_TIMES")]
+    log_step_times: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,7 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(_) | Command::Controller(_) => "info",
         _ => "info,aws_config=off,aws_smithy_runtime=off",
     };
-    telemetry::init(cli.log_format, default_filter);
+    telemetry::init(cli.log_format, default_filter, cli.log_step_times);
     // One TLS crypto provider for both the AWS SDK and kube (two would panic).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The work is waiting on AWS, the API server and small file writes: two

@@ -13,9 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tracing::Instrument;
+
 use crate::aws::{AwsIdentity, IdentityKey};
 use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
 use crate::fetch::{FetchError, FetchedValue, Fetcher, Priority, Sharing};
+use crate::identity::issuer::{self, KnownKeys, LocalProof};
 use crate::identity::{
     Claimant, Identities, IdentityError, IdentityRequest, ProvenTokens, Source, judge,
 };
@@ -191,11 +194,12 @@ pub struct Publisher {
     identities: Identities,
     /// Pods' tokens the API server vouched for recently.
     proven: ProvenTokens,
+    /// The API server's token-signing keys, to prove tokens on the node.
+    issuer_keys: KnownKeys,
     /// The node's `topology.kubernetes.io/region` label, looked up once.
     node_region: tokio::sync::OnceCell<Option<String>>,
-    /// What each volume's SecretProviderClassPodStatus last said (a hash),
-    /// so that it is written only when it changes.
-    pod_status: Mutex<std::collections::HashMap<String, u64>>,
+    /// Each volume's SecretProviderClassPodStatus, written after the reply.
+    pod_status: PodStatusWrites,
     /// The same for the volume's synced Secrets (kept only once all synced,
     /// so a failed sync is tried again at the next refresh).
     secrets_synced: Mutex<std::collections::HashMap<String, u64>>,
@@ -206,6 +210,114 @@ pub struct Publisher {
     volumes: Arc<VolumeStore>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Status writes under way at once, across volumes.
+const STATUS_WRITES_AT_ONCE: usize = 4;
+
+/// The SecretProviderClassPodStatus writes (the upstream driver's record of
+/// what a pod mounted; read by people and tools, never by kubelet): one
+/// server-side apply per change, made after the reply so a wave of mounts
+/// does not queue behind the API server's writes. At most one write per
+/// volume is under way: a newer state cancels the older write and waits for
+/// it to end before its own. A few at once across volumes: kube's client
+/// speaks HTTP/1.1, so every write at once is a TLS connection of its own,
+/// and a wave's writes would contend with the wave's mounts.
+struct PodStatusWrites {
+    cluster: Cluster,
+    at_once: Arc<tokio::sync::Semaphore>,
+    /// What each volume's status last said (a hash), once written.
+    written: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+    pending: Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl PodStatusWrites {
+    fn new(cluster: Cluster) -> Self {
+        PodStatusWrites {
+            cluster,
+            at_once: Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES_AT_ONCE)),
+            written: Arc::default(),
+            pending: Mutex::default(),
+        }
+    }
+
+    fn write(&self, req: &PublishRequest, versions: &[(String, String)]) {
+        let mut h = DefaultHasher::new();
+        (&req.target, &req.class_name, versions).hash(&mut h);
+        let hash = h.finish();
+        let volume_id = req.volume_id.clone();
+        if self
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&volume_id)
+            == Some(&hash)
+        {
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let earlier = pending.remove(&volume_id);
+        if let Some(earlier) = &earlier {
+            earlier.abort();
+        }
+        // Ended writes leave their handles; they go as others arrive.
+        pending.retain(|_, task| !task.is_finished());
+        let (cluster, written) = (self.cluster.clone(), self.written.clone());
+        let at_once = self.at_once.clone();
+        let (pod, class, target) = (
+            req.pod.clone(),
+            req.class_name.clone(),
+            req.target.to_string_lossy().into_owned(),
+        );
+        let versions = versions.to_vec();
+        let id = volume_id.clone();
+        let task = tokio::spawn(
+            async move {
+                if let Some(earlier) = earlier {
+                    let _ = earlier.await;
+                }
+                let Ok(_permit) = at_once.acquire().await else {
+                    return;
+                };
+                match cluster
+                    .apply_pod_status(&pod, &class, &target, &versions)
+                    .await
+                {
+                    Ok(()) => {
+                        written
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(id, hash);
+                    }
+                    Err(e) => {
+                        tracing::warn!(volume_id = %id, error = %e, "cannot write the SecretProviderClassPodStatus")
+                    }
+                }
+            }
+            .instrument(crate::step!(detached "pod_status")),
+        );
+        pending.insert(volume_id, task);
+    }
+
+    /// Stops the volume's write under way, if any, and waits for its end.
+    async fn cancel(&self, volume_id: &str) {
+        let task = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(volume_id);
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    fn forget(&self, volume_id: &str) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(volume_id);
+    }
 }
 
 /// What a refresh produced, besides the files.
@@ -228,11 +340,12 @@ impl Publisher {
         metrics: Arc<Metrics>,
     ) -> Self {
         Publisher {
+            pod_status: PodStatusWrites::new(cluster.clone()),
             cluster,
             identities,
             proven: ProvenTokens::default(),
+            issuer_keys: KnownKeys::default(),
             node_region: tokio::sync::OnceCell::new(),
-            pod_status: Mutex::default(),
             secrets_synced: Mutex::default(),
             warned: Mutex::default(),
             fetcher,
@@ -243,8 +356,19 @@ impl Publisher {
         }
     }
 
+    /// Work done once before the first publish needs it: the API server's
+    /// token-signing keys.
+    pub async fn prepare(&self) {
+        self.issuer_keys
+            .get(false, || self.cluster.issuer_keys())
+            .await;
+    }
+
     pub async fn publish(&self, req: PublishRequest) -> Result<Published, PublishError> {
-        let result = self.publish_once(&req).await;
+        let result = self
+            .publish_once(&req)
+            .instrument(crate::step!("publish"))
+            .await;
         if let Err(e) = &result
             && !matches!(e, PublishError::Busy(_))
         {
@@ -263,7 +387,9 @@ impl Publisher {
     /// What is mounted at `target`, resolved without following links.
     async fn mounted(&self, target: &std::path::Path) -> Result<Mounted, VolumeError> {
         let (root, path) = (self.config.kubelet_dir.clone(), target.to_path_buf());
-        blocking(target, move || volume::mounted(&root, &path)).await
+        blocking(target, move || volume::mounted(&root, &path))
+            .instrument(crate::step!("lookup"))
+            .await
     }
 
     async fn publish_once(&self, req: &PublishRequest) -> Result<Published, PublishError> {
@@ -345,11 +471,14 @@ impl Publisher {
         blocking(&req.target, move || {
             volume::populate(&root, &path, &set, Some(&tmpfs))
         })
+        .instrument(crate::step!("populate"))
         .await
         .map_err(on_target)?;
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
         self.remember(req, refresh, rendered.fingerprint);
-        self.report(req, &rendered).await;
+        self.report(req, &rendered)
+            .instrument(crate::step!("report"))
+            .await;
         Ok(Published::Mounted { files })
     }
 
@@ -471,6 +600,8 @@ impl Publisher {
                 why,
             });
         }
+        // No status write of this volume lands after its unpublish.
+        self.pod_status.cancel(volume_id).await;
         let (root, path) = (self.config.kubelet_dir.clone(), target.clone());
         blocking(&target, move || volume::teardown(&root, &path))
             .await
@@ -484,10 +615,7 @@ impl Publisher {
 
     /// Drops everything known of a volume that is gone.
     fn forget(&self, volume_id: &str) {
-        self.pod_status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(volume_id);
+        self.pod_status.forget(volume_id);
         self.secrets_synced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -509,8 +637,12 @@ impl Publisher {
         let class = self
             .cluster
             .secret_provider_class(ns, &req.class_name)
+            .instrument(crate::step!("class"))
             .await?;
-        let default_region = self.default_region(&class.spec).await;
+        let default_region = self
+            .default_region(&class.spec)
+            .instrument(crate::step!("region"))
+            .await;
         let plan = spc::plan_class(&class.spec, default_region.as_deref(), self.config.limits())
             .map_err(|source| PublishError::Class {
                 namespace: ns.clone(),
@@ -529,25 +661,34 @@ impl Publisher {
             .tokens
             .get(audience)
             .ok_or(IdentityError::TokenMissing(audience))?;
+        // The account's uid, for proving the token on the node.
+        let account_uid;
         let source = match plan.auth {
             AuthMode::Irsa => {
-                role = self
+                let account = self
                     .cluster
-                    .service_account_role(ns, &req.pod.service_account)
-                    .await?
-                    .ok_or_else(|| IdentityError::NoRole {
-                        namespace: ns.clone(),
-                        service_account: req.pod.service_account.clone(),
-                    })?;
+                    .service_account(ns, &req.pod.service_account)
+                    .instrument(crate::step!("service_account"))
+                    .await?;
+                account_uid = account.uid;
+                role = account.role.ok_or_else(|| IdentityError::NoRole {
+                    namespace: ns.clone(),
+                    service_account: req.pod.service_account.clone(),
+                })?;
                 Source::Irsa {
                     role_arn: &role,
                     token,
                 }
             }
-            AuthMode::PodIdentity => Source::PodIdentity {
-                token,
-                preference: plan.address_preference,
-            },
+            AuthMode::PodIdentity => {
+                account_uid = self
+                    .cluster
+                    .cached_service_account_uid(ns, &req.pod.service_account);
+                Source::PodIdentity {
+                    token,
+                    preference: plan.address_preference,
+                }
+            }
         };
         let who = IdentityRequest {
             namespace: ns,
@@ -582,8 +723,15 @@ impl Publisher {
         // The pod's token is proven before any credentials are obtained or
         // served: a token of another ServiceAccount is refused even on an
         // identity's first mount, whatever the role's trust policy says.
-        let proven = self.prove(req, token, audience).await?;
-        let mut obtained = self.identities.credentials(&who).await?;
+        let proven = self
+            .prove(req, token, audience, account_uid.as_deref())
+            .instrument(crate::step!("token_review"))
+            .await?;
+        let mut obtained = self
+            .identities
+            .credentials(&who)
+            .instrument(crate::step!("credentials"))
+            .await?;
         if obtained.cached && !proven {
             // The API server could not say: credentials another pod
             // obtained are served only once this pod's token is exchanged.
@@ -597,6 +745,7 @@ impl Publisher {
             &sharing,
             &class_id,
         )
+        .instrument(crate::step!("fetch"))
         .await;
         // Cached credentials that AWS refuses are dropped and obtained anew,
         // once: they may have been revoked or come from a forgetful endpoint.
@@ -623,15 +772,18 @@ impl Publisher {
         })
     }
 
-    /// Asks the API server whether `token` is this pod's (TokenReview; a
-    /// verdict is kept 5 minutes per token). True when proven; false when the
-    /// API server cannot answer (the caller then relies on the exchange with
-    /// AWS); an error when the token is someone else's.
+    /// Whether `token` is this pod's: checked on the node against the API
+    /// server's published signing keys when that can decide, else by a
+    /// TokenReview (a verdict is kept 5 minutes per token). True when
+    /// proven; false when the API server cannot answer (the caller then
+    /// relies on the exchange with AWS); an error when the token is someone
+    /// else's.
     async fn prove(
         &self,
         req: &PublishRequest,
         token: &Token,
         audience: &str,
+        account_uid: Option<&str>,
     ) -> Result<bool, PublishError> {
         let claimant = Claimant {
             namespace: &req.pod.namespace,
@@ -642,6 +794,29 @@ impl Publisher {
         };
         if self.proven.is_proven(token, &claimant) {
             return Ok(true);
+        }
+        let mut reload = false;
+        loop {
+            let Some(keys) = self
+                .issuer_keys
+                .get(reload, || self.cluster.issuer_keys())
+                .await
+            else {
+                break;
+            };
+            match issuer::verify(token, &keys, &claimant, account_uid) {
+                LocalProof::Proven => {
+                    self.proven.remember(token, &claimant);
+                    return Ok(true);
+                }
+                LocalProof::Refused(e) => return Err(IdentityError::from(e).into()),
+                LocalProof::UnknownKey if !reload => reload = true,
+                LocalProof::UnknownKey => break,
+                LocalProof::CannotTell(why) => {
+                    tracing::debug!(namespace = %req.pod.namespace, pod = %req.pod.name, why, "token left to a TokenReview");
+                    break;
+                }
+            }
         }
         match self.cluster.review_token(token, audience).await {
             Ok(review) => {
@@ -696,37 +871,13 @@ impl Publisher {
             .await;
     }
 
-    /// After content was written: the pod status object and the synced
-    /// Secrets, each written only when it changed. Failures are reported
-    /// (log, event) and do not fail the mount.
+    /// After content was written: the pod status object (in the
+    /// background: nothing waits for it) and the synced Secrets (before the
+    /// reply: a container's `secretKeyRef` finds them when it starts), each
+    /// written only when it changed. Failures are reported (log, event) and
+    /// do not fail the mount.
     async fn report(&self, req: &PublishRequest, rendered: &Rendered) {
-        let mut h = DefaultHasher::new();
-        (&req.target, &req.class_name, &rendered.versions).hash(&mut h);
-        let status_hash = h.finish();
-        let known = self
-            .pod_status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&req.volume_id)
-            == Some(&status_hash);
-        if !known {
-            let target = req.target.to_string_lossy();
-            match self
-                .cluster
-                .apply_pod_status(&req.pod, &req.class_name, &target, &rendered.versions)
-                .await
-            {
-                Ok(()) => {
-                    self.pod_status
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(req.volume_id.clone(), status_hash);
-                }
-                Err(e) => {
-                    tracing::warn!(volume_id = %req.volume_id, error = %e, "cannot write the SecretProviderClassPodStatus")
-                }
-            }
-        }
+        self.pod_status.write(req, &rendered.versions);
         if !self.config.sync_secrets || rendered.secret_objects.is_empty() {
             return;
         }

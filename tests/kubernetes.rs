@@ -156,7 +156,12 @@ fn chart_rules(rendered: &str) -> BTreeSet<(String, String)> {
 fn rules_of(role: &serde_json::Value) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
-        for r in rule["resources"].as_array().unwrap() {
+        // A path of the API server's own (issuer discovery) stands as itself.
+        let resources = rule["resources"]
+            .as_array()
+            .or(rule["nonResourceURLs"].as_array())
+            .unwrap();
+        for r in resources {
             for v in rule["verbs"].as_array().unwrap() {
                 out.insert((
                     r.as_str().unwrap().to_owned(),
@@ -482,6 +487,11 @@ spec:
         .map(|o| (o["name"].as_str().unwrap(), o["controller"].as_bool()))
         .collect();
     assert_eq!(owners, [("web", None), ("web-2", None)]);
+    // Both pods' tokens are bound to their pods: proven on the node against
+    // the API server's published keys, without a TokenReview.
+    let driver_user = "system:serviceaccount:aws-secrets-csi:aws-secrets-csi";
+    assert_eq!(cp.count_calls(driver_user, "tokenreviews", "create"), 0);
+    assert_eq!(cp.count_calls(driver_user, "/openid/v1/jwks", "get"), 1);
     // Dashboards of the upstream driver read these: one Secret synced per pod
     // (not-ours is refused), with its duration.
     assert_eq!(
@@ -502,7 +512,15 @@ spec:
         "someone else's",
         "never clobbered"
     );
-    let status = cp.get("secretproviderclasspodstatuses", "web-e2e-db", "e2e");
+    // Written after the reply to kubelet.
+    let status = cp
+        .get_when(
+            "secretproviderclasspodstatuses",
+            "web-e2e-db",
+            "e2e",
+            |_| true,
+        )
+        .await;
     assert_eq!(status["status"]["mounted"], true);
     assert_eq!(status["status"]["podName"], "web");
     assert_eq!(status["status"]["objects"][0]["id"], "k1_db");
@@ -623,6 +641,8 @@ spec:
     late_req.volume_id = "csi-late".into();
     node.node_publish_volume(late_req).await.unwrap();
     assert!(read(&late, "db").contains("k8s-pw-2"));
+    // Its token is not bound to a pod: the API server's TokenReview judges.
+    assert_eq!(cp.count_calls(driver_user, "tokenreviews", "create"), 1);
     node.node_unpublish_volume(aws_secrets_csi::csi::NodeUnpublishVolumeRequest {
         volume_id: "csi-late".into(),
         target_path: late.to_str().unwrap().into(),
@@ -661,13 +681,29 @@ spec:
     req.volume_id = "csi-cached".into();
     node.node_publish_volume(req).await.unwrap();
     assert_eq!(read(&cached, "pass"), "k8s-pw-3");
-    // A pod whose token nobody can review now: it is exchanged with STS.
+    // A pod with a token bound to it is still proven on the node (the keys
+    // fetched before): the cached credentials serve it, no STS call.
     let sts_before = driver.aws_calls("AssumeRoleWithWebIdentity").await;
     let web2_target = dir.target(&web2.uid);
     node.node_publish_volume(publish_request(&web2_target, "db", &web2))
         .await
         .unwrap();
     assert_eq!(read(&web2_target, "pass"), "k8s-pw-3");
+    assert_eq!(
+        driver.aws_calls("AssumeRoleWithWebIdentity").await,
+        sts_before
+    );
+    // A token only the API server could judge (not bound to a pod), and
+    // nobody to ask: it is exchanged with STS instead.
+    let unbound = PodSpec {
+        token: Some(cp.token("e2e", "app", &["--audience", "sts.amazonaws.com"])),
+        ..web2.clone()
+    };
+    let unbound_target = dir.volume_target(&unbound.uid, "unbound-volume");
+    let mut req = publish_request(&unbound_target, "db", &unbound);
+    req.volume_id = "csi-unbound".into();
+    node.node_publish_volume(req).await.unwrap();
+    assert_eq!(read(&unbound_target, "pass"), "k8s-pw-3");
     assert_eq!(
         driver.aws_calls("AssumeRoleWithWebIdentity").await,
         sts_before + 1
@@ -694,6 +730,7 @@ spec:
     for (volume, path) in [
         ("csi-cached", &cached),
         (web2_volume.as_str(), &web2_target),
+        ("csi-unbound", &unbound_target),
     ] {
         let mut req = unpublish_request(path, &pod);
         req.volume_id = volume.into();
@@ -724,24 +761,24 @@ spec:
         "k8s-pw-3",
         "the Secret caught up"
     );
-    let status = cp.get("secretproviderclasspodstatuses", "web-e2e-db", "e2e");
-    assert_eq!(
-        status["status"]["objects"][0]["version"],
-        moto.secrets_manager()
-            .describe_secret()
-            .secret_id("k1/db")
-            .send()
-            .await
-            .unwrap()
-            .version_ids_to_stages()
-            .unwrap()
-            .iter()
-            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
-            .map(|(v, _)| v.clone())
-            .unwrap()
-            .as_str(),
-        "the pod status caught up"
-    );
+    let current = moto
+        .secrets_manager()
+        .describe_secret()
+        .secret_id("k1/db")
+        .send()
+        .await
+        .unwrap()
+        .version_ids_to_stages()
+        .unwrap()
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+        .map(|(v, _)| v.clone())
+        .unwrap();
+    // The pod status catches up (written after the reply).
+    cp.get_when("secretproviderclasspodstatuses", "web-e2e-db", "e2e", |s| {
+        s["status"]["objects"][0]["version"] == current.as_str()
+    })
+    .await;
 
     // The pod goes away; kubelet unpublishes.
     // No kubelet confirms the deletion here: force it, as kubelet would end it.
@@ -2209,11 +2246,14 @@ spec:
     req.volume_id = "csi-ours".into();
     ours.node().await.node_publish_volume(req).await.unwrap();
     assert_eq!(read(&ours_target, "db"), "ours-value");
-    let status = cp.get(
-        "secretproviderclasspodstatuses",
-        "ours-pod-side-ours-class",
-        "side",
-    );
+    let status = cp
+        .get_when(
+            "secretproviderclasspodstatuses",
+            "ours-pod-side-ours-class",
+            "side",
+            |_| true,
+        )
+        .await;
     assert_eq!(status["status"]["podName"], "ours-pod");
 
     // The upstream status controller never lost a pod (with a status

@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, merged, up_to_date};
 
+use crate::identity::issuer::IssuerKeys;
 use crate::request::Pod;
 
 /// Field manager of every server-side apply.
@@ -138,31 +139,94 @@ impl Cluster {
             .map_err(|e| classify(e, "SecretProviderClass", namespace, name))
     }
 
+    /// The uid of a ServiceAccount, from the watch cache only (None when
+    /// not cached: the caller then asks the API server another way).
+    pub fn cached_service_account_uid(&self, namespace: &str, name: &str) -> Option<String> {
+        self.accounts
+            .as_ref()?
+            .get(&ObjectRef::new(name).within(namespace))?
+            .metadata
+            .uid
+            .clone()
+    }
+
+    /// The API server's service-account issuer and token-signing keys
+    /// (`/.well-known/openid-configuration`, `/openid/v1/jwks`).
+    pub async fn issuer_keys(&self) -> Result<IssuerKeys, ClusterError> {
+        // Named "<kind> /<path>" in errors.
+        const KIND: &str = "service-account issuer discovery";
+        let get = |path: &'static str| {
+            let client = self.client.clone();
+            async move {
+                let request = http::Request::get(format!("/{path}"))
+                    .body(Vec::new())
+                    .map_err(|e| ClusterError::Unavailable {
+                        kind: KIND,
+                        namespace: String::new(),
+                        name: path.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                client
+                    .request_text(request)
+                    .await
+                    .map_err(|e| classify(e, KIND, "", path))
+            }
+        };
+        let configuration = get(".well-known/openid-configuration").await?;
+        let jwks = get("openid/v1/jwks").await?;
+        IssuerKeys::parse(&configuration, &jwks).map_err(|e| ClusterError::Unavailable {
+            kind: KIND,
+            namespace: String::new(),
+            name: "openid/v1/jwks".into(),
+            message: e.to_string(),
+        })
+    }
+
     /// The role ARN annotated on a ServiceAccount, if any.
     pub async fn service_account_role(
         &self,
         namespace: &str,
         name: &str,
     ) -> Result<Option<String>, ClusterError> {
+        Ok(self.service_account(namespace, name).await?.role)
+    }
+
+    /// What a publish needs of a ServiceAccount: from the watch cache, else
+    /// one GET.
+    pub async fn service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<AccountFacts, ClusterError> {
         let cached = self
             .accounts
             .as_ref()
             .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)));
-        let annotations = match cached {
-            Some(meta) => meta.metadata.annotations.clone(),
+        let metadata = match cached {
+            Some(meta) => meta.metadata.clone(),
             None => {
                 Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)
                     .get(name)
                     .await
                     .map_err(|e| classify(e, "ServiceAccount", namespace, name))?
                     .metadata
-                    .annotations
             }
         };
-        Ok(annotations
-            .and_then(|mut a| a.remove(ROLE_ANNOTATION))
-            .filter(|r| !r.is_empty()))
+        Ok(AccountFacts {
+            role: metadata
+                .annotations
+                .and_then(|mut a| a.remove(ROLE_ANNOTATION))
+                .filter(|r| !r.is_empty()),
+            uid: metadata.uid,
+        })
     }
+}
+
+/// A ServiceAccount's role annotation and uid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountFacts {
+    pub role: Option<String>,
+    pub uid: Option<String>,
 }
 
 /// Runs a reflector in the background and returns its store.

@@ -215,13 +215,19 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             ),
         )
     });
+    let publisher = Arc::new(publisher);
+    // The API server's token keys, fetched before the first pod needs them.
+    tokio::spawn({
+        let publisher = publisher.clone();
+        async move { publisher.prepare().await }
+    });
     let result = csi::serve(
         socket,
         IdentityService::new(args.driver_name.clone(), ready),
         NodeService::new(
             args.node_id.clone(),
             args.kubelet_dir.clone(),
-            Arc::new(publisher),
+            publisher,
             metrics,
         ),
         shutdown_signal(),

@@ -11,6 +11,7 @@
 //! credentials obtained under another key.
 
 mod cache;
+pub mod issuer;
 mod pod_identity;
 mod proof;
 mod sts;

@@ -146,6 +146,31 @@ impl ControlPlane {
         .unwrap()
     }
 
+    /// One object once it exists and `check` holds (objects the driver
+    /// writes after its reply, such as the pod status), waiting up to 20 s.
+    pub async fn get_when(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = serde_json::Value::Null;
+        eventually(
+            Duration::from_secs(20),
+            &format!("{kind} {namespace}/{name}"),
+            || match self.try_kubectl(&["get", kind, name, "-n", namespace, "-o", "json"], None) {
+                Ok(text) => {
+                    found = serde_json::from_str(&text).unwrap();
+                    check(&found)
+                }
+                Err(_) => false,
+            },
+        )
+        .await;
+        found
+    }
+
     /// A kubeconfig that authenticates with `token` at `server` (the API
     /// server's own address, or a relay in front of it).
     pub fn kubeconfig_with_token(&self, path: &Path, server: &str, token: &str) {
@@ -159,6 +184,25 @@ impl ControlPlane {
         .unwrap();
     }
 
+    /// How many requests of `user` the audit log shows for `resource` (or
+    /// a path of the API server's own) with `verb`.
+    pub fn count_calls(&self, user: &str, resource: &str, verb: &str) -> usize {
+        let text = std::fs::read_to_string(self.work.join("audit.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user && e["verb"] == verb)
+            // One entry per request (the audit policy may log its stages).
+            .filter(|e| e["stage"] == "ResponseComplete" || e["stage"].is_null())
+            .filter(|e| {
+                e["objectRef"]["resource"] == resource
+                    || (e["objectRef"].is_null()
+                        && e["requestURI"]
+                            .as_str()
+                            .is_some_and(|u| u.split('?').next() == Some(resource)))
+            })
+            .count()
+    }
+
     /// (resource, verb) of every request the audit log shows for `user`.
     pub fn calls_by(&self, user: &str) -> BTreeSet<(String, String)> {
         let text = std::fs::read_to_string(self.work.join("audit.log")).unwrap_or_default();
@@ -166,7 +210,16 @@ impl ControlPlane {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["user"]["username"] == user)
             .filter_map(|e| {
-                let mut resource = e["objectRef"]["resource"].as_str()?.to_owned();
+                // A path of the API server's own stands as itself; API
+                // discovery, which every user may read, does not count.
+                let path = e["requestURI"]
+                    .as_str()
+                    .map(|u| u.split('?').next().unwrap_or(u))
+                    .filter(|p| !p.starts_with("/api") && !p.starts_with("/version"));
+                let mut resource = match e["objectRef"]["resource"].as_str() {
+                    Some(r) => r.to_owned(),
+                    None => path?.to_owned(),
+                };
                 if let Some(sub) = e["objectRef"]["subresource"].as_str() {
                     resource = format!("{resource}/{sub}");
                 }

@@ -1,0 +1,424 @@
+//! A pod's token proven on the node: the API server publishes the keys it
+//! signs service-account tokens with (service-account issuer discovery,
+//! `/openid/v1/jwks`), so a token kubelet hands over can be checked here —
+//! signature, issuer, audience, lifetime, service account and pod — without
+//! a TokenReview round trip per pod. What cannot be decided here (a key not
+//! published, a token not bound to a pod, an account not in the watch cache)
+//! is left to the TokenReview, never guessed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::proof::{Claimant, NotProven};
+use crate::secret::Token;
+
+/// The API server's issuer and its token-signing keys.
+#[derive(Debug, Clone)]
+pub struct IssuerKeys {
+    issuer: String,
+    keys: JwkSet,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the API server's service-account issuer discovery is unusable: {0}")]
+pub struct IssuerError(String);
+
+impl IssuerKeys {
+    /// From the bodies of `/.well-known/openid-configuration` and
+    /// `/openid/v1/jwks`.
+    pub fn parse(configuration: &str, jwks: &str) -> Result<Self, IssuerError> {
+        #[derive(Deserialize)]
+        struct Configuration {
+            issuer: String,
+        }
+        let configuration: Configuration = serde_json::from_str(configuration)
+            .map_err(|e| IssuerError(format!("openid-configuration: {e}")))?;
+        let keys: JwkSet =
+            serde_json::from_str(jwks).map_err(|e| IssuerError(format!("jwks: {e}")))?;
+        if keys.keys.is_empty() {
+            return Err(IssuerError("jwks lists no keys".into()));
+        }
+        Ok(IssuerKeys {
+            issuer: configuration.issuer,
+            keys,
+        })
+    }
+}
+
+/// How long fetched keys are used before they are fetched again (a key the
+/// API server stopped publishing stops proving tokens within this).
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(600);
+/// The least time between two fetches (tokens under unknown keys, or an
+/// API server that does not publish them, do not make a fetch each).
+pub const KEYS_MIN_RELOAD: Duration = Duration::from_secs(30);
+
+/// The issuer keys fetched last, fetched by one caller at a time.
+#[derive(Default)]
+pub struct KnownKeys {
+    state: tokio::sync::Mutex<(Option<Arc<IssuerKeys>>, Option<Instant>)>,
+}
+
+impl KnownKeys {
+    /// The keys, fetched with `load` when there are none or they are older
+    /// than [`KEYS_MAX_AGE`], or when `reload` asks (a token under an
+    /// unknown key), never more than once per [`KEYS_MIN_RELOAD`]. None
+    /// while the API server does not give them.
+    pub async fn get<F, E>(&self, reload: bool, load: impl FnOnce() -> F) -> Option<Arc<IssuerKeys>>
+    where
+        F: std::future::Future<Output = Result<IssuerKeys, E>>,
+        E: std::fmt::Display,
+    {
+        let mut state = self.state.lock().await;
+        let (keys, fetched) = &mut *state;
+        let age = fetched.map(|at| at.elapsed());
+        let due = match age {
+            None => true,
+            Some(age) => {
+                age >= KEYS_MAX_AGE || ((reload || keys.is_none()) && age >= KEYS_MIN_RELOAD)
+            }
+        };
+        if due {
+            *fetched = Some(Instant::now());
+            match load().await {
+                Ok(new) => *keys = Some(Arc::new(new)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fetch the API server's token keys; tokens are proven by TokenReview");
+                    *keys = None;
+                }
+            }
+        }
+        keys.clone()
+    }
+}
+
+/// What the node can say of a token by itself.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LocalProof {
+    Proven,
+    Refused(NotProven),
+    /// Signed with a key not among those known: the API server may have
+    /// rotated its keys since they were fetched.
+    UnknownKey,
+    /// Only the API server can say; why, for the debug log.
+    CannotTell(&'static str),
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(rename = "kubernetes.io")]
+    kubernetes: Option<KubernetesClaims>,
+}
+
+#[derive(Deserialize)]
+struct KubernetesClaims {
+    pod: Option<ObjectClaim>,
+    serviceaccount: Option<ObjectClaim>,
+}
+
+#[derive(Deserialize)]
+struct ObjectClaim {
+    uid: String,
+}
+
+/// Checks `token` for `who`. `account_uid` is the uid of the pod's
+/// ServiceAccount as the watch cache has it: a token of an account deleted
+/// and made again under the same name is not its.
+pub fn verify(
+    token: &Token,
+    keys: &IssuerKeys,
+    who: &Claimant<'_>,
+    account_uid: Option<&str>,
+) -> LocalProof {
+    let refuse = |reason: &str| {
+        LocalProof::Refused(NotProven {
+            namespace: who.namespace.to_owned(),
+            pod: who.pod.to_owned(),
+            service_account: who.service_account.to_owned(),
+            audience: who.audience.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    let Ok(header) = jsonwebtoken::decode_header(token.expose()) else {
+        return LocalProof::CannotTell("not a signed JWT");
+    };
+    // The algorithms the API server signs with; a key's own algorithm, when
+    // it names one, must agree.
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+        return LocalProof::CannotTell("an algorithm the API server does not sign with");
+    }
+    let Some(jwk) = header.kid.as_deref().and_then(|kid| keys.keys.find(kid)) else {
+        return LocalProof::UnknownKey;
+    };
+    let Ok(key) = DecodingKey::from_jwk(jwk) else {
+        return LocalProof::CannotTell("a published key this node cannot read");
+    };
+    let mut validation = Validation::new(header.alg);
+    validation.set_audience(&[who.audience]);
+    validation.set_issuer(&[&keys.issuer]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = 0;
+    let claims = match jsonwebtoken::decode::<Claims>(token.expose(), &key, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            return match e.kind() {
+                ErrorKind::InvalidSignature => {
+                    refuse("its signature does not verify with the API server's key")
+                }
+                ErrorKind::ExpiredSignature => refuse("it has expired"),
+                ErrorKind::ImmatureSignature => refuse("it is not valid yet"),
+                ErrorKind::InvalidAudience => refuse(&format!(
+                    "it is not issued for the {} audience",
+                    who.audience
+                )),
+                // The API server may accept more issuers than it publishes.
+                ErrorKind::InvalidIssuer => LocalProof::CannotTell("another issuer"),
+                _ => LocalProof::CannotTell("claims this node cannot read"),
+            };
+        }
+    };
+    let expected = format!(
+        "system:serviceaccount:{}:{}",
+        who.namespace, who.service_account
+    );
+    if claims.sub != expected {
+        return refuse(&format!("it belongs to {}", claims.sub));
+    }
+    let Some(kubernetes) = claims.kubernetes else {
+        return LocalProof::CannotTell("no kubernetes.io claims");
+    };
+    // Bound to the pod kubelet publishes for: only such tokens are decided
+    // here (the TokenReview also checks that the pod still exists).
+    match kubernetes.pod {
+        Some(pod) if who.pod_uid.is_empty() || pod.uid == who.pod_uid => {}
+        Some(pod) => return refuse(&format!("it is bound to another pod (uid {})", pod.uid)),
+        None => return LocalProof::CannotTell("not bound to a pod"),
+    }
+    // An account deleted and made again under its name has a new uid; the
+    // watch cache may lag behind it, so a difference is the API server's to
+    // judge.
+    match (kubernetes.serviceaccount, account_uid) {
+        (Some(claimed), Some(current)) if claimed.uid == current => LocalProof::Proven,
+        (Some(_), Some(_)) => {
+            LocalProof::CannotTell("the service account's uid differs from the cached one")
+        }
+        _ => LocalProof::CannotTell("the service account's uid is not known here"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine as _;
+    use jsonwebtoken::{EncodingKey, Header};
+
+    const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+    struct Signer {
+        pkcs8: Vec<u8>,
+        jwks: String,
+    }
+
+    fn signer(kid: &str) -> Signer {
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        // Uncompressed point: 0x04, x, y.
+        let point = pair.public_key().as_ref();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+        let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "alg": "ES256",
+            "use": "sig", "kid": kid, "x": b64(&point[1..33]), "y": b64(&point[33..65])}]})
+        .to_string();
+        Signer {
+            pkcs8: pkcs8.as_ref().to_vec(),
+            jwks,
+        }
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    /// What kubelet's TokenRequest for the pod gives, changed by `edit`.
+    fn token(signer: &Signer, kid: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Token {
+        let mut claims = serde_json::json!({
+            "aud": ["sts.amazonaws.com"], "iss": ISSUER,
+            "exp": now() + 600, "iat": now(), "nbf": now(),
+            "sub": "system:serviceaccount:shop:web",
+            "kubernetes.io": {"namespace": "shop",
+                "pod": {"name": "web-1", "uid": "uid-1"},
+                "serviceaccount": {"name": "web", "uid": "sa-uid"}},
+        });
+        edit(&mut claims);
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.into());
+        let key = EncodingKey::from_ec_der(&signer.pkcs8);
+        Token::new(jsonwebtoken::encode(&header, &claims, &key).unwrap())
+    }
+
+    fn keys(signer: &Signer) -> IssuerKeys {
+        IssuerKeys::parse(&format!(r#"{{"issuer":"{ISSUER}"}}"#), &signer.jwks).unwrap()
+    }
+
+    fn who() -> Claimant<'static> {
+        Claimant {
+            namespace: "shop",
+            service_account: "web",
+            pod: "web-1",
+            pod_uid: "uid-1",
+            audience: "sts.amazonaws.com",
+        }
+    }
+
+    type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+
+    fn reason(proof: LocalProof) -> String {
+        match proof {
+            LocalProof::Refused(e) => e.to_string(),
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_pods_own_token_is_proven() {
+        let s = signer("k1");
+        let t = token(&s, "k1", |_| {});
+        assert_eq!(
+            verify(&t, &keys(&s), &who(), Some("sa-uid")),
+            LocalProof::Proven
+        );
+    }
+
+    #[test]
+    fn another_accounts_or_pods_or_audiences_token_is_refused() {
+        let s = signer("k1");
+        let cases: Vec<(Edit, &str)> = vec![
+            (
+                Box::new(|c| c["sub"] = "system:serviceaccount:shop:admin".into()),
+                "it belongs to system:serviceaccount:shop:admin",
+            ),
+            (
+                Box::new(|c| c["kubernetes.io"]["pod"]["uid"] = "uid-2".into()),
+                "bound to another pod (uid uid-2)",
+            ),
+            (
+                Box::new(|c| c["aud"] = serde_json::json!(["pods.eks.amazonaws.com"])),
+                "not issued for the sts.amazonaws.com audience",
+            ),
+            (
+                Box::new(|c| c["exp"] = (now() - 5).into()),
+                "it has expired",
+            ),
+            (
+                Box::new(|c| c["nbf"] = (now() + 600).into()),
+                "not valid yet",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let text = reason(verify(
+                &token(&s, "k1", edit),
+                &keys(&s),
+                &who(),
+                Some("sa-uid"),
+            ));
+            assert!(text.contains(expected), "{text}");
+            assert!(
+                text.starts_with(
+                    "the sts.amazonaws.com token of pod shop/web-1 does not prove service account web"
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_under_a_published_kid_is_refused() {
+        let (published, forger) = (signer("k1"), signer("k1"));
+        let forged = token(&forger, "k1", |_| {});
+        assert!(
+            reason(verify(&forged, &keys(&published), &who(), Some("sa-uid")))
+                .contains("signature does not verify")
+        );
+        // A tampered payload under the real signature, too.
+        let real = token(&published, "k1", |_| {});
+        let parts: Vec<&str> = real.expose().split('.').collect();
+        let other = token(&forger, "k1", |c| {
+            c["sub"] = "system:serviceaccount:shop:admin".into()
+        });
+        let tampered = Token::new(format!(
+            "{}.{}.{}",
+            parts[0],
+            other.expose().split('.').nth(1).unwrap(),
+            parts[2]
+        ));
+        assert!(
+            reason(verify(&tampered, &keys(&published), &who(), Some("sa-uid")))
+                .contains("signature does not verify")
+        );
+    }
+
+    #[test]
+    fn what_the_node_cannot_decide_is_left_to_the_api_server() {
+        let s = signer("k1");
+        assert_eq!(
+            verify(
+                &token(&signer("k2"), "k2", |_| {}),
+                &keys(&s),
+                &who(),
+                Some("sa-uid")
+            ),
+            LocalProof::UnknownKey
+        );
+        let cases: Vec<(Token, Option<&str>)> = vec![
+            // An account deleted and made again since (or a lagging cache).
+            (
+                token(&s, "k1", |c| {
+                    c["kubernetes.io"]["serviceaccount"]["uid"] = "new-uid".into()
+                }),
+                Some("sa-uid"),
+            ),
+            // Not bound to a pod (a long-lived or hand-made token).
+            (
+                token(&s, "k1", |c| {
+                    c["kubernetes.io"].as_object_mut().unwrap().remove("pod");
+                }),
+                Some("sa-uid"),
+            ),
+            // Another issuer the API server may also accept.
+            (
+                token(&s, "k1", |c| c["iss"] = "https://elsewhere".into()),
+                Some("sa-uid"),
+            ),
+            // The account is not in the watch cache.
+            (token(&s, "k1", |_| {}), None),
+            // Not a JWT at all.
+            (Token::new("eyJ-not-a-jwt".into()), Some("sa-uid")),
+        ];
+        for (t, account) in cases {
+            let proof = verify(&t, &keys(&s), &who(), account);
+            assert!(matches!(proof, LocalProof::CannotTell(_)), "{proof:?}");
+        }
+    }
+
+    #[test]
+    fn discovery_documents_are_checked() {
+        let s = signer("k1");
+        assert!(IssuerKeys::parse("{}", &s.jwks).is_err());
+        assert!(IssuerKeys::parse(r#"{"issuer":"x"}"#, r#"{"keys":[]}"#).is_err());
+        assert!(IssuerKeys::parse(r#"{"issuer":"x"}"#, "not json").is_err());
+        assert!(IssuerKeys::parse(r#"{"issuer":"x"}"#, &s.jwks).is_ok());
+    }
+}
