@@ -25,6 +25,34 @@ struct State {
     generation: Mutex<u64>,
     /// TCP connections accepted: with connection reuse, far fewer than calls.
     connections: std::sync::atomic::AtomicU64,
+    /// Account quotas (calls per second, burst of one second) per API;
+    /// calls beyond them are answered as AWS throttles.
+    quotas: Mutex<HashMap<String, Bucket>>,
+    throttled: Mutex<BTreeMap<String, u64>>,
+    /// Calls answered per API and second since the start.
+    per_second: Mutex<BTreeMap<(String, u64), u64>>,
+    started: Option<std::time::Instant>,
+}
+
+struct Bucket {
+    per_second: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_second)
+            .min(self.per_second);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub struct AwsStandIn {
@@ -35,10 +63,34 @@ pub struct AwsStandIn {
 
 impl AwsStandIn {
     pub async fn start(latency: Duration) -> Self {
+        Self::start_with_quotas(latency, &[]).await
+    }
+
+    /// A stand-in that enforces an account's quotas: (API, calls per
+    /// second), each with a burst of one second's calls.
+    pub async fn start_with_quotas(latency: Duration, quotas: &[(&str, u32)]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let now = std::time::Instant::now();
         let state = Arc::new(State {
             generation: Mutex::new(1),
+            quotas: Mutex::new(
+                quotas
+                    .iter()
+                    .map(|(api, rate)| {
+                        let rate = f64::from(*rate);
+                        (
+                            api.to_string(),
+                            Bucket {
+                                per_second: rate,
+                                tokens: rate,
+                                at: now,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            started: Some(now),
             ..Default::default()
         });
         let served = state.clone();
@@ -77,6 +129,21 @@ impl AwsStandIn {
         self.state
             .connections
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Calls answered as throttled, per API.
+    pub fn throttled(&self) -> BTreeMap<String, u64> {
+        self.state.throttled.lock().unwrap().clone()
+    }
+
+    /// The most calls of each API answered within one second.
+    pub fn peak_per_second(&self) -> BTreeMap<String, u64> {
+        let mut peaks = BTreeMap::new();
+        for ((api, _), n) in self.state.per_second.lock().unwrap().iter() {
+            let peak = peaks.entry(api.clone()).or_insert(0);
+            *peak = (*peak).max(*n);
+        }
+        peaks
     }
 
     pub fn reset(&self) {
@@ -124,6 +191,46 @@ async fn answer(
         tokio::time::sleep(latency).await;
     }
     let generation = *state.generation.lock().unwrap();
+    let api_name = if target.is_empty() {
+        url_decode_form(&body).remove("Action").unwrap_or_default()
+    } else {
+        target.rsplit('.').next().unwrap_or("").to_owned()
+    };
+    let admitted = state
+        .quotas
+        .lock()
+        .unwrap()
+        .get_mut(&api_name)
+        .is_none_or(Bucket::take);
+    if !admitted {
+        *state.throttled.lock().unwrap().entry(api_name).or_default() += 1;
+        // As AWS says it: STS in XML, the JSON services in JSON.
+        let (body, kind) = if target.is_empty() {
+            (
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>bench</RequestId></ErrorResponse>".to_owned(),
+                "text/xml",
+            )
+        } else {
+            (
+                json!({"__type": "ThrottlingException", "message": "Rate exceeded"}).to_string(),
+                "application/x-amz-json-1.1",
+            )
+        };
+        return Ok(Response::builder()
+            .status(400)
+            .header("content-type", kind)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap());
+    }
+    if let Some(started) = state.started {
+        let second = started.elapsed().as_secs();
+        *state
+            .per_second
+            .lock()
+            .unwrap()
+            .entry((api_name, second))
+            .or_default() += 1;
+    }
     let (api, response) = if target.is_empty() {
         sts(&body)
     } else {
