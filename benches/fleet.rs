@@ -56,6 +56,11 @@ struct Outcome {
     start_all: Duration,
 }
 
+/// The identity of pod `p`, placed on node `p % nodes`.
+fn identity_of(p: usize, nodes: usize, identities: usize) -> usize {
+    (p / nodes) % identities
+}
+
 fn class_objects() -> String {
     let mut objects = String::new();
     for i in 0..SECRETS {
@@ -89,7 +94,7 @@ async fn mount(driver: &Driver, dir: &TestDir, pod: &PodSpec) -> (Duration, u64)
             Ok(_) => return (started.elapsed(), attempts),
             Err(e) => {
                 assert!(
-                    attempts < 50,
+                    attempts < 20,
                     "pod {} never mounted: {}",
                     pod.name,
                     e.message()
@@ -140,17 +145,18 @@ async fn run(f: &Fleet) -> Outcome {
             &args,
         )
     }))
-    .buffer_unordered(16)
+    // In order: driver n serves the node of dirs[n].
+    .buffered(16)
     .collect()
     .await;
     let start_all = started.elapsed();
     aws.reset();
 
-    // Pods spread over the nodes as a scheduler spreads a Deployment, the
-    // identities over the pods.
+    // Pods spread over the nodes as a scheduler spreads Deployments: every
+    // node gets pods of every identity.
     let pods: Vec<(usize, PodSpec)> = (0..f.pods)
         .map(|p| {
-            let sa = format!("sa{}", p % f.identities);
+            let sa = format!("sa{}", identity_of(p, f.nodes, f.identities));
             (p % f.nodes, PodSpec::new(NS, &format!("pod-{p}"), &sa))
         })
         .collect();
@@ -298,8 +304,9 @@ fn main() {
             // Each node and identity needs its credentials and its values
             // once; a throttled call is answered, never counted as served.
             let served = |api: &str| o.calls.get(api).copied().unwrap_or(0);
-            let pairs: std::collections::BTreeSet<(usize, usize)> =
-                (0..pods).map(|p| (p % nodes, p % identities)).collect();
+            let pairs: std::collections::BTreeSet<(usize, usize)> = (0..pods)
+                .map(|p| (p % nodes, identity_of(p, nodes, identities)))
+                .collect();
             assert_eq!(served("AssumeRoleWithWebIdentity"), pairs.len() as u64);
             assert!(served("BatchGetSecretValue") + served("GetSecretValue") > 0);
             for (api, peak) in &o.peaks {
