@@ -215,6 +215,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::proof::tests::who;
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     use base64::Engine as _;
@@ -271,16 +272,6 @@ mod tests {
 
     fn keys(signer: &Signer) -> IssuerKeys {
         IssuerKeys::parse(&format!(r#"{{"issuer":"{ISSUER}"}}"#), &signer.jwks).unwrap()
-    }
-
-    fn who() -> Claimant<'static> {
-        Claimant {
-            namespace: "shop",
-            service_account: "web",
-            pod: "web-1",
-            pod_uid: "uid-1",
-            audience: "sts.amazonaws.com",
-        }
     }
 
     type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;

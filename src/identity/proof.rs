@@ -129,10 +129,11 @@ impl ProvenTokens {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn who() -> Claimant<'static> {
+    /// A pod's claim, for the tests of every way of proving it.
+    pub(crate) fn who() -> Claimant<'static> {
         Claimant {
             namespace: "shop",
             service_account: "web",
