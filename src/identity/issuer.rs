@@ -171,8 +171,12 @@ pub fn verify(
                 ErrorKind::InvalidSignature => {
                     refuse("its signature does not verify with the API server's key")
                 }
-                ErrorKind::ExpiredSignature => refuse("it has expired"),
-                ErrorKind::ImmatureSignature => refuse("it is not valid yet"),
+                // Lifetimes are the API server's to judge, on its clock: a
+                // node's clock a second behind must not refuse a token
+                // issued this instant.
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => {
+                    LocalProof::CannotTell("outside its lifetime on this node's clock")
+                }
                 ErrorKind::InvalidAudience => refuse(&format!(
                     "it is not issued for the {} audience",
                     who.audience
@@ -309,14 +313,6 @@ mod tests {
                 Box::new(|c| c["aud"] = serde_json::json!(["pods.eks.amazonaws.com"])),
                 "not issued for the sts.amazonaws.com audience",
             ),
-            (
-                Box::new(|c| c["exp"] = (now() - 5).into()),
-                "it has expired",
-            ),
-            (
-                Box::new(|c| c["nbf"] = (now() + 600).into()),
-                "not valid yet",
-            ),
         ];
         for (edit, expected) in cases {
             let text = reason(verify(
@@ -395,6 +391,15 @@ mod tests {
             ),
             // The account is not in the watch cache.
             (token(&s, "k1", |_| {}), None),
+            // Expired, or not valid yet, on this node's clock.
+            (
+                token(&s, "k1", |c| c["exp"] = (now() - 5).into()),
+                Some("sa-uid"),
+            ),
+            (
+                token(&s, "k1", |c| c["nbf"] = (now() + 600).into()),
+                Some("sa-uid"),
+            ),
             // Not a JWT at all.
             (Token::new("eyJ-not-a-jwt".into()), Some("sa-uid")),
         ];
