@@ -57,10 +57,17 @@ pub const KEYS_MAX_AGE: Duration = Duration::from_secs(600);
 /// API server that does not publish them, do not make a fetch each).
 pub const KEYS_MIN_RELOAD: Duration = Duration::from_secs(30);
 
-/// The issuer keys fetched last, fetched by one caller at a time.
+/// How long one fetch of the keys may take.
+const KEYS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The issuer keys fetched last. One caller fetches at a time; while it
+/// does, the others go on with the keys there are (a slow API server at a
+/// reload never holds up publishes), and wait only when there are none yet.
 #[derive(Default)]
 pub struct KnownKeys {
-    state: tokio::sync::Mutex<(Option<Arc<IssuerKeys>>, Option<Instant>)>,
+    /// The keys and when they were last asked for.
+    current: std::sync::Mutex<(Option<Arc<IssuerKeys>>, Option<Instant>)>,
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl KnownKeys {
@@ -73,26 +80,46 @@ impl KnownKeys {
         F: std::future::Future<Output = Result<IssuerKeys, E>>,
         E: std::fmt::Display,
     {
-        let mut state = self.state.lock().await;
-        let (keys, fetched) = &mut *state;
-        let age = fetched.map(|at| at.elapsed());
-        let due = match age {
+        let snapshot = || {
+            self.current
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        };
+        let (keys, fetched) = snapshot();
+        let due = match fetched.map(|at| at.elapsed()) {
             None => true,
             Some(age) => {
                 age >= KEYS_MAX_AGE || ((reload || keys.is_none()) && age >= KEYS_MIN_RELOAD)
             }
         };
-        if due {
-            *fetched = Some(Instant::now());
-            match load().await {
-                Ok(new) => *keys = Some(Arc::new(new)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot fetch the API server's token keys; tokens are proven by TokenReview");
-                    *keys = None;
-                }
-            }
+        if !due {
+            return keys;
         }
-        keys.clone()
+        let _fetching = match (&keys, self.fetching.try_lock()) {
+            (_, Ok(guard)) => guard,
+            (Some(_), Err(_)) => return keys,
+            (None, Err(_)) => self.fetching.lock().await,
+        };
+        // Another caller may have fetched them while this one waited.
+        let (latest, latest_fetched) = snapshot();
+        if latest_fetched != fetched {
+            return latest;
+        }
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(Instant::now());
+        let fetched = match tokio::time::timeout(KEYS_FETCH_TIMEOUT, load()).await {
+            Ok(Ok(new)) => Some(Arc::new(new)),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot fetch the API server's token keys; tokens are proven by TokenReview");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?KEYS_FETCH_TIMEOUT, "the API server's token keys did not come in time; tokens are proven by TokenReview");
+                None
+            }
+        };
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).0 = fetched.clone();
+        fetched
     }
 }
 
@@ -406,6 +433,37 @@ mod tests {
         for (t, account) in cases {
             let proof = verify(&t, &keys(&s), &who(), account);
             assert!(matches!(proof, LocalProof::CannotTell(_)), "{proof:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_once_and_a_slow_reload_holds_up_nobody() {
+        let s = signer("k1");
+        let known = KnownKeys::default();
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        let load = || async {
+            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, IssuerError>(keys(&s))
+        };
+        assert!(known.get(false, load).await.is_some());
+        assert!(known.get(false, load).await.is_some());
+        // An unknown key asks again, but not within KEYS_MIN_RELOAD.
+        assert!(known.get(true, load).await.is_some());
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Keys due again: while one caller's fetch hangs, another goes on
+        // with the keys there are.
+        known.current.lock().unwrap().1 = Some(Instant::now() - KEYS_MAX_AGE);
+        let hanging = known.get(false, || {
+            std::future::pending::<Result<IssuerKeys, IssuerError>>()
+        });
+        let other = async {
+            tokio::task::yield_now().await;
+            known.get(false, load).await
+        };
+        tokio::select! {
+            _ = hanging => panic!("a pending fetch cannot end"),
+            got = other => assert!(got.is_some(), "the keys there were"),
         }
     }
 
