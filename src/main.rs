@@ -13,7 +13,7 @@ struct Cli {
     /// Log format (RUST_LOG sets the level).
     #[arg(long, global = true, env = "LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
-    /// Log how long each step of each publish took (class, token review,
+    /// Log how long each step of each publish took (class, token proof,
     /// credentials, fetch, write, status), as the step ends.
     #[arg(long, global = true, env = "LOG_STEP_TIMES")]
     log_step_times: bool,

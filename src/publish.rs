@@ -312,11 +312,21 @@ impl PodStatusWrites {
         }
     }
 
+    /// Drops what is known of a volume that is gone, and its write under
+    /// way.
     fn forget(&self, volume_id: &str) {
         self.written
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(volume_id);
+        if let Some(task) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(volume_id)
+        {
+            task.abort();
+        }
     }
 }
 
@@ -725,7 +735,7 @@ impl Publisher {
         // identity's first mount, whatever the role's trust policy says.
         let proven = self
             .prove(req, token, audience, account_uid.as_deref())
-            .instrument(crate::step!("token_review"))
+            .instrument(crate::step!("token_proof"))
             .await?;
         let mut obtained = self
             .identities

@@ -142,12 +142,17 @@ impl Cluster {
     /// The uid of a ServiceAccount, from the watch cache only (None when
     /// not cached: the caller then asks the API server another way).
     pub fn cached_service_account_uid(&self, namespace: &str, name: &str) -> Option<String> {
+        self.cached_account(namespace, name)?.metadata.uid.clone()
+    }
+
+    fn cached_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<PartialObjectMeta<ServiceAccount>>> {
         self.accounts
             .as_ref()?
-            .get(&ObjectRef::new(name).within(namespace))?
-            .metadata
-            .uid
-            .clone()
+            .get(&ObjectRef::new(name).within(namespace))
     }
 
     /// The API server's service-account issuer and token-signing keys
@@ -198,11 +203,7 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<AccountFacts, ClusterError> {
-        let cached = self
-            .accounts
-            .as_ref()
-            .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)));
-        let metadata = match cached {
+        let metadata = match self.cached_account(namespace, name) {
             Some(meta) => meta.metadata.clone(),
             None => {
                 Api::<ServiceAccount>::namespaced(self.client.clone(), namespace)

@@ -184,34 +184,23 @@ impl ControlPlane {
         .unwrap();
     }
 
-    /// How many requests of `user` the audit log shows for `resource` (or
-    /// a path of the API server's own) with `verb`.
-    pub fn count_calls(&self, user: &str, resource: &str, verb: &str) -> usize {
+    /// Each request of `user` in the audit log, once (the audit policy may
+    /// log a request's stages): (resource, verb, the event). The resource is
+    /// `resource/subresource`, or the path of one of the API server's own
+    /// (issuer discovery); API discovery, which every user may read, is left
+    /// out.
+    fn requests_by(&self, user: &str) -> Vec<(String, String, serde_json::Value)> {
         let text = std::fs::read_to_string(self.work.join("audit.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["user"]["username"] == user && e["verb"] == verb)
-            // One entry per request (the audit policy may log its stages).
-            .filter(|e| e["stage"] == "ResponseComplete" || e["stage"].is_null())
-            .filter(|e| {
-                e["objectRef"]["resource"] == resource
-                    || (e["objectRef"].is_null()
-                        && e["requestURI"]
-                            .as_str()
-                            .is_some_and(|u| u.split('?').next() == Some(resource)))
-            })
-            .count()
-    }
-
-    /// (resource, verb) of every request the audit log shows for `user`.
-    pub fn calls_by(&self, user: &str) -> BTreeSet<(String, String)> {
-        let text = std::fs::read_to_string(self.work.join("audit.log")).unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|e| e["user"]["username"] == user)
+            // A watch is logged when it starts and again when it ends.
+            .filter(|e| match e["auditID"].as_str() {
+                Some(id) => seen.insert(id.to_owned()),
+                None => true,
+            })
             .filter_map(|e| {
-                // A path of the API server's own stands as itself; API
-                // discovery, which every user may read, does not count.
                 let path = e["requestURI"]
                     .as_str()
                     .map(|u| u.split('?').next().unwrap_or(u))
@@ -224,15 +213,31 @@ impl ControlPlane {
                     resource = format!("{resource}/{sub}");
                 }
                 let verb = e["verb"].as_str()?.to_owned();
+                Some((resource, verb, e))
+            })
+            .collect()
+    }
+
+    /// How many requests of `user` the audit log shows for `resource` (or
+    /// a path of the API server's own) with `verb`.
+    pub fn count_calls(&self, user: &str, resource: &str, verb: &str) -> usize {
+        self.requests_by(user)
+            .iter()
+            .filter(|(r, v, _)| r == resource && v == verb)
+            .count()
+    }
+
+    /// (resource, verb) of every request the audit log shows for `user`.
+    pub fn calls_by(&self, user: &str) -> BTreeSet<(String, String)> {
+        self.requests_by(user)
+            .into_iter()
+            .flat_map(|(resource, verb, e)| {
                 // A server-side apply that created its object (201) needed
                 // the create verb as well as patch.
                 let created = verb == "patch" && e["responseStatus"]["code"] == 201;
-                Some(
-                    std::iter::once((resource.clone(), verb))
-                        .chain(created.then(|| (resource, "create".to_owned()))),
-                )
+                std::iter::once((resource.clone(), verb))
+                    .chain(created.then(|| (resource, "create".to_owned())))
             })
-            .flatten()
             .collect()
     }
 }
