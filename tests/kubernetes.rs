@@ -2008,33 +2008,6 @@ async fn the_chart_takes_the_values_people_set_and_the_api_server_accepts_them()
     cp.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
 }
 
-/// The upstream Secrets Store CSI Driver v1.6.0 and its fake provider, built
-/// from its Go module by scripts/sscsid-peer.sh ($SSCSID_BIN, which
-/// scripts/test.sh sets).
-fn sscsid_bin() -> PathBuf {
-    let dir = std::env::var("SSCSID_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/aws-secrets-csi/sscsid-v1.6.0/bin")
-        });
-    assert!(
-        dir.join("secrets-store-csi-driver").exists(),
-        "the upstream driver is not built: run `bash scripts/sscsid-peer.sh` (scripts/test.sh does)"
-    );
-    dir
-}
-
-/// A child process killed when dropped.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upstream_driver_runs_beside_ours_on_our_crds_and_syncs_its_secrets() {
     require_root();

@@ -71,6 +71,64 @@ impl AwsStandIn {
     pub async fn start_with_quotas(latency: Duration, quotas: &[(&str, u32)]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        Self::serve(
+            listener,
+            None,
+            latency,
+            quotas,
+            format!("http://127.0.0.1:{port}"),
+        )
+    }
+
+    /// The stand-in as AWS's own host names reach it, for a client that
+    /// takes no endpoint (the AWS provider's STS client): HTTPS on `addr`
+    /// (127.0.0.1:443) with a certificate for `names`, signed by a CA made
+    /// for this run, whose PEM is returned beside it.
+    pub async fn start_tls(latency: Duration, addr: &str, names: &[&str]) -> (Self, String) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "aws-secrets-csi bench CA");
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("the AWS stand-in cannot listen on {addr}: {e}"));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let standin = Self::serve(
+            listener,
+            Some(acceptor),
+            latency,
+            &[],
+            format!("https://{addr}"),
+        );
+        (standin, ca_pem)
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        latency: Duration,
+        quotas: &[(&str, u32)],
+        endpoint: String,
+    ) -> Self {
         let now = std::time::Instant::now();
         let state = Arc::new(State {
             generation: Mutex::new(1),
@@ -103,17 +161,25 @@ impl AwsStandIn {
                     .connections
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let state = served.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req| answer(req, state.clone(), latency));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), service).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
         AwsStandIn {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             state,
             task,
         }

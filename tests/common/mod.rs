@@ -657,3 +657,30 @@ pub fn data_link(target: &Path) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The upstream Secrets Store CSI Driver v1.6.0 and its fake provider, built
+/// from its Go module by scripts/sscsid-peer.sh ($SSCSID_BIN, which
+/// scripts/test.sh sets).
+pub fn sscsid_bin() -> PathBuf {
+    let dir = std::env::var("SSCSID_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/aws-secrets-csi/sscsid-v1.6.0/bin")
+        });
+    assert!(
+        dir.join("secrets-store-csi-driver").exists(),
+        "the upstream driver is not built: run `bash scripts/sscsid-peer.sh` (scripts/test.sh does)"
+    );
+    dir
+}
+
+/// A child process killed when dropped.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
