@@ -221,10 +221,6 @@ fn class_objects(s: &Scenario) -> String {
 
 async fn publish(stack: &Stack, dir: &TestDir, pod: &PodSpec) -> Duration {
     let target = dir.target(&pod.uid);
-    if matches!(stack, Stack::Theirs(_)) {
-        // The upstream driver mounts on a directory that is there.
-        std::fs::create_dir_all(&target).unwrap();
-    }
     let request = publish_request(&target, "c", pod);
     let mut node = stack.node().await;
     let started = Instant::now();
@@ -273,6 +269,25 @@ impl Stack {
         match self {
             Stack::Ours(driver) => driver.node().await,
             Stack::Theirs(upstream) => NodeClient::new(upstream.channel().await.unwrap()),
+        }
+    }
+
+    /// The end of its processes' logs, for a failure's message.
+    fn logs(&self) -> String {
+        let tail = |text: String| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        };
+        match self {
+            Stack::Ours(driver) => tail(driver.logs()),
+            Stack::Theirs(u) => ["driver.err", "provider.err"]
+                .iter()
+                .map(|f| {
+                    let text = std::fs::read_to_string(u.work.join(f)).unwrap_or_default();
+                    format!("{f}:\n{}", tail(text))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
         }
     }
 
@@ -340,6 +355,7 @@ struct Upstream {
     driver: Peer,
     provider: Peer,
     socket: std::path::PathBuf,
+    work: std::path::PathBuf,
     raised: bool,
 }
 
@@ -418,6 +434,7 @@ impl Upstream {
             driver,
             provider,
             socket,
+            work: work.clone(),
             raised,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -832,21 +849,27 @@ async fn run(
     let mut connections = aws.connections();
     let mut calls: u64 = first_wave.values().sum();
     let last = dir.target(&pods[pods.len() - 1].uid);
-    assert_eq!(read(&last, "s0"), aws::value_of("bench/s0", 1));
+    assert_eq!(
+        std::fs::read_to_string(last.join("s0")).unwrap_or_else(|e| panic!(
+            "{}: no file s0 in {} ({e}); {}",
+            stack.name(),
+            last.display(),
+            stack.logs()
+        )),
+        aws::value_of("bench/s0", 1)
+    );
 
     let per_interval = match s.hold {
         None => None,
         Some(h) => {
             aws.reset();
-            let started = Instant::now();
-            let total = h.interval * h.intervals;
-            let mut next_change = Duration::ZERO;
             // kubelet republishes every mounted volume about twice per
-            // interval (every 60-90 s for the default 2 minutes).
-            while started.elapsed() < total {
-                if h.change && started.elapsed() >= next_change {
+            // interval (every 60-90 s for the default 2 minutes): two waves
+            // an interval, each followed by half an interval's pause, so
+            // every stack does the same work however long its waves take.
+            for republish in 0..2 * h.intervals {
+                if h.change && republish % 2 == 0 {
                     aws.change_all();
-                    next_change += h.interval;
                 }
                 wave(&stack, &dir, &pods).await;
                 tokio::time::sleep(h.interval / 2).await;
