@@ -409,21 +409,9 @@ impl Upstream {
         let provider = Peer(provider.spawn().expect("start the AWS provider"));
         let socket = work.join("csi.sock");
         let driver = Peer(
-            Command::new(&programs.driver)
-                .arg(format!("--endpoint=unix://{}", socket.display()))
-                .args([
-                    "--nodeid=test-node",
-                    "--drivername=secrets-store.csi.k8s.io",
-                    "--enable-secret-rotation=true",
-                ])
+            upstream_driver(&programs.driver, &socket, &providers, &cp.admin)
+                .args(["--enable-secret-rotation=true"])
                 .arg(format!("--rotation-poll-interval={rotation}"))
-                .arg(format!("--provider-volume={}", providers.display()))
-                .arg(format!(
-                    "--additional-provider-volume-paths={}",
-                    providers.display()
-                ))
-                .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
-                .env("KUBECONFIG", &cp.admin)
                 .stdin(Stdio::null())
                 .stdout(log("driver.log"))
                 .stderr(log("driver.err"))

@@ -2028,23 +2028,16 @@ async fn the_upstream_driver_runs_beside_ours_on_our_crds_and_syncs_its_secrets(
     let upstream_log = dir.path().join("upstream.log");
     let upstream_socket = dir.path().join("upstream.sock");
     let _upstream = Peer(
-        Command::new(bin.join("secrets-store-csi-driver"))
-            .arg(format!("--endpoint=unix://{}", upstream_socket.display()))
-            .args([
-                "--nodeid=test-node",
-                "--drivername=secrets-store.csi.k8s.io",
-            ])
-            .arg(format!("--provider-volume={}", providers.display()))
-            .arg(format!(
-                "--additional-provider-volume-paths={}",
-                providers.display()
-            ))
-            .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
-            .env("KUBECONFIG", &cp.admin)
-            .stdout(std::fs::File::create(&upstream_log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("upstream.err")).unwrap())
-            .spawn()
-            .unwrap(),
+        upstream_driver(
+            &bin.join("secrets-store-csi-driver"),
+            &upstream_socket,
+            &providers,
+            &cp.admin,
+        )
+        .stdout(std::fs::File::create(&upstream_log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("upstream.err")).unwrap())
+        .spawn()
+        .unwrap(),
     );
     let moto = moto();
     moto.create_secret("side/db", "ours-value").await;

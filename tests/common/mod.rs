@@ -684,3 +684,28 @@ impl Drop for Peer {
         let _ = self.0.wait();
     }
 }
+
+/// The upstream driver's command line as its chart starts it, serving CSI
+/// on `socket` and calling the providers whose sockets are in `providers`,
+/// against the API server of `kubeconfig`.
+pub fn upstream_driver(
+    driver: &Path,
+    socket: &Path,
+    providers: &Path,
+    kubeconfig: &Path,
+) -> Command {
+    let mut cmd = Command::new(driver);
+    cmd.arg(format!("--endpoint=unix://{}", socket.display()))
+        .args([
+            "--nodeid=test-node",
+            "--drivername=secrets-store.csi.k8s.io",
+        ])
+        .arg(format!("--provider-volume={}", providers.display()))
+        .arg(format!(
+            "--additional-provider-volume-paths={}",
+            providers.display()
+        ))
+        .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
+        .env("KUBECONFIG", kubeconfig);
+    cmd
+}
