@@ -23,25 +23,34 @@ impl MountEntry {
 
 /// Parses mountinfo text (proc(5)). Lines that do not parse are skipped.
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+/// The mount with this id, if the text lists it. Only its line is parsed
+/// into owned fields: a republish asks this of a table with a line per
+/// mounted volume, and parsing them all was the driver's busiest allocator.
+pub fn find_mount(text: &str, id: u64) -> Option<MountEntry> {
     text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mut fields = left.split(' ');
-            let id = fields.next()?.parse().ok()?;
-            let mount_point = fields.nth(3)?;
-            let options = fields.next()?;
-            let mut right = right.split(' ');
-            let fs_type = right.next()?;
-            let source = right.next().unwrap_or_default();
-            Some(MountEntry {
-                id,
-                mount_point: PathBuf::from(unescape(mount_point)),
-                fs_type: fs_type.to_owned(),
-                source: unescape(source),
-                options: options.to_owned(),
-            })
-        })
-        .collect()
+        .filter(|line| line.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id))
+        .find_map(parse_line)
+}
+
+fn parse_line(line: &str) -> Option<MountEntry> {
+    let (left, right) = line.split_once(" - ")?;
+    let mut fields = left.split(' ');
+    let id = fields.next()?.parse().ok()?;
+    let mount_point = fields.nth(3)?;
+    let options = fields.next()?;
+    let mut right = right.split(' ');
+    let fs_type = right.next()?;
+    let source = right.next().unwrap_or_default();
+    Some(MountEntry {
+        id,
+        mount_point: PathBuf::from(unescape(mount_point)),
+        fs_type: fs_type.to_owned(),
+        source: unescape(source),
+        options: options.to_owned(),
+    })
 }
 
 /// The kernel writes space, tab, newline and backslash as `\ooo` octal.
@@ -93,6 +102,26 @@ mod tests {
         assert!(!e.has_option("no"));
         assert_eq!(entries[2].mount_point, PathBuf::from("/tmp/with space"));
         assert_eq!(entries[2].source, "tmpfs");
+    }
+
+    #[test]
+    fn finds_one_mount_by_id_as_the_full_parse_does() {
+        let text = "22 1 0:21 / /proc rw,nosuid - proc proc rw\n\
+                    garbage line\n\
+                    97 29 0:45 / /a/mount rw,nosuid,nodev,noexec - tmpfs aws-secrets-csi rw\n\
+                    970 29 0:46 / /b rw - tmpfs tmpfs rw\n\
+                    98 97 0:47 / /a/mount/x rw - tmpfs x rw\n";
+        for entry in parse_mountinfo(text) {
+            assert_eq!(find_mount(text, entry.id), Some(entry));
+        }
+        // An id is matched whole, not as a prefix or as a parent id.
+        assert_eq!(find_mount(text, 9), None);
+        assert_eq!(find_mount(text, 29), None);
+        assert_eq!(
+            find_mount(text, 97).unwrap().mount_point,
+            PathBuf::from("/a/mount")
+        );
+        assert_eq!(find_mount("", 1), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use pathrs::error::ErrorKind;
 use pathrs::flags::ResolverFlags;
 use rustix::fs::{Mode, OFlags};
 
-use super::{MountEntry, VolumeError, parse_mountinfo};
+use super::{MountEntry, VolumeError, find_mount};
 
 /// The source name of every tmpfs this driver mounts (the first column of
 /// `mount`'s output): with the type and the options, how the driver tells
@@ -121,7 +121,7 @@ impl Target {
         }
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(VolumeError::io("read", "/proc/self/mountinfo"))?;
-        Ok(parse_mountinfo(&text).into_iter().find(|m| m.id == here))
+        Ok(find_mount(&text, here))
     }
 
     /// True when the directory holds no entry at all.
