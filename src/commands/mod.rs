@@ -46,14 +46,29 @@ pub async fn aws_config() -> SdkConfig {
 /// retry of 429/503/504: it backs off for minutes, past kubelet's deadline.
 /// A failed read fails the publish as Unavailable and kubelet retries it;
 /// the watches and the refresh-time writes have their own backoff.
+///
+/// At most [`API_REQUESTS_AT_ONCE`] requests wait for their answer at a
+/// time (a watch holds its place until its first answer only). kube's
+/// client speaks HTTP/1.1, so every concurrent request is a TLS connection
+/// of its own, and its pool keeps each one open for 90 s: a burst of 500
+/// publishes left hundreds of idle connections and 50 MiB behind.
 pub(crate) async fn kube_client() -> anyhow::Result<kube::Client> {
     let cannot = |e: &dyn std::fmt::Display| {
         anyhow::anyhow!("cannot configure the Kubernetes client (in-cluster or KUBECONFIG): {e}")
     };
     let mut config = kube::Config::infer().await.map_err(|e| cannot(&e))?;
     config.default_retry = false;
-    kube::Client::try_from(config).map_err(|e| cannot(&e))
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| cannot(&e))?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            API_REQUESTS_AT_ONCE,
+        ))
+        .build())
 }
+
+/// Enough for a node's publishes (most need no request at all: classes and
+/// accounts come from watches) and a controller's syncs.
+const API_REQUESTS_AT_ONCE: usize = 16;
 
 /// A class read from a file, with the file's text (for positions).
 struct ClassFile {
