@@ -62,9 +62,10 @@ fn main() -> std::process::ExitCode {
     // workers serve a node's pods, whatever its size (tokio's default of one
     // per core would give a 96-core node 96 threads, each with its own
     // stack and malloc arena, for nothing). The blocking threads do tmpfs
-    // mounts and writes of a few KiB, which never wait long: eight of them
-    // keep a wave of 50 publishes as fast as 64 did, with fewer stacks and
-    // malloc arenas holding memory after it (docs/benchmarks.md).
+    // mounts, writes of a few KiB and the DNS lookups of new AWS
+    // connections: with eight instead of 64, waves of 50 publishes were no
+    // slower and left fewer stacks and malloc arenas holding memory; four
+    // were slower (docs/benchmarks.md).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)

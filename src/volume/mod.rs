@@ -12,7 +12,7 @@ use std::io;
 use std::path::PathBuf;
 
 pub use lifecycle::{Layout, mounted, populate, read, teardown, tidy, write};
-pub use mountinfo::{MountEntry, find_mount, parse_mountinfo};
+pub use mountinfo::{MountEntry, parse_mountinfo};
 pub use target::{MOUNT_SOURCE, Mounted, Target};
 pub use tmpfs::{TmpfsOptions, mount_tmpfs, unmount};
 pub use writer::{DATA_LINK, WriteOutcome};

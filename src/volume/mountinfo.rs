@@ -29,7 +29,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
 /// The mount with this id, if the text lists it. Only its line is parsed
 /// into owned fields: a republish asks this of a table with a line per
 /// mounted volume, and parsing them all was the driver's busiest allocator.
-pub fn find_mount(text: &str, id: u64) -> Option<MountEntry> {
+pub(super) fn find_mount(text: &str, id: u64) -> Option<MountEntry> {
     text.lines()
         .filter(|line| line.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id))
         .find_map(parse_line)

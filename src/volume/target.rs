@@ -13,7 +13,8 @@ use pathrs::error::ErrorKind;
 use pathrs::flags::ResolverFlags;
 use rustix::fs::{Mode, OFlags};
 
-use super::{MountEntry, VolumeError, find_mount};
+use super::mountinfo::find_mount;
+use super::{MountEntry, VolumeError};
 
 /// The source name of every tmpfs this driver mounts (the first column of
 /// `mount`'s output): with the type and the options, how the driver tells
