@@ -22,7 +22,7 @@ use kube::{Api, ResourceExt};
 pub use lease::{Elector, LeaseConfig, LeaseError};
 pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Synced, Syncer, until_next_tick};
 
-use crate::fetch::{Fetcher, RateBudget};
+use crate::fetch::{BatchWindow, Fetcher, RateBudget};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::Metrics;
 
@@ -113,7 +113,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
             sdk,
             metrics,
             Arc::new(RateBudget::new(&[])),
-            Duration::from_millis(100),
+            BatchWindow::Always(Duration::from_millis(100)),
         ),
         kinds.clone(),
         args.controller_class.clone(),

@@ -23,7 +23,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 pub use budget::{DEFAULT_BUDGETS, DefaultBudget, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
 pub use listing::Listing;
-pub use shared::{BATCH_WINDOW, Served, SharedValues, Sharing};
+pub use shared::{BATCH_WINDOW, BatchWindow, Served, SharedValues, Sharing};
 
 use crate::aws::AwsIdentity;
 use crate::metrics::Metrics;
@@ -122,14 +122,14 @@ impl Fetcher {
         Self::with_window(base, metrics, budget, BATCH_WINDOW)
     }
 
-    /// A fetcher whose batches wait `window` for more requests: the
-    /// controller, whose syncs wait for no pod, trades a little latency for
-    /// fewer calls.
+    /// A fetcher whose batches wait as `window` says for more requests:
+    /// the controller, whose syncs wait for no pod, trades a little latency
+    /// for fewer calls.
     pub fn with_window(
         base: SdkConfig,
         metrics: Arc<Metrics>,
         budget: Arc<RateBudget>,
-        window: std::time::Duration,
+        window: BatchWindow,
     ) -> Self {
         Fetcher {
             base,

@@ -4,7 +4,9 @@
 //! - a request for an object that is already being fetched for the same
 //!   identity key and region waits for that call instead of making another;
 //! - requests that arrive within a short window are sent together, as one
-//!   `BatchGetSecretValue` (20 ids) or `GetParameters` (10 names);
+//!   `BatchGetSecretValue` (20 ids) or `GetParameters` (10 names); on a
+//!   node the window opens only while requests are arriving together, so
+//!   a lone pod's fetch is not delayed;
 //! - a value fetched for one pod is served to another pod of the same
 //!   identity key while it is younger than that pod's refresh interval (the
 //!   staleness every mounted pod already accepts), so a node checks each
@@ -28,8 +30,41 @@ use crate::aws::IdentityKey;
 use crate::metrics::Metrics;
 use crate::spc::{ObjectRef, ObjectType};
 
-/// How long the first request of a batch waits for others to join it.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(3);
+/// How long a new batch waits for other requests to join it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchWindow {
+    /// Every batch waits this long (the controller: a store's syncs reach
+    /// the fetch layer over a few hundred milliseconds and wait for no pod).
+    Always(Duration),
+    /// A batch waits this long only while its queue is busy: when another
+    /// batch of the same identity, region and kind started less than
+    /// [`BURST`] ago. A lone request goes at once: a pod that starts alone
+    /// gains nothing by waiting, and the wait was most of a cold mount's
+    /// time on the node beyond its two AWS round trips.
+    InBursts(Duration),
+}
+
+/// The node's window: 3 ms, while pods arrive together.
+pub const BATCH_WINDOW: BatchWindow = BatchWindow::InBursts(Duration::from_millis(3));
+
+/// Batches of one queue started within this span are taken for a burst
+/// (a wave of pods reaches the driver over tens of milliseconds): the
+/// first of a burst goes alone, the ones after it gather.
+pub const BURST: Duration = Duration::from_millis(50);
+
+impl BatchWindow {
+    /// How long a new batch waits, given how long ago the previous batch
+    /// of its queue started (None: not within the last [`BURST`]).
+    pub fn wait(self, since_previous: Option<Duration>) -> Duration {
+        match self {
+            BatchWindow::Always(window) => window,
+            BatchWindow::InBursts(window) => match since_previous {
+                Some(since) if since < BURST => window,
+                _ => Duration::ZERO,
+            },
+        }
+    }
+}
 
 /// How a fetch may share with other pods' fetches.
 #[derive(Debug, Clone)]
@@ -97,12 +132,20 @@ impl Served {
     }
 }
 
+/// The batches being gathered, and when each queue last started one.
+#[derive(Default)]
+struct Queues {
+    open: HashMap<QueueKey, Queue>,
+    /// Kept for [`BURST`] only.
+    started: HashMap<QueueKey, Instant>,
+}
+
 pub struct SharedValues {
     slots: Mutex<HashMap<ValueKey, Slot>>,
-    queues: Mutex<HashMap<QueueKey, Queue>>,
+    queues: Mutex<Queues>,
     /// Values older than the largest `max_age` ever asked for are dropped.
     retain_ms: AtomicU64,
-    window: Duration,
+    window: BatchWindow,
     budget: Arc<RateBudget>,
     metrics: Arc<Metrics>,
 }
@@ -116,7 +159,7 @@ impl SharedValues {
         &self.budget
     }
 
-    pub fn new(budget: Arc<RateBudget>, metrics: Arc<Metrics>, window: Duration) -> Self {
+    pub fn new(budget: Arc<RateBudget>, metrics: Arc<Metrics>, window: BatchWindow) -> Self {
         SharedValues {
             slots: Mutex::default(),
             queues: Mutex::default(),
@@ -149,7 +192,7 @@ impl SharedValues {
             .fetch_max(sharing.max_age.as_millis() as u64, Ordering::Relaxed);
         let now = Instant::now();
         let mut waiting: Vec<Result<Outcome, Answer>> = Vec::with_capacity(objects.len());
-        let mut start_queue = false;
+        let mut start_queue = None;
         {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             self.sweep(&mut slots, now);
@@ -176,8 +219,14 @@ impl SharedValues {
                         slots.insert(key.clone(), Slot::Pending(rx.clone()));
                         waiting.push(Err(rx));
                         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-                        let q = queues.entry(queue.clone()).or_insert_with(|| {
-                            start_queue = true;
+                        let Queues { open, started } = &mut *queues;
+                        let q = open.entry(queue.clone()).or_insert_with(|| {
+                            started.retain(|_, at| now.saturating_duration_since(*at) < BURST);
+                            let previous = started.insert(queue.clone(), now);
+                            start_queue = Some(
+                                self.window
+                                    .wait(previous.map(|at| now.saturating_duration_since(at))),
+                            );
                             Queue {
                                 items: Vec::new(),
                                 config: config.clone(),
@@ -190,12 +239,12 @@ impl SharedValues {
                 }
             }
         }
-        if start_queue {
+        if let Some(wait) = start_queue {
             let this = Arc::clone(self);
             let key = queue.clone();
             // Spawned: the call completes (and serves the others) even if
             // the pod that started it gives up.
-            tokio::spawn(async move { this.flush(key).await });
+            tokio::spawn(async move { this.flush(key, wait).await });
         }
         let mut out = Vec::with_capacity(waiting.len());
         for (w, object) in waiting.into_iter().zip(objects) {
@@ -210,13 +259,16 @@ impl SharedValues {
         out
     }
 
-    /// Sends what queued up during the window, then hands out the answers.
-    async fn flush(self: Arc<Self>, key: QueueKey) {
-        tokio::time::sleep(self.window).await;
+    /// Sends what queued up during `wait`, then hands out the answers.
+    async fn flush(self: Arc<Self>, key: QueueKey, wait: Duration) {
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         let Some(queue) = self
             .queues
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .open
             .remove(&key)
         else {
             return;
@@ -287,4 +339,29 @@ fn abandoned(object: &ObjectRef, region: &str) -> ObjectFailure {
         "the shared fetch ended without an answer",
         None,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_lone_batch_goes_at_once_and_a_burst_gathers() {
+        let node = BATCH_WINDOW;
+        assert_eq!(node.wait(None), Duration::ZERO, "nothing before it");
+        assert_eq!(node.wait(Some(BURST)), Duration::ZERO, "the burst is over");
+        assert_eq!(node.wait(Some(BURST * 10)), Duration::ZERO);
+        assert_eq!(node.wait(Some(Duration::ZERO)), 3 * MS);
+        assert_eq!(node.wait(Some(BURST - MS)), 3 * MS);
+    }
+
+    #[test]
+    fn a_fixed_window_always_waits() {
+        let controller = BatchWindow::Always(100 * MS);
+        for since in [None, Some(Duration::ZERO), Some(BURST), Some(BURST * 10)] {
+            assert_eq!(controller.wait(since), 100 * MS);
+        }
+    }
 }
