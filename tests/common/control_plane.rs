@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// A running control plane (one per test binary).
 pub struct ControlPlane {
-    _child: Child,
+    child: Child,
     pub work: PathBuf,
     pub server: String,
     pub admin: PathBuf,
@@ -70,7 +70,7 @@ fn start(env: &[(&str, &str)]) -> ControlPlane {
         "control plane did not start: {line}"
     );
     ControlPlane {
-        _child: child,
+        child,
         server: parts[1].to_owned(),
         admin: PathBuf::from(parts[2]),
         work,
@@ -94,6 +94,28 @@ pub fn helm() -> PathBuf {
 }
 
 impl ControlPlane {
+    /// The processes of the control plane (etcd, kube-apiserver, and the
+    /// controllers when asked for): the children of its script.
+    pub fn processes(&self) -> Vec<u32> {
+        let script = self.child.id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // The parent is the field after the state, after the name.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        let (_, rest) = stat.rsplit_once(')')?;
+                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(script)
+            })
+            .collect()
+    }
+
     /// kubectl as the cluster admin; panics on failure.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> String {
         match self.try_kubectl(args, stdin) {
