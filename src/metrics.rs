@@ -19,6 +19,26 @@ use crate::state::VolumeStore;
 const PROVIDER: &str = "aws";
 const OS: &str = "linux";
 
+/// How an object a volume asked for was served: fetched now, joined to a
+/// fetch in flight, or taken from an earlier fetch (a label of
+/// `object_requests`; defined here so that metrics depends on no step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Fetched,
+    Joined,
+    Reused,
+}
+
+impl Served {
+    pub fn label(self) -> &'static str {
+        match self {
+            Served::Fetched => "fetched",
+            Served::Joined => "joined",
+            Served::Reused => "reused",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
     provider: &'static str,
@@ -257,7 +277,7 @@ impl Metrics {
     }
 
     /// How an object a volume asked for was served.
-    pub fn shared_value(&self, served: crate::fetch::Served) {
+    pub fn shared_value(&self, served: Served) {
         self.object_requests
             .get_or_create(&ServedLabels {
                 served: served.label(),

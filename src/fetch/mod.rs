@@ -23,7 +23,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 pub use budget::{DEFAULT_BUDGETS, DefaultBudget, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
 pub use listing::Listing;
-pub use shared::{BATCH_WINDOW, BatchWindow, Served, SharedValues, Sharing};
+pub use shared::{BATCH_WINDOW, BatchWindow, SharedValues, Sharing};
 
 use crate::aws::AwsIdentity;
 use crate::metrics::Metrics;

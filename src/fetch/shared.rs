@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use super::budget::{Priority, RateBudget};
 use super::{FetchedValue, ObjectFailure, Outcome, Wanted, secretsmanager, ssm};
 use crate::aws::IdentityKey;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Served};
 use crate::spc::{ObjectRef, ObjectType};
 
 /// How long a new batch waits for other requests to join it.
@@ -112,24 +112,6 @@ struct Queue {
     /// queue has the same identity key, hence the same credentials.
     config: SdkConfig,
     priority: Priority,
-}
-
-/// A value as served: fetched now, joined, or taken from an earlier fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    Fetched,
-    Joined,
-    Reused,
-}
-
-impl Served {
-    pub fn label(self) -> &'static str {
-        match self {
-            Served::Fetched => "fetched",
-            Served::Joined => "joined",
-            Served::Reused => "reused",
-        }
-    }
 }
 
 /// The batches being gathered, and when each queue last started one.
