@@ -15,6 +15,13 @@ pub mod csi;
 pub mod fetch;
 pub mod identity;
 pub mod metrics;
+/// The CSI wire types generated from proto/csi.proto. They sit below every
+/// step so that a step can name a request without depending on the gRPC
+/// services in `csi`.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("csi.v1");
+}
 pub mod publish;
 pub mod request;
 pub mod rotation;

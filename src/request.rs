@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use aws_secrets_csi_core::names::{self, InvalidName, NameKind};
 
-use crate::csi::NodePublishVolumeRequest;
+use crate::proto::NodePublishVolumeRequest;
 use crate::secret::Token;
 
 pub const ATTR_CLASS: &str = "secretProviderClass";
@@ -116,7 +116,7 @@ pub fn parse_publish(
         .volume_capability
         .as_ref()
         .ok_or(RequestError::Capability)?;
-    if let Some(crate::csi::volume_capability::AccessType::Block(_)) = capability.access_type {
+    if let Some(crate::proto::volume_capability::AccessType::Block(_)) = capability.access_type {
         return Err(RequestError::BlockCapability);
     }
     if !req.readonly {
@@ -252,7 +252,7 @@ pub fn parse_tokens(json: &str) -> Result<HashMap<String, Token>, RequestError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::csi::{VolumeCapability, volume_capability};
+    use crate::proto::{VolumeCapability, volume_capability};
 
     fn request() -> NodePublishVolumeRequest {
         NodePublishVolumeRequest {

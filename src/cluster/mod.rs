@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, merged, up_to_date};
 
+use crate::identity::TokenReviewed;
 use crate::identity::issuer::IssuerKeys;
 use crate::request::Pod;
 
@@ -251,17 +252,6 @@ where
         }
     });
     reader
-}
-
-/// What the API server says of a token (TokenReview).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TokenReviewed {
-    pub authenticated: bool,
-    pub username: Option<String>,
-    /// The pod a bound token belongs to (`authentication.kubernetes.io/pod-uid`).
-    pub pod_uid: Option<String>,
-    /// The API server's reason when not authenticated (never holds the token).
-    pub error: Option<String>,
 }
 
 /// The TokenReview `extra` key naming the pod of a bound token.

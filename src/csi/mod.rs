@@ -10,15 +10,12 @@ mod registration;
 mod server;
 mod status;
 
-#[allow(clippy::all, clippy::pedantic)]
-mod proto {
-    tonic::include_proto!("csi.v1");
-}
-
 pub use health::{Health, serve_health};
 pub use identity_service::IdentityService;
 pub use node_service::NodeService;
-pub use proto::*;
+// The wire types live below every step (crate::proto); re-exported here for
+// the gRPC clients of tests and tools.
+pub use crate::proto::*;
 pub use registration::{
     InfoRequest, PluginInfo, Registration, RegistrationClient, RegistrationStatus,
     RegistrationVerdict, serve_registration,

@@ -4,10 +4,10 @@ use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
-use super::proto::node_server::Node;
-use super::proto::*;
 use super::status::status_of;
 use crate::metrics::Metrics;
+use crate::proto::node_server::Node;
+use crate::proto::*;
 use crate::publish::{PublishError, Published, Publisher};
 use crate::request;
 

@@ -14,9 +14,9 @@ use tonic::transport::server::Connected;
 
 use super::authority::AuthorityRewriter;
 
-use super::proto::identity_server::IdentityServer;
-use super::proto::node_server::NodeServer;
 use super::{IdentityService, NodeService};
+use crate::proto::identity_server::IdentityServer;
+use crate::proto::node_server::NodeServer;
 
 /// A CSI endpoint: `unix:///path/csi.sock` or a bare `/path/csi.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]

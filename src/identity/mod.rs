@@ -23,7 +23,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 
 pub use pod_identity::{AgentEndpoints, PodIdentityAgent};
-pub use proof::{Claimant, NotProven, ProvenTokens, judge};
+pub use proof::{Claimant, NotProven, ProvenTokens, TokenReviewed, judge};
 
 use crate::aws::IdentityKey;
 use crate::metrics::Metrics;

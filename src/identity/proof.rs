@@ -10,7 +10,6 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::cluster::TokenReviewed;
 use crate::secret::Token;
 
 /// How long a proven token is trusted without asking again (kubelet's
@@ -38,6 +37,19 @@ pub struct NotProven {
     pub service_account: String,
     pub audience: String,
     pub reason: String,
+}
+
+/// What the API server says of a token (TokenReview): the evidence
+/// [`judge`] weighs. Defined here, not in `cluster`, so that the API edge
+/// depends on identity and not the other way round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenReviewed {
+    pub authenticated: bool,
+    pub username: Option<String>,
+    /// The pod a bound token belongs to (`authentication.kubernetes.io/pod-uid`).
+    pub pod_uid: Option<String>,
+    /// The API server's reason when not authenticated (never holds the token).
+    pub error: Option<String>,
 }
 
 /// Decides whether a TokenReview answer proves `who`. Pure.
