@@ -184,6 +184,67 @@ async fn a_mount_that_is_not_ours_is_neither_written_nor_unmounted() {
     );
 }
 
+/// The driver reads mountinfo once per mount and then knows its own mounts
+/// by their unique mount id: a mount remounted without noexec, or replaced
+/// by another file system after the publish, must still be refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_changed_after_the_publish_is_not_ours_any_more() {
+    let w = World::new().await;
+    moto().create_secret("s2b/s", "s2b-value").await;
+    w.kube.put_service_account("s2b", "app", Some(READER_ROLE));
+    w.class(
+        "s2b",
+        "c",
+        "- {objectName: s2b/s, objectType: secretsmanager, objectAlias: s}",
+    );
+    let refused = |err: tonic::Status| {
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(
+            err.message()
+                .contains("file system this driver did not mount"),
+            "{}",
+            err.message()
+        );
+    };
+
+    // Published and republished (the second time from what it knows).
+    let pod = PodSpec::new("s2b", "p", "app");
+    let target = w.dir.target(&pod.uid);
+    for _ in 0..3 {
+        w.publish(&target, "c", &pod).await.unwrap();
+    }
+    assert_eq!(read(&target, "s"), "s2b-value");
+
+    // Remounted by someone else with exec allowed.
+    use nix::mount::MsFlags;
+    nix::mount::mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .unwrap();
+    assert!(!mount_line(&target).unwrap().contains("noexec"));
+    refused(w.publish(&target, "c", &pod).await.unwrap_err());
+
+    // Replaced: the driver's tmpfs detached, another one mounted there.
+    let pod2 = PodSpec::new("s2b", "q", "app");
+    let target2 = w.dir.target(&pod2.uid);
+    w.publish(&target2, "c", &pod2).await.unwrap();
+    w.publish(&target2, "c", &pod2).await.unwrap();
+    nix::mount::umount2(&target2, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    foreign_tmpfs(&target2);
+    refused(w.publish(&target2, "c", &pod2).await.unwrap_err());
+    let names: Vec<_> = std::fs::read_dir(&target2)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["theirs"], "nothing written into their mount");
+    let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
+    let _ = nix::mount::umount2(&target2, nix::mount::MntFlags::MNT_DETACH);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn volume_target_and_pod_must_agree() {
     let w = World::new().await;
