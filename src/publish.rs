@@ -205,6 +205,7 @@ pub struct Publisher {
     secrets_synced: Mutex<std::collections::HashMap<String, u64>>,
     /// Classes (namespace, name, content) whose warnings were said once.
     warned: Mutex<HashSet<(String, String, u64)>>,
+    plans: Plans,
     fetcher: Fetcher,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
@@ -358,6 +359,7 @@ impl Publisher {
             node_region: tokio::sync::OnceCell::new(),
             secrets_synced: Mutex::default(),
             warned: Mutex::default(),
+            plans: Plans::default(),
             fetcher,
             config,
             volumes,
@@ -653,7 +655,14 @@ impl Publisher {
             .default_region(&class.spec)
             .instrument(crate::step!("region"))
             .await;
-        let plan = spc::plan_class(&class.spec, default_region.as_deref(), self.config.limits())
+        let plan = self
+            .plans
+            .get_or_plan(
+                (ns, &req.class_name),
+                &class.spec,
+                default_region.as_deref(),
+                || spc::plan_class(&class.spec, default_region.as_deref(), self.config.limits()),
+            )
             .map_err(|source| PublishError::Class {
                 namespace: ns.clone(),
                 name: req.class_name.clone(),
@@ -1020,6 +1029,63 @@ pub fn fingerprint(spec: &SecretProviderClassSpec) -> u64 {
     h.finish()
 }
 
+/// The last plan of each class, kept while the class and the region it was
+/// planned for are unchanged: parsing a class's objects YAML (twice, for Go's
+/// booleans) was the driver's largest cost per republish after the kernel's.
+/// Compared by content, not by a hash a class author could collide.
+#[derive(Default)]
+struct Plans(Mutex<std::collections::HashMap<(String, String), PlannedClass>>);
+
+struct PlannedClass {
+    spec: SecretProviderClassSpec,
+    default_region: Option<String>,
+    plan: Arc<MountPlan>,
+}
+
+impl Plans {
+    /// Classes a node's plans are kept for; beyond it, planning starts over.
+    const BOUND: usize = 1024;
+
+    fn get_or_plan(
+        &self,
+        (namespace, name): (&str, &str),
+        spec: &SecretProviderClassSpec,
+        default_region: Option<&str>,
+        plan: impl FnOnce() -> Result<MountPlan, PlanError>,
+    ) -> Result<Arc<MountPlan>, PlanError> {
+        let key = (namespace.to_owned(), name.to_owned());
+        {
+            let plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(known) = plans.get(&key)
+                && known.spec.provider == spec.provider
+                && known.spec.parameters == spec.parameters
+                && known.default_region.as_deref() == default_region
+            {
+                return Ok(known.plan.clone());
+            }
+        }
+        // Errors are not kept: a broken class is rare and says so each time.
+        let planned = Arc::new(plan()?);
+        let mut plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= Self::BOUND && !plans.contains_key(&key) {
+            plans.clear();
+        }
+        plans.insert(
+            key,
+            PlannedClass {
+                spec: SecretProviderClassSpec {
+                    provider: spec.provider.clone(),
+                    parameters: spec.parameters.clone(),
+                    secret_objects: Vec::new(),
+                },
+                default_region: default_region.map(str::to_owned),
+                plan: planned.clone(),
+            },
+        );
+        Ok(planned)
+    }
+}
+
 /// Fetches a plan's values and renders its files.
 pub async fn fetch_and_render(
     fetcher: &Fetcher,
@@ -1114,6 +1180,47 @@ mod tests {
     use super::*;
     use crate::render::FileEntry;
     use crate::secret::SecretBytes;
+
+    #[test]
+    fn a_class_is_planned_again_only_when_it_or_its_region_changed() {
+        let spec = |objects: &str| SecretProviderClassSpec {
+            provider: "aws".into(),
+            parameters: [("objects".to_owned(), objects.to_owned())].into(),
+            ..Default::default()
+        };
+        let plans = Plans::default();
+        let calls = std::cell::Cell::new(0);
+        let get = |ns: &str, s: &SecretProviderClassSpec, region: Option<&str>| {
+            plans.get_or_plan((ns, "c"), s, region, || {
+                calls.set(calls.get() + 1);
+                spc::plan_class(s, region, spc::VolumeLimits::default())
+            })
+        };
+        let a = spec("- {objectName: a, objectType: secretsmanager}");
+        let first = get("ns", &a, Some("r1")).unwrap();
+        let again = get("ns", &a.clone(), Some("r1")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(calls.get(), 1);
+        // Another namespace, another region, other objects: planned anew.
+        assert_eq!(get("other", &a, Some("r1")).unwrap().region, "r1");
+        assert_eq!(get("ns", &a, Some("r2")).unwrap().region, "r2");
+        let b = spec("- {objectName: b, objectType: secretsmanager}");
+        assert_eq!(
+            get("ns", &b, Some("r2")).unwrap().objects[0].primary.name,
+            "b"
+        );
+        assert_eq!(calls.get(), 4);
+        // A broken class is refused each time, and its error not kept.
+        let broken = spec("- {objectName: b, objectType: nonsense}");
+        assert!(get("ns", &broken, Some("r2")).is_err());
+        assert!(get("ns", &broken, Some("r2")).is_err());
+        assert_eq!(calls.get(), 6);
+        assert_eq!(
+            get("ns", &b, Some("r2")).unwrap().objects[0].primary.name,
+            "b"
+        );
+        assert_eq!(calls.get(), 6, "the last good plan is still known");
+    }
 
     #[test]
     fn one_operation_per_volume() {
