@@ -115,16 +115,36 @@ fn foreign_tmpfs(target: &Path) {
     std::fs::write(target.join("theirs"), "keep me").unwrap();
 }
 
+/// A world where namespace `ns` has a reader account `app`, a secret
+/// `<ns>/s` holding `<ns>-value`, and a class `c` mounting it as `s`.
+async fn one_secret_world(ns: &str) -> World {
+    let w = World::new().await;
+    moto()
+        .create_secret(&format!("{ns}/s"), &format!("{ns}-value"))
+        .await;
+    w.kube.put_service_account(ns, "app", Some(READER_ROLE));
+    w.class(
+        ns,
+        "c",
+        &format!("- {{objectName: {ns}/s, objectType: secretsmanager, objectAlias: s}}"),
+    );
+    w
+}
+
+/// The driver's answer to a publish onto a mount it did not make.
+fn refused_as_not_ours(err: tonic::Status) {
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message()
+            .contains("file system this driver did not mount"),
+        "{}",
+        err.message()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mount_that_is_not_ours_is_neither_written_nor_unmounted() {
-    let w = World::new().await;
-    moto().create_secret("s2/s", "s2-value").await;
-    w.kube.put_service_account("s2", "app", Some(READER_ROLE));
-    w.class(
-        "s2",
-        "c",
-        "- {objectName: s2/s, objectType: secretsmanager, objectAlias: s}",
-    );
+    let w = one_secret_world("s2").await;
     let mut node = w.driver.node().await;
 
     // Another file system mounted at a valid target (a tmpfs of another
@@ -148,14 +168,7 @@ async fn a_mount_that_is_not_ours_is_neither_written_nor_unmounted() {
     .unwrap();
 
     for (target, pod) in [(&target, &pod), (&target2, &pod2)] {
-        let err = w.publish(target, "c", pod).await.unwrap_err();
-        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-        assert!(
-            err.message()
-                .contains("file system this driver did not mount"),
-            "{}",
-            err.message()
-        );
+        refused_as_not_ours(w.publish(target, "c", pod).await.unwrap_err());
         let err = node
             .node_unpublish_volume(unpublish_request(target, pod))
             .await
@@ -189,23 +202,7 @@ async fn a_mount_that_is_not_ours_is_neither_written_nor_unmounted() {
 /// by another file system after the publish, must still be refused.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mount_changed_after_the_publish_is_not_ours_any_more() {
-    let w = World::new().await;
-    moto().create_secret("s2b/s", "s2b-value").await;
-    w.kube.put_service_account("s2b", "app", Some(READER_ROLE));
-    w.class(
-        "s2b",
-        "c",
-        "- {objectName: s2b/s, objectType: secretsmanager, objectAlias: s}",
-    );
-    let refused = |err: tonic::Status| {
-        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-        assert!(
-            err.message()
-                .contains("file system this driver did not mount"),
-            "{}",
-            err.message()
-        );
-    };
+    let w = one_secret_world("s2b").await;
 
     // Published and republished (the second time from what it knows).
     let pod = PodSpec::new("s2b", "p", "app");
@@ -226,7 +223,7 @@ async fn a_mount_changed_after_the_publish_is_not_ours_any_more() {
     )
     .unwrap();
     assert!(!mount_line(&target).unwrap().contains("noexec"));
-    refused(w.publish(&target, "c", &pod).await.unwrap_err());
+    refused_as_not_ours(w.publish(&target, "c", &pod).await.unwrap_err());
 
     // Replaced: the driver's tmpfs detached, another one mounted there.
     let pod2 = PodSpec::new("s2b", "q", "app");
@@ -235,7 +232,7 @@ async fn a_mount_changed_after_the_publish_is_not_ours_any_more() {
     w.publish(&target2, "c", &pod2).await.unwrap();
     nix::mount::umount2(&target2, nix::mount::MntFlags::MNT_DETACH).unwrap();
     foreign_tmpfs(&target2);
-    refused(w.publish(&target2, "c", &pod2).await.unwrap_err());
+    refused_as_not_ours(w.publish(&target2, "c", &pod2).await.unwrap_err());
     let names: Vec<_> = std::fs::read_dir(&target2)
         .unwrap()
         .map(|e| e.unwrap().file_name())
