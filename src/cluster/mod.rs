@@ -5,6 +5,8 @@
 mod secret_sync;
 mod tls;
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{
     Event, Node, ObjectReference, Pod as PodObject, Secret, ServiceAccount,
 };
@@ -126,17 +128,19 @@ impl Cluster {
         &self,
         namespace: &str,
         name: &str,
-    ) -> Result<SecretProviderClass, ClusterError> {
+    ) -> Result<Arc<SecretProviderClass>, ClusterError> {
+        // The watch store's own copy: no class is cloned per publish.
         if let Some(cached) = self
             .classes
             .as_ref()
             .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)))
         {
-            return Ok((*cached).clone());
+            return Ok(cached);
         }
         Api::<SecretProviderClass>::namespaced(self.client.clone(), namespace)
             .get(name)
             .await
+            .map(Arc::new)
             .map_err(|e| classify(e, "SecretProviderClass", namespace, name))
     }
 
