@@ -27,7 +27,10 @@ use crate::render::{self, FileSet, RenderError};
 use crate::request::{AUDIENCE_POD_IDENTITY, AUDIENCE_STS, PublishRequest, RequestError};
 use crate::rotation::RefreshState;
 use crate::secret::Token;
-use crate::spc::{self, AuthMode, MountPlan, PlanError, SecretObject, SecretProviderClassSpec};
+use crate::spc::{
+    self, AuthMode, MountPlan, PlanError, SecretObject, SecretProviderClass,
+    SecretProviderClassSpec,
+};
 use crate::state::{VolumeRecord, VolumeStore};
 use crate::volume::{self, Layout, Mounted, TmpfsOptions, VolumeError, WriteOutcome};
 
@@ -659,7 +662,7 @@ impl Publisher {
             .plans
             .get_or_plan(
                 (ns, &req.class_name),
-                &class.spec,
+                &class,
                 default_region.as_deref(),
                 || spc::plan_class(&class.spec, default_region.as_deref(), self.config.limits()),
             )
@@ -1032,14 +1035,24 @@ pub fn fingerprint(spec: &SecretProviderClassSpec) -> u64 {
 /// The last plan of each class, kept while the class and the region it was
 /// planned for are unchanged: parsing a class's objects YAML (twice, for Go's
 /// booleans) was the driver's largest cost per republish after the kernel's.
-/// Compared by content, not by a hash a class author could collide.
+/// Compared by content, not by a hash a class author could collide; the
+/// class kept is the watch store's own copy, not another one.
 #[derive(Default)]
 struct Plans(Mutex<std::collections::HashMap<(String, String), PlannedClass>>);
 
 struct PlannedClass {
-    spec: SecretProviderClassSpec,
+    class: Arc<SecretProviderClass>,
     default_region: Option<String>,
     plan: Arc<MountPlan>,
+}
+
+impl PlannedClass {
+    fn holds(&self, class: &Arc<SecretProviderClass>, default_region: Option<&str>) -> bool {
+        let same_class = Arc::ptr_eq(&self.class, class)
+            || (self.class.spec.provider == class.spec.provider
+                && self.class.spec.parameters == class.spec.parameters);
+        same_class && self.default_region.as_deref() == default_region
+    }
 }
 
 impl Plans {
@@ -1049,20 +1062,15 @@ impl Plans {
     fn get_or_plan(
         &self,
         (namespace, name): (&str, &str),
-        spec: &SecretProviderClassSpec,
+        class: &Arc<SecretProviderClass>,
         default_region: Option<&str>,
         plan: impl FnOnce() -> Result<MountPlan, PlanError>,
     ) -> Result<Arc<MountPlan>, PlanError> {
         let key = (namespace.to_owned(), name.to_owned());
+        if let Some(known) = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key)
+            && known.holds(class, default_region)
         {
-            let plans = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(known) = plans.get(&key)
-                && known.spec.provider == spec.provider
-                && known.spec.parameters == spec.parameters
-                && known.default_region.as_deref() == default_region
-            {
-                return Ok(known.plan.clone());
-            }
+            return Ok(known.plan.clone());
         }
         // Errors are not kept: a broken class is rare and says so each time.
         let planned = Arc::new(plan()?);
@@ -1073,11 +1081,7 @@ impl Plans {
         plans.insert(
             key,
             PlannedClass {
-                spec: SecretProviderClassSpec {
-                    provider: spec.provider.clone(),
-                    parameters: spec.parameters.clone(),
-                    secret_objects: Vec::new(),
-                },
+                class: class.clone(),
                 default_region: default_region.map(str::to_owned),
                 plan: planned.clone(),
             },
@@ -1183,23 +1187,30 @@ mod tests {
 
     #[test]
     fn a_class_is_planned_again_only_when_it_or_its_region_changed() {
-        let spec = |objects: &str| SecretProviderClassSpec {
-            provider: "aws".into(),
-            parameters: [("objects".to_owned(), objects.to_owned())].into(),
-            ..Default::default()
+        let spec = |objects: &str| {
+            Arc::new(SecretProviderClass::new(
+                "c",
+                SecretProviderClassSpec {
+                    provider: "aws".into(),
+                    parameters: [("objects".to_owned(), objects.to_owned())].into(),
+                    ..Default::default()
+                },
+            ))
         };
         let plans = Plans::default();
         let calls = std::cell::Cell::new(0);
-        let get = |ns: &str, s: &SecretProviderClassSpec, region: Option<&str>| {
-            plans.get_or_plan((ns, "c"), s, region, || {
+        let get = |ns: &str, c: &Arc<SecretProviderClass>, region: Option<&str>| {
+            plans.get_or_plan((ns, "c"), c, region, || {
                 calls.set(calls.get() + 1);
-                spc::plan_class(s, region, spc::VolumeLimits::default())
+                spc::plan_class(&c.spec, region, spc::VolumeLimits::default())
             })
         };
         let a = spec("- {objectName: a, objectType: secretsmanager}");
         let first = get("ns", &a, Some("r1")).unwrap();
-        let again = get("ns", &a.clone(), Some("r1")).unwrap();
-        assert!(Arc::ptr_eq(&first, &again));
+        // The same object, and a new copy of the same content (a resync).
+        let again = get("ns", &a, Some("r1")).unwrap();
+        let copy = get("ns", &Arc::new((*a).clone()), Some("r1")).unwrap();
+        assert!(Arc::ptr_eq(&first, &again) && Arc::ptr_eq(&first, &copy));
         assert_eq!(calls.get(), 1);
         // Another namespace, another region, other objects: planned anew.
         assert_eq!(get("other", &a, Some("r1")).unwrap().region, "r1");

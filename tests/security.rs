@@ -204,7 +204,8 @@ async fn a_mount_that_is_not_ours_is_neither_written_nor_unmounted() {
 async fn a_mount_changed_after_the_publish_is_not_ours_any_more() {
     let w = one_secret_world("s2b").await;
 
-    // Published and republished (the second time from what it knows).
+    // Published, then republished twice: the first republish reads
+    // mountinfo, the second is decided from what the driver remembers.
     let pod = PodSpec::new("s2b", "p", "app");
     let target = w.dir.target(&pod.uid);
     for _ in 0..3 {

@@ -94,17 +94,17 @@ impl Target {
 
     /// What is mounted here: the mount whose root this directory is.
     pub fn mounted(&self) -> Result<Mounted, VolumeError> {
-        let unique = unique_mount_id(self.fd.as_fd());
-        if let Some(id) = unique
+        let unique = unique_mount(self.fd.as_fd());
+        if let Some(UniqueMount { id, is_root: true }) = unique
             && known_ours::contains(id)
-            && self.still_ours_by_statfs()?
+            && self.still_tmpfs_nosuid_nodev_noexec()?
         {
             return Ok(Mounted::Ours);
         }
         Ok(match self.mount()? {
             None => Mounted::No,
             Some(m) if is_ours(&m) => {
-                if let Some(id) = unique {
+                if let Some(UniqueMount { id, .. }) = unique {
                     known_ours::insert(id);
                 }
                 Mounted::Ours
@@ -118,17 +118,15 @@ impl Target {
 
     /// For a mount already found ours in mountinfo: it is still a tmpfs,
     /// still nosuid, nodev, noexec (a remount could change the flags, never
-    /// the source name), and this directory is still its root.
-    fn still_ours_by_statfs(&self) -> Result<bool, VolumeError> {
+    /// the source name).
+    fn still_tmpfs_nosuid_nodev_noexec(&self) -> Result<bool, VolumeError> {
         const TMPFS_MAGIC: u64 = 0x0102_1994;
         const NOSUID_NODEV_NOEXEC: u64 = 0x2 | 0x4 | 0x8;
         let fs = rustix::fs::fstatfs(&self.fd)
             .map_err(|e| VolumeError::io("inspect", &self.path)(e.into()))?;
         #[allow(clippy::unnecessary_cast)] // the field types differ by architecture
         let (f_type, f_flags) = (fs.f_type as u64, fs.f_flags as u64);
-        Ok(f_type == TMPFS_MAGIC
-            && f_flags & NOSUID_NODEV_NOEXEC == NOSUID_NODEV_NOEXEC
-            && is_mount_root(self.fd.as_fd()) == Some(true))
+        Ok(f_type == TMPFS_MAGIC && f_flags & NOSUID_NODEV_NOEXEC == NOSUID_NODEV_NOEXEC)
     }
 
     /// The mount whose root this directory is, if it is one. Found by mount
@@ -303,53 +301,49 @@ fn resolve_error(path: &Path, e: pathrs::error::Error) -> VolumeError {
 /// mount on the node for every read of mountinfo: that was two thirds of the
 /// driver's CPU in republish waves, so each mount is read there once.
 mod known_ours {
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
     use std::sync::Mutex;
 
     /// Ids of unmounted mounts stay until the set is full; then it starts
     /// over (a miss costs one mountinfo read).
     const BOUND: usize = 4096;
 
-    static IDS: Mutex<Option<HashSet<u64>>> = Mutex::new(None);
+    static IDS: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
 
     pub(super) fn contains(id: u64) -> bool {
-        let ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
-        ids.as_ref().is_some_and(|s| s.contains(&id))
+        IDS.lock().unwrap_or_else(|e| e.into_inner()).contains(&id)
     }
 
     pub(super) fn insert(id: u64) {
         let mut ids = IDS.lock().unwrap_or_else(|e| e.into_inner());
-        let set = ids.get_or_insert_with(HashSet::new);
-        if set.len() >= BOUND {
-            set.clear();
+        if ids.len() >= BOUND {
+            ids.clear();
         }
-        set.insert(id);
+        ids.insert(id);
     }
 }
 
 /// `STATX_MNT_ID_UNIQUE`, not yet named by rustix.
 const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 
-/// The unique mount id of an open file; None on kernels before 6.8.
-fn unique_mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
-    let mask = rustix::fs::StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE);
-    let st = rustix::fs::statx(fd, "", rustix::fs::AtFlags::EMPTY_PATH, mask).ok()?;
-    (st.stx_mask & STATX_MNT_ID_UNIQUE != 0).then_some(st.stx_mnt_id)
+/// The mount an open file lies on, by unique id, and whether the file is
+/// that mount's root: one `statx`.
+struct UniqueMount {
+    id: u64,
+    is_root: bool,
 }
 
-/// Whether an open directory is the root of a mount (Linux 5.8+).
-fn is_mount_root(fd: BorrowedFd<'_>) -> Option<bool> {
+/// None on kernels before 6.8 (no unique mount ids).
+fn unique_mount(fd: BorrowedFd<'_>) -> Option<UniqueMount> {
     use rustix::fs::StatxAttributes;
-    let st = rustix::fs::statx(
-        fd,
-        "",
-        rustix::fs::AtFlags::EMPTY_PATH,
-        rustix::fs::StatxFlags::empty(),
-    )
-    .ok()?;
-    st.stx_attributes_mask
-        .contains(StatxAttributes::MOUNT_ROOT)
-        .then(|| st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
+    let mask = rustix::fs::StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE);
+    let st = rustix::fs::statx(fd, "", rustix::fs::AtFlags::EMPTY_PATH, mask).ok()?;
+    (st.stx_mask & STATX_MNT_ID_UNIQUE != 0
+        && st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT))
+    .then(|| UniqueMount {
+        id: st.stx_mnt_id,
+        is_root: st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT),
+    })
 }
 
 /// The mount id of an open file (`mnt_id` in /proc/self/fdinfo).
