@@ -16,31 +16,9 @@ use crate::spc::SecretObject;
 /// Driver sets it): a Secret without it is never overwritten.
 pub const MANAGED_LABEL: &str = "secrets-store.csi.k8s.io/managed";
 
-/// The Secret types a mounted volume can stand for. Others carry meaning to
-/// Kubernetes itself (a `kubernetes.io/service-account-token` Secret is
-/// filled with a token for the ServiceAccount it names, a bootstrap token
-/// joins nodes): a class author must not be able to make the driver create
-/// those.
-pub const ALLOWED_TYPES: [&str; 6] = [
-    "Opaque",
-    "kubernetes.io/tls",
-    "kubernetes.io/dockerconfigjson",
-    "kubernetes.io/dockercfg",
-    "kubernetes.io/basic-auth",
-    "kubernetes.io/ssh-auth",
-];
-
-/// Label and annotation prefixes that belong to Kubernetes (and to this
-/// driver's own managed label): a class may not set them.
-fn reserved_key(key: &str) -> bool {
-    let Some((prefix, _)) = key.split_once('/') else {
-        return false;
-    };
-    let prefix = prefix.to_ascii_lowercase();
-    ["kubernetes.io", "k8s.io"]
-        .iter()
-        .any(|r| prefix == *r || prefix.ends_with(&format!(".{r}")))
-}
+// The Secret types and the label and annotation keys a synced Secret may
+// have: the same rules as the controller's, in the core.
+pub use aws_secrets_csi_core::target_secret::{ALLOWED_TYPES, reserved_key};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::names::{self, NameKind};
 use crate::secret::SecretBytes;
+use crate::target_secret;
 use crate::spc::{
     AddressPreference, AuthMode, DEFAULT_FILE_MODE, FilePath, FileSpec, MountPlan, ObjectRef,
     ObjectType, PlannedObject, RoleChain, VolumeLimits, is_role_arn,
@@ -172,8 +173,8 @@ pub struct Extract {
 /// One `dataFrom[].find`: every object whose name matches, each a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Find {
-    /// `name.regexp`, checked to compile (bounded in size).
-    pub name: Option<String>,
+    /// `name.regexp`, compiled once when planned (bounded in size).
+    pub name: Option<NameRegex>,
     /// `path`: a name prefix (Secrets Manager) or a path (Parameter Store).
     pub path: Option<String>,
     /// `tags`: all must be present with these values (Secrets Manager).
@@ -189,22 +190,52 @@ pub const MAX_FOUND: usize = 100;
 pub const MAX_OBJECTS: usize = 500;
 pub const MAX_FINDS: usize = 10;
 
+/// The longest `find.name.regexp` accepted. Names are matched against
+/// every listed object, so the pattern's size bounds the work an author
+/// can ask for (a 263 KB pattern compiled per name once took 89 s of CPU).
+pub const MAX_REGEX_BYTES: usize = 4096;
+
+/// A compiled `name.regexp`; equal when the patterns are.
+#[derive(Debug, Clone)]
+pub struct NameRegex(regex::Regex);
+
+impl NameRegex {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for NameRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for NameRegex {}
+
 impl Find {
     /// Whether a listed name is one this find wants.
     pub fn matches(&self, name: &str) -> bool {
         self.path.as_deref().is_none_or(|p| name.starts_with(p))
-            && self
-                .name
-                .as_deref()
-                .is_none_or(|re| compile_regex(re).is_ok_and(|r| r.is_match(name)))
+            && self.name.as_ref().is_none_or(|re| re.0.is_match(name))
     }
 }
 
-fn compile_regex(re: &str) -> Result<regex::Regex, regex::Error> {
+/// Compiles a `name.regexp` within bounds: the pattern's length, and the
+/// compiled program's and lazy DFA's memory.
+fn compile_regex(re: &str) -> Result<NameRegex, String> {
+    if re.len() > MAX_REGEX_BYTES {
+        return Err(format!(
+            "is {} bytes, over the limit of {MAX_REGEX_BYTES}",
+            re.len()
+        ));
+    }
     regex::RegexBuilder::new(re)
         .size_limit(1 << 20)
         .dfa_size_limit(1 << 20)
         .build()
+        .map(NameRegex)
+        .map_err(|e| format!("not a regular expression: {}", first_line(&e.to_string())))
 }
 
 /// The Secret key of a found object: its name with every character a
@@ -608,13 +639,7 @@ fn find(f: &Value, at: &str, service: ObjectType) -> Result<Find, ExternalError>
                 string_at(n, "regexp", &format!("{at}.name"))?.ok_or(ExternalError::Missing {
                     path: format!("{at}.name.regexp"),
                 })?;
-            compile_regex(&re).map_err(|e| {
-                invalid(
-                    format!("{at}.name.regexp"),
-                    format!("not a regular expression: {}", first_line(&e.to_string())),
-                )
-            })?;
-            Some(re)
+            Some(compile_regex(&re).map_err(|why| invalid(format!("{at}.name.regexp"), why))?)
         }
     };
     let tags = string_map(f.get("tags"), &format!("{at}.tags"))?;
@@ -763,10 +788,20 @@ fn refresh(spec: &Value) -> Result<Refresh, ExternalError> {
             format!("{text:?} is under a second"),
         ));
     }
+    if d > MAX_GO_DURATION {
+        return Err(invalid(
+            "spec.refreshInterval",
+            "is longer than the longest duration Kubernetes and External Secrets read (2562047h)",
+        ));
+    }
     Ok(Refresh::Every(d))
 }
 
+/// Go's longest duration (an int64 of nanoseconds, about 292 years).
+pub const MAX_GO_DURATION: Duration = Duration::from_secs(i64::MAX as u64 / 1_000_000_000);
+
 /// A Go duration (`1h30m`, `15m`, `30s`, `1.5h`), as Kubernetes writes them.
+/// Never panics: a number too large for a duration is no duration.
 fn go_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text).ok().or_else(|| {
         let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
@@ -777,7 +812,7 @@ fn go_duration(text: &str) -> Option<Duration> {
             "s" => n,
             _ => return None,
         };
-        (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+        Duration::try_from_secs_f64(seconds).ok()
     })
 }
 
@@ -863,12 +898,36 @@ fn target(es_name: &str, t: Option<&Value>) -> Result<Target, ExternalError> {
             "only Replace is supported",
         )?;
         target.type_ = string_at(template, "type", at)?;
+        // A type Kubernetes acts on (a service-account-token Secret is
+        // filled with a long-lived token of the ServiceAccount it names) is
+        // never written for an ExternalSecret author.
+        if let Some(t) = &target.type_
+            && !target_secret::allowed_type(t)
+        {
+            return Err(invalid(
+                format!("{at}.type"),
+                format!(
+                    "{t:?} is not allowed (allowed: {})",
+                    target_secret::ALLOWED_TYPES.join(", ")
+                ),
+            ));
+        }
         if let Some(meta) = template.get("metadata") {
             let here = format!("{at}.metadata");
             only(meta, &here, &["labels", "annotations"])?;
             target.labels = string_map(meta.get("labels"), &format!("{here}.labels"))?;
             target.annotations =
                 string_map(meta.get("annotations"), &format!("{here}.annotations"))?;
+            let keys = (target.labels.keys().map(|k| ("labels", k)))
+                .chain(target.annotations.keys().map(|k| ("annotations", k)));
+            for (what, key) in keys {
+                if target_secret::reserved_key(key) {
+                    return Err(invalid(
+                        format!("{here}.{what}[{key:?}]"),
+                        "keys under kubernetes.io and k8s.io belong to Kubernetes (app.kubernetes.io excepted)",
+                    ));
+                }
+            }
         }
         target.template = string_map(template.get("data"), &format!("{at}.data"))?;
         for (key, text) in &target.template {

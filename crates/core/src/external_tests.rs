@@ -513,3 +513,99 @@ fn names_bound_for_api_paths_are_checked() {
         assert!(store(&cluster, None).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn a_service_account_token_secret_is_never_templated() {
+    // External Secrets Operator's CVE-2026-42876: the type (or the
+    // annotation that names the ServiceAccount) in the template.
+    let es = |template: Value| {
+        json!({"secretStoreRef": {"name": "s"},
+               "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}],
+               "target": {"template": template}})
+    };
+    for (template, path) in [
+        (
+            json!({"type": "kubernetes.io/service-account-token"}),
+            "spec.target.template.type",
+        ),
+        (
+            json!({"type": "bootstrap.kubernetes.io/token"}),
+            "spec.target.template.type",
+        ),
+        (
+            json!({"type": "helm.sh/release.v1"}),
+            "spec.target.template.type",
+        ),
+        (
+            json!({"metadata": {"annotations": {"kubernetes.io/service-account.name": "deployer"}}}),
+            "spec.target.template.metadata.annotations[\"kubernetes.io/service-account.name\"]",
+        ),
+        (
+            json!({"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}}),
+            "spec.target.template.metadata.labels[\"node-role.kubernetes.io/control-plane\"]",
+        ),
+    ] {
+        match sync_plan("x", &es(template.clone()), &sm_store()) {
+            Err(ExternalError::Invalid { path: p, why }) => {
+                assert_eq!(p, path, "{template}");
+                assert!(why.contains("allowed") || why.contains("belong"), "{why}");
+            }
+            other => panic!("{template}: {other:?}"),
+        }
+    }
+    // What templates commonly set still plans.
+    let ok = es(json!({"type": "kubernetes.io/dockerconfigjson",
+                       "metadata": {"labels": {"app.kubernetes.io/name": "web"},
+                                    "annotations": {"team": "a"}}}));
+    let plan = sync_plan("x", &ok, &sm_store()).unwrap();
+    assert_eq!(
+        plan.target.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+}
+
+#[test]
+fn a_refresh_interval_too_large_is_refused_not_a_panic() {
+    let es = |interval: &str| {
+        json!({"refreshInterval": interval, "secretStoreRef": {"name": "s"},
+               "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]})
+    };
+    for huge in [
+        "99999999999999999999h",
+        "1e300h",
+        "99999999999999999999999999999999999999s",
+        "2562048h",
+    ] {
+        match sync_plan("x", &es(huge), &sm_store()) {
+            Err(ExternalError::Invalid { path, .. }) => {
+                assert_eq!(path, "spec.refreshInterval", "{huge}")
+            }
+            other => panic!("{huge}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        sync_plan("x", &es("87600h"), &sm_store()).unwrap().refresh,
+        Refresh::Every(Duration::from_secs(87600 * 3600))
+    );
+}
+
+#[test]
+fn a_find_regexp_is_bounded_and_compiled_once() {
+    let es = |re: String| {
+        json!({"secretStoreRef": {"name": "s"},
+               "dataFrom": [{"find": {"name": {"regexp": re}}}]})
+    };
+    let long = format!("^({})$", vec!["db-[a-z0-9]{8}"; 400].join("|"));
+    assert!(long.len() > MAX_REGEX_BYTES);
+    match sync_plan("x", &es(long), &sm_store()) {
+        Err(ExternalError::Invalid { path, why }) => {
+            assert_eq!(path, "spec.dataFrom[0].find.name.regexp");
+            assert!(why.contains("over the limit of 4096"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let plan = sync_plan("x", &es("^db/.*$".into()), &sm_store()).unwrap();
+    assert!(plan.finds[0].matches("db/password"));
+    assert!(!plan.finds[0].matches("web/db/password"));
+    assert_eq!(plan.finds[0].name.as_ref().unwrap().as_str(), "^db/.*$");
+}

@@ -10,3 +10,4 @@ pub mod names;
 pub mod render;
 pub mod secret;
 pub mod spc;
+pub mod target_secret;
