@@ -1099,6 +1099,9 @@ impl ControllerProcess {
                 "aws-secrets-csi",
                 "--lease-duration",
                 "3s",
+                // The tests' intervals are seconds long.
+                "--min-refresh-interval",
+                "1s",
             ])
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -3,7 +3,8 @@
 //! Deployment starts it again as a follower), so two never sync at once for
 //! longer than a lease.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -39,6 +40,45 @@ pub enum LeaseError {
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
+    fence: Arc<Fence>,
+}
+
+/// Whether this replica may still write. A leader that was paused (a
+/// SIGSTOP, a stalled node) past its Lease resumes with writes in flight
+/// while another replica leads; every write checks the fence first, and the
+/// fence holds only while the last renewal (timed from before its request
+/// was sent) is younger than four fifths of the Lease: a margin for clocks
+/// and for the write's own time on the wire.
+#[derive(Debug)]
+pub struct Fence {
+    renewed: Mutex<Option<Instant>>,
+    valid_for: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("this replica no longer holds the Lease (last renewed {0:?} ago); the write was not made")]
+pub struct Fenced(pub Duration);
+
+impl Fence {
+    pub fn new(lease: Duration) -> Self {
+        Fence {
+            renewed: Mutex::new(None),
+            valid_for: lease * 4 / 5,
+        }
+    }
+
+    fn renewed_at(&self, at: Instant) {
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
+    }
+
+    /// Ok while the Lease is surely still ours.
+    pub fn check(&self) -> Result<(), Fenced> {
+        match *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(at) if at.elapsed() < self.valid_for => Ok(()),
+            Some(at) => Err(Fenced(at.elapsed())),
+            None => Err(Fenced(Duration::MAX)),
+        }
+    }
 }
 
 fn now() -> MicroTime {
@@ -49,8 +89,14 @@ impl Elector {
     pub fn new(client: kube::Client, config: LeaseConfig) -> Self {
         Elector {
             api: Api::namespaced(client, &config.namespace),
+            fence: Arc::new(Fence::new(config.duration)),
             config,
         }
+    }
+
+    /// The fence every write of the leader checks.
+    pub fn fence(&self) -> Arc<Fence> {
+        self.fence.clone()
     }
 
     fn error(&self, message: impl std::fmt::Display) -> LeaseError {
@@ -64,8 +110,12 @@ impl Elector {
     /// Waits until this replica holds the lease.
     pub async fn acquire(&self) -> Result<(), LeaseError> {
         loop {
+            let sent = Instant::now();
             match self.try_acquire().await {
-                Ok(true) => return Ok(()),
+                Ok(true) => {
+                    self.fence.renewed_at(sent);
+                    return Ok(());
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot take the lease yet"),
             }
@@ -75,11 +125,15 @@ impl Elector {
 
     /// Renews the lease until it is lost; returns why.
     pub async fn hold(&self) -> LeaseError {
-        let mut last_renewal = std::time::Instant::now();
+        let mut last_renewal = Instant::now();
         loop {
             tokio::time::sleep(self.config.duration / 3).await;
+            let sent = Instant::now();
             match self.try_acquire().await {
-                Ok(true) => last_renewal = std::time::Instant::now(),
+                Ok(true) => {
+                    last_renewal = sent;
+                    self.fence.renewed_at(sent);
+                }
                 Ok(false) => {
                     let holder = self
                         .api
@@ -166,5 +220,25 @@ impl Elector {
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fence_closes_when_the_lease_was_not_renewed_in_time() {
+        let fence = Fence::new(Duration::from_millis(500));
+        assert!(fence.check().is_err(), "never acquired");
+        fence.renewed_at(Instant::now());
+        assert!(fence.check().is_ok());
+        // A pause past four fifths of the Lease: closed, whatever the
+        // process thinks it is doing.
+        fence.renewed_at(Instant::now() - Duration::from_millis(401));
+        let e = fence.check().unwrap_err();
+        assert!(e.to_string().contains("no longer holds the Lease"), "{e}");
+        fence.renewed_at(Instant::now());
+        assert!(fence.check().is_ok(), "open again after a renewal");
     }
 }

@@ -6,6 +6,8 @@
 //! interval (on its store's clock, so one identity's refreshes batch). One
 //! replica syncs; the others wait on a Lease.
 
+mod fair;
+mod held;
 mod lease;
 mod sync;
 
@@ -13,14 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-pub use lease::{Elector, LeaseConfig, LeaseError};
-pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Synced, Syncer, until_next_tick};
+pub use held::Held;
+pub use lease::{Elector, Fence, LeaseConfig, LeaseError};
+pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Policies, Synced, Syncer, until_next_tick};
 
 use crate::fetch::{BatchWindow, Fetcher, RateBudget};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
@@ -46,6 +49,63 @@ pub struct ControllerArgs {
     /// How long a Lease holds without renewal.
     #[arg(long, env = "LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     pub lease_duration: Duration,
+    /// The shortest refresh interval honoured: an ExternalSecret that asks
+    /// for less is refreshed this often (each refresh reads its Secret from
+    /// the API server, so a tenant's `refreshInterval: 1s` is API load).
+    #[arg(long, env = "MIN_REFRESH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub min_refresh_interval: Duration,
+    /// Let a namespaced SecretStore without `auth` use the controller's own
+    /// AWS identity. Off: that identity would serve every namespace that
+    /// may create a SecretStore; a ClusterSecretStore (an admin's object)
+    /// may always use it.
+    #[arg(
+        long,
+        env = "NAMESPACED_STORES_USE_CONTROLLER_IDENTITY",
+        default_value_t = false
+    )]
+    pub namespaced_stores_use_controller_identity: bool,
+    /// The most syncs of one namespace running at once (of 32 in all), so
+    /// that one tenant's slow or many ExternalSecrets do not delay another's.
+    #[arg(long, env = "SYNCS_PER_NAMESPACE", default_value_t = 4)]
+    pub syncs_per_namespace: usize,
+}
+
+/// The longest wait before an ExternalSecret is looked at again: a longer
+/// interval is checked this often (kube's scheduler cannot hold a wait of
+/// years, and an interval of years would panic it).
+const MAX_REQUEUE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Syncs running at once, over every namespace.
+const SYNCS: usize = 32;
+
+/// A watch of an External Secrets kind, held as [`Held`], reflected into a
+/// store for lookups; the stream of applied objects.
+fn held_watch(
+    client: &kube::Client,
+    resource: &ApiResource,
+) -> (
+    Store<Held>,
+    impl futures::Stream<Item = Result<Held, watcher::Error>> + Send + 'static,
+) {
+    let writer = reflector::store::Writer::new(resource.clone());
+    let reader = writer.as_reader();
+    let stream = watcher(
+        Api::<Held>::all_with(client.clone(), resource),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects();
+    (reader, stream)
+}
+
+/// What makes an ExternalSecret sync again: its spec (generation), labels
+/// and annotations; not its status, which the sync itself writes.
+fn sync_trigger(es: &Held) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let m = &es.object.metadata;
+    let mut h = DefaultHasher::new();
+    (m.generation, &m.labels, &m.annotations, &m.uid).hash(&mut h);
+    Some(h.finish())
 }
 
 /// The API resource of an External Secrets kind, at the version the cluster
@@ -93,6 +153,9 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         secret_store: served(&client, "SecretStore").await?,
         cluster_secret_store: served(&client, "ClusterSecretStore").await?,
     };
+    let (es_store, es_stream) = held_watch(&client, &kinds.external_secret);
+    let (secret_stores, secret_store_stream) = held_watch(&client, &kinds.secret_store);
+    let (cluster_stores, cluster_store_stream) = held_watch(&client, &kinds.cluster_secret_store);
     let sdk = crate::commands::aws_config().await;
     let metrics = Arc::new(Metrics::new());
     let syncer = Arc::new(Syncer::new(
@@ -117,30 +180,36 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         ),
         kinds.clone(),
         args.controller_class.clone(),
+        Policies {
+            min_refresh: args.min_refresh_interval,
+            namespaced_stores_use_controller_identity: args
+                .namespaced_stores_use_controller_identity,
+        },
+        elector.fence(),
+        secret_stores,
+        cluster_stores,
     ));
     let failures = Arc::new(sync::Failures::default());
-    let es_api: Api<DynamicObject> = Api::all_with(client.clone(), &kinds.external_secret);
-    // Syncs in flight are bounded: a thousand ExternalSecrets applied at
-    // once are synced 32 at a time, not held in memory together.
-    let controller = Controller::new_with(
-        es_api,
-        watcher::Config::default(),
-        kinds.external_secret.clone(),
-    )
-    .with_config(kube::runtime::controller::Config::default().concurrency(32));
-    let store = controller.store();
+    // Status writes (the sync's own) do not trigger a sync: without this
+    // filter, each write of a changing Secret came back as a new sync.
+    let triggers = es_stream.predicate_filter(sync_trigger, Default::default());
+    // Syncs run in the closure below, bounded there (fairly per namespace);
+    // kube's own bound would let one namespace fill every slot.
+    let controller =
+        Controller::for_stream_with(triggers, es_store.clone(), kinds.external_secret.clone())
+            .with_config(kube::runtime::controller::Config::default().concurrency(0));
     // A change to a store syncs every ExternalSecret that names it, at once.
     let by_store = |kind: &'static str| {
-        let store = store.clone();
+        let store = es_store.clone();
         let resource = kinds.external_secret.clone();
-        move |changed: DynamicObject| {
+        move |changed: Held| {
             let name = changed.name_any();
             let namespace = changed.namespace();
             store
                 .state()
                 .into_iter()
                 .filter(|es| {
-                    let r = &es.data["spec"]["secretStoreRef"];
+                    let r = &es.object.data["spec"]["secretStoreRef"];
                     let es_kind = r["kind"].as_str().unwrap_or("SecretStore");
                     r["name"] == name.as_str()
                         && es_kind == kind
@@ -155,31 +224,35 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
             Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
         )
-        .watches_with(
-            Api::<DynamicObject>::all_with(client.clone(), &kinds.secret_store),
-            kinds.secret_store.clone(),
-            watcher::Config::default(),
+        .watches_stream_with(
+            secret_store_stream,
             by_store("SecretStore"),
+            kinds.secret_store.clone(),
         )
-        .watches_with(
-            Api::<DynamicObject>::all_with(client.clone(), &kinds.cluster_secret_store),
-            kinds.cluster_secret_store.clone(),
-            watcher::Config::default(),
+        .watches_stream_with(
+            cluster_store_stream,
             by_store("ClusterSecretStore"),
+            kinds.cluster_secret_store.clone(),
         );
+    let slots = Arc::new(fair::Slots::new(SYNCS, args.syncs_per_namespace));
     let run = controller
         .run(
-            move |es: Arc<DynamicObject>, syncer: Arc<Syncer>| {
+            move |es: Arc<Held>, syncer: Arc<Syncer>| {
                 let failures = failures.clone();
+                let slots = slots.clone();
                 async move {
-                    let id = format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any());
+                    let namespace = es.namespace().unwrap_or_default();
+                    let id = format!("{namespace}/{}", es.name_any());
+                    let _slot = slots.take(&namespace).await;
                     match syncer.sync(&es).await {
                         Ok(Synced::Done { written, next }) => {
                             failures.succeeded(&id);
                             if written {
                                 tracing::info!(externalsecret = %id, "Secret synced");
                             }
-                            Ok(next.map_or_else(Action::await_change, Action::requeue))
+                            Ok(next.map_or_else(Action::await_change, |d| {
+                                Action::requeue(d.min(MAX_REQUEUE))
+                            }))
                         }
                         Ok(Synced::NotOurs) => Ok(Action::await_change()),
                         Err(e) => {

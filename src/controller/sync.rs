@@ -10,12 +10,17 @@ use aws_credential_types::Credentials;
 use aws_secrets_csi_core::external::{
     self, CreationPolicy, ExternalError, Refresh, Store, StoreAuth, StoreKind, SyncPlan,
 };
+use aws_secrets_csi_core::target_secret::{self, Existing, Policy};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store as Cache};
 use serde_json::{Value, json};
+
+use super::held::Held;
+use super::lease::{Fence, Fenced};
 
 use crate::aws::{AwsIdentity, IdentityKey};
 use crate::cluster::{Cluster, ClusterError};
@@ -50,6 +55,8 @@ pub enum SyncError {
     },
     #[error("ExternalSecret status: {0}")]
     Status(String),
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
 }
 
 /// What a sync did.
@@ -73,6 +80,16 @@ pub struct Kinds {
     pub cluster_secret_store: ApiResource,
 }
 
+/// The rules an operator sets for every sync.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    /// The shortest refresh interval honoured.
+    pub min_refresh: Duration,
+    /// Whether a namespaced SecretStore without `auth` may use the
+    /// controller's own AWS identity.
+    pub namespaced_stores_use_controller_identity: bool,
+}
+
 /// Everything a sync runs on: the node driver's identity and fetch layers,
 /// and the cluster.
 pub struct Syncer {
@@ -83,24 +100,42 @@ pub struct Syncer {
     pub kinds: Kinds,
     /// `spec.controller` of the stores served ("" = those without one).
     pub class: String,
+    policies: Policies,
+    /// Every write checks it: a replica that lost the Lease writes nothing.
+    fence: std::sync::Arc<Fence>,
+    /// The stores, from their watches (a GET only before the watch has it).
+    secret_stores: Cache<Held>,
+    cluster_stores: Cache<Held>,
     /// Tokens of store ServiceAccounts, reused while fresh: one
     /// TokenRequest per ServiceAccount per 50 minutes, not per sync.
     tokens: Mutex<HashMap<TokenKey, (Token, Instant)>>,
+    /// The role annotation of store ServiceAccounts, reused for a minute:
+    /// a GET per ServiceAccount per minute, not per sync.
+    roles: Mutex<HashMap<AccountKey, (Option<String>, Instant)>>,
 }
+
+/// (namespace, service account) of a store.
+type AccountKey = (String, String);
 
 /// (namespace, service account, audience) of a store's token.
 type TokenKey = (String, String, String);
 
 const TOKEN_SECONDS: i64 = 3600;
 const TOKEN_REUSE: Duration = Duration::from_secs(50 * 60);
+const ROLE_REUSE: Duration = Duration::from_secs(60);
 
 impl Syncer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: kube::Client,
         identities: Identities,
         fetcher: Fetcher,
         kinds: Kinds,
         class: String,
+        policies: Policies,
+        fence: std::sync::Arc<Fence>,
+        secret_stores: Cache<Held>,
+        cluster_stores: Cache<Held>,
     ) -> Self {
         Syncer {
             cluster: Cluster::new(client.clone(), "aws-secrets-csi-controller".into()),
@@ -109,25 +144,94 @@ impl Syncer {
             fetcher,
             kinds,
             class,
+            policies,
+            fence,
+            secret_stores,
+            cluster_stores,
             tokens: Mutex::default(),
+            roles: Mutex::default(),
         }
     }
 
+    /// The field manager of one ExternalSecret's writes: each owns the keys
+    /// it writes, so two ExternalSecrets merging into one Secret (or an
+    /// Owner and a Merge one) keep each other's keys.
+    fn manager(es_uid: &str) -> String {
+        format!("{MANAGER}/{es_uid}")
+    }
+
     /// Syncs one ExternalSecret and records the outcome in its status.
-    pub async fn sync(&self, es: &DynamicObject) -> Result<Synced, SyncError> {
-        let result = self.sync_data(es).await;
+    pub async fn sync(&self, held: &Held) -> Result<Synced, SyncError> {
+        let es = &held.object;
+        let result = match &held.refusal {
+            // Held without its spec: refused alone, in its own status.
+            Some(refusal) => Err(SyncError::Spec {
+                kind: "ExternalSecret",
+                name: format!(
+                    "{}/{}",
+                    es.metadata.namespace.as_deref().unwrap_or_default(),
+                    es.metadata.name.as_deref().unwrap_or_default()
+                ),
+                source: ExternalError::Invalid {
+                    path: "spec".into(),
+                    why: refusal.to_string(),
+                },
+            }),
+            None => self.sync_data(es).await,
+        };
         match &result {
             Ok(Synced::Done { written, .. }) => {
                 self.status(es, true, "SecretSynced", "Secret was synced", *written)
                     .await?;
             }
             Ok(Synced::NotOurs) => {}
+            // Nothing more is written by a replica that lost the Lease.
+            Err(SyncError::Fenced(_)) => {}
             Err(e) => {
                 self.status(es, false, "SecretSyncedError", &e.to_string(), false)
                     .await?;
             }
         }
         result
+    }
+
+    /// A store, from its watch; one GET when the watch has not seen it
+    /// (yet). Decoded as [`Held`] either way.
+    async fn store_object(
+        &self,
+        kind: StoreKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<std::sync::Arc<Held>, SyncError> {
+        let (cache, resource, ns, label) = match kind {
+            StoreKind::SecretStore => (
+                &self.secret_stores,
+                &self.kinds.secret_store,
+                Some(namespace),
+                "SecretStore",
+            ),
+            StoreKind::ClusterSecretStore => (
+                &self.cluster_stores,
+                &self.kinds.cluster_secret_store,
+                None,
+                "ClusterSecretStore",
+            ),
+        };
+        let mut key = ObjectRef::new_with(name, resource.clone());
+        if let Some(ns) = ns {
+            key = key.within(ns);
+        }
+        if let Some(held) = cache.get(&key) {
+            return Ok(held);
+        }
+        let api: Api<Held> = match ns {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        };
+        api.get(name)
+            .await
+            .map(std::sync::Arc::new)
+            .map_err(|e| crate::cluster::classify(e, label, ns.unwrap_or(""), name).into())
     }
 
     async fn sync_data(&self, es: &DynamicObject) -> Result<Synced, SyncError> {
@@ -140,39 +244,55 @@ impl Syncer {
         };
         let es_id = format!("{ns}/{name}");
         let store_ref = external::store_ref(&spec).map_err(spec_error("ExternalSecret", &es_id))?;
-        let (store_api, store_ns, store_kind): (Api<DynamicObject>, Option<&str>, &'static str) =
-            match store_ref.kind {
-                StoreKind::SecretStore => (
-                    Api::namespaced_with(self.client.clone(), &ns, &self.kinds.secret_store),
-                    Some(ns.as_str()),
-                    "SecretStore",
-                ),
-                StoreKind::ClusterSecretStore => (
-                    Api::all_with(self.client.clone(), &self.kinds.cluster_secret_store),
-                    None,
-                    "ClusterSecretStore",
-                ),
-            };
-        let store_obj = store_api.get(&store_ref.name).await.map_err(|e| {
-            crate::cluster::classify(e, store_kind, store_ns.unwrap_or(""), &store_ref.name)
-        })?;
-        let store_spec = store_obj.data.get("spec").cloned().unwrap_or(Value::Null);
+        let (store_ns, store_kind): (Option<&str>, &'static str) = match store_ref.kind {
+            StoreKind::SecretStore => (Some(ns.as_str()), "SecretStore"),
+            StoreKind::ClusterSecretStore => (None, "ClusterSecretStore"),
+        };
+        let store_obj = self
+            .store_object(store_ref.kind, &ns, &store_ref.name)
+            .await?;
         let store_id = match store_ns {
             Some(n) => format!("{n}/{}", store_ref.name),
             None => store_ref.name.clone(),
         };
+        if let Some(refusal) = &store_obj.refusal {
+            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
+                path: "spec".into(),
+                why: refusal.to_string(),
+            }));
+        }
+        let store_spec = store_obj
+            .object
+            .data
+            .get("spec")
+            .cloned()
+            .unwrap_or(Value::Null);
         if !external::served_by(&store_spec, &self.class) {
             return Ok(Synced::NotOurs);
         }
         let store =
             external::store(&store_spec, store_ns).map_err(spec_error(store_kind, &store_id))?;
+        if store.auth == StoreAuth::Controller
+            && store_ns.is_some()
+            && !self.policies.namespaced_stores_use_controller_identity
+        {
+            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
+                path: "spec.provider.aws.auth".into(),
+                why: "is required: a SecretStore without auth would lend the controller's own AWS identity to its namespace (allowed only with --namespaced-stores-use-controller-identity; a ClusterSecretStore may use it)".into(),
+            }));
+        }
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let (identity, scope) = self.identity(&store, &store_id, &name).await?;
         // ExternalSecrets of one identity that read one secret share one
         // value fetched at their common tick (see `until_next_tick`): a
         // tenth of the interval, so every tick still asks AWS once.
-        let max_age = match plan.refresh {
+        // The operator's floor on refresh intervals.
+        let refresh = match plan.refresh {
+            Refresh::Every(d) => Refresh::Every(d.max(self.policies.min_refresh)),
+            Refresh::Once => Refresh::Once,
+        };
+        let max_age = match refresh {
             Refresh::Every(d) => (d / 10).max(Duration::from_secs(1)),
             Refresh::Once => Duration::ZERO,
         };
@@ -190,7 +310,7 @@ impl Syncer {
         let data = external::render_secret(&plan, &bytes, &found)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let written = self.write_secret(es, &ns, &plan, data).await?;
-        let next = match plan.refresh {
+        let next = match refresh {
             Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
             Refresh::Once => None,
         };
@@ -259,8 +379,7 @@ impl Syncer {
                 audience,
             } => {
                 let role = self
-                    .cluster
-                    .service_account_role(namespace, service_account)
+                    .role(namespace, service_account)
                     .await?
                     .ok_or_else(|| IdentityError::NoRole {
                         namespace: namespace.clone(),
@@ -343,6 +462,34 @@ impl Syncer {
         }
     }
 
+    /// A store ServiceAccount's IRSA role, reused for [`ROLE_REUSE`].
+    async fn role(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Option<String>, SyncError> {
+        let key = (namespace.to_owned(), service_account.to_owned());
+        if let Some((role, at)) = self
+            .roles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && at.elapsed() < ROLE_REUSE
+        {
+            return Ok(role.clone());
+        }
+        let role = self
+            .cluster
+            .service_account_role(namespace, service_account)
+            .await?;
+        let mut roles = self.roles.lock().unwrap_or_else(|p| p.into_inner());
+        if roles.len() > 4096 {
+            roles.retain(|_, (_, at)| at.elapsed() < ROLE_REUSE);
+        }
+        roles.insert(key, (role.clone(), Instant::now()));
+        Ok(role)
+    }
+
     async fn token(
         &self,
         namespace: &str,
@@ -395,6 +542,9 @@ impl Syncer {
     }
 
     /// Writes the Secret as the creation policy says; true when it changed.
+    /// Only into a Secret the ExternalSecret may write
+    /// ([`target_secret::may_write`]), under its own field manager, and
+    /// only when what it owns there differs from what it would write.
     async fn write_secret(
         &self,
         es: &DynamicObject,
@@ -403,9 +553,12 @@ impl Syncer {
         data: BTreeMap<String, crate::secret::SecretBytes>,
     ) -> Result<bool, SyncError> {
         let target = &plan.target;
-        if target.creation == CreationPolicy::None {
-            return Ok(false);
-        }
+        let policy = match target.creation {
+            CreationPolicy::None => return Ok(false),
+            CreationPolicy::Owner => Policy::Owner,
+            CreationPolicy::Orphan => Policy::Orphan,
+            CreationPolicy::Merge => Policy::Merge,
+        };
         let api = Api::<Secret>::namespaced(self.client.clone(), ns);
         let secret_error = |message: String| SyncError::Secret {
             namespace: ns.to_owned(),
@@ -417,27 +570,16 @@ impl Syncer {
             .await
             .map_err(|e| secret_error(e.to_string()))?;
         let es_uid = es.metadata.uid.clone().unwrap_or_default();
-        let owned_by_us = |s: &Secret| {
-            s.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.uid == es_uid)
-        };
-        match (&existing, target.creation) {
-            (None, CreationPolicy::Merge) => {
+        match &existing {
+            None if policy == Policy::Merge => {
                 return Err(secret_error(
                     "does not exist, and creationPolicy Merge only adds keys to an existing Secret"
                         .into(),
                 ));
             }
-            (Some(s), CreationPolicy::Owner) if !owned_by_us(s) && !is_managed(s) => {
-                return Err(secret_error(
-                    "exists and is not owned by this ExternalSecret; refusing to take it over"
-                        .into(),
-                ));
-            }
-            _ => {}
+            None => {}
+            Some(s) => target_secret::may_write(&existing_of(s), policy, &es_uid)
+                .map_err(|refusal| secret_error(refusal.to_string()))?,
         }
         let data: BTreeMap<String, ByteString> = data
             .into_iter()
@@ -453,7 +595,7 @@ impl Syncer {
             data: Some(data),
             ..Default::default()
         };
-        if target.creation != CreationPolicy::Merge {
+        if policy != Policy::Merge {
             labels.insert(MANAGED_LABEL.into(), "true".into());
             desired.metadata.labels = Some(labels);
             desired.metadata.annotations =
@@ -461,7 +603,7 @@ impl Syncer {
             desired.type_ = Some(target.type_.clone().unwrap_or_else(|| "Opaque".into()));
             desired.immutable = target.immutable.then_some(true);
         }
-        if target.creation == CreationPolicy::Owner {
+        if policy == Policy::Owner {
             desired.metadata.owner_references = Some(vec![OwnerReference {
                 api_version: self.kinds.external_secret.api_version.clone(),
                 kind: "ExternalSecret".into(),
@@ -471,9 +613,19 @@ impl Syncer {
                 block_owner_deletion: Some(true),
             }]);
         }
+        let manager = Self::manager(&es_uid);
+        // Written by this controller before each ExternalSecret had a field
+        // manager of its own: that manager's fields are released once
+        // (after the new manager owns what it writes), so keys it alone
+        // held go away. Not for Merge: another ExternalSecret's keys may be
+        // among them.
+        let legacy = policy != Policy::Merge
+            && existing
+                .as_ref()
+                .is_some_and(|s| applied_by(s, MANAGER).is_some());
         if let Some(current) = &existing
-            && crate::cluster::up_to_date(current, &desired)
-            && (target.creation != CreationPolicy::Owner || owned_by_us(current))
+            && !legacy
+            && holds(current, &desired, &manager)
         {
             return Ok(false);
         }
@@ -485,13 +637,29 @@ impl Syncer {
         let mut object = serde_json::to_value(&desired).map_err(|e| secret_error(e.to_string()))?;
         object["apiVersion"] = json!("v1");
         object["kind"] = json!("Secret");
+        self.fence.check()?;
         api.patch(
             &target.name,
-            &PatchParams::apply(MANAGER).force(),
+            &PatchParams::apply(&manager).force(),
             &Patch::Apply(&object),
         )
         .await
         .map_err(|e| secret_error(e.to_string()))?;
+        if legacy {
+            let release = json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": target.name, "namespace": ns},
+            });
+            self.fence.check()?;
+            api.patch(
+                &target.name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&release),
+            )
+            .await
+            .map_err(|e| secret_error(e.to_string()))?;
+        }
         Ok(true)
     }
 
@@ -553,6 +721,7 @@ impl Syncer {
             es.metadata.namespace.as_deref().unwrap_or_default(),
             &self.kinds.external_secret,
         );
+        self.fence.check()?;
         api.patch_status(
             es.metadata.name.as_deref().unwrap_or_default(),
             &PatchParams::apply(MANAGER).force(),
@@ -607,6 +776,9 @@ impl Syncer {
             reporting_instance: Some(MANAGER.into()),
             ..Default::default()
         };
+        if self.fence.check().is_err() {
+            return;
+        }
         if let Err(e) = Api::<Event>::namespaced(self.client.clone(), &ns)
             .create(&Default::default(), &event)
             .await
@@ -616,12 +788,86 @@ impl Syncer {
     }
 }
 
-fn is_managed(s: &Secret) -> bool {
+/// What [`target_secret::may_write`] needs to know of an existing Secret.
+fn existing_of(s: &Secret) -> Existing<'_> {
+    let label = |key: &str| {
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(key))
+            .is_some_and(|v| v == "true")
+    };
+    Existing {
+        type_: s.type_.as_deref().unwrap_or("Opaque"),
+        managed: label(MANAGED_LABEL),
+        writable: label(target_secret::WRITABLE_LABEL),
+        controller: s
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| target_secret::Controller {
+                kind: &o.kind,
+                api_version: &o.api_version,
+                name: &o.name,
+                uid: &o.uid,
+            }),
+    }
+}
+
+/// The fields `manager` applied to a Secret (its `fieldsV1`), if any.
+fn applied_by<'s>(s: &'s Secret, manager: &str) -> Option<&'s Value> {
     s.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_LABEL))
-        .is_some_and(|v| v == "true")
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|f| f.manager.as_deref() == Some(manager) && f.operation.as_deref() == Some("Apply"))
+        .and_then(|f| f.fields_v1.as_ref())
+        .map(|f| &f.0)
+}
+
+/// Whether `current` already holds what `manager` would write as
+/// `desired`: every desired key with its value (other writers' keys are
+/// theirs), no key the manager wrote before and no longer writes, the
+/// desired type, labels, annotations and owner. A Secret that holds them
+/// is not written (nor its status), however many others write into it.
+fn holds(current: &Secret, desired: &Secret, manager: &str) -> bool {
+    let want = desired.data.as_ref();
+    let have = current.data.as_ref();
+    let values = want
+        .iter()
+        .flat_map(|d| d.iter())
+        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v));
+    let stale = applied_by(current, manager)
+        .and_then(|f| f.get("f:data"))
+        .and_then(Value::as_object)
+        .is_some_and(|keys| {
+            keys.keys().any(|k| {
+                k.strip_prefix("f:")
+                    .is_some_and(|k| !want.is_some_and(|d| d.contains_key(k)))
+            })
+        });
+    let subset = |want: &Option<BTreeMap<String, String>>,
+                  have: &Option<BTreeMap<String, String>>| {
+        want.iter()
+            .flatten()
+            .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
+    };
+    let owners = desired.metadata.owner_references.iter().flatten().all(|o| {
+        current
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|c| c.uid == o.uid && c.controller == o.controller)
+    });
+    values
+        && !stale
+        && (desired.type_.is_none() || desired.type_ == current.type_)
+        && subset(&desired.metadata.labels, &current.metadata.labels)
+        && subset(&desired.metadata.annotations, &current.metadata.annotations)
+        && owners
 }
 
 /// How long until the next refresh of an ExternalSecret whose store is
@@ -695,6 +941,68 @@ mod tests {
             .map(|i| until_next_tick(d, &format!("ns/store-{i}"), t0).as_secs() / 60)
             .collect();
         assert!(phases.len() > 30, "spread over minutes: {phases:?}");
+    }
+
+    fn secret(data: &[(&str, &str)], applied: Option<(&str, &[&str])>) -> Secret {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            metadata: ObjectMeta {
+                managed_fields: applied.map(|(manager, keys)| {
+                    let keys: serde_json::Map<String, Value> =
+                        keys.iter().map(|k| (format!("f:{k}"), json!({}))).collect();
+                    vec![ManagedFieldsEntry {
+                        manager: Some(manager.into()),
+                        operation: Some("Apply".into()),
+                        fields_v1: Some(FieldsV1(json!({"f:data": keys}))),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_others_write_into_is_held_when_our_keys_are_there() {
+        let me = "aws-secrets-csi-controller/uid-a";
+        // Merge: another writer's key beside ours is no reason to write
+        // (a write every sync was a loop of 1,840 patches in 20 s).
+        let desired = secret(&[("a", "1")], None);
+        let current = secret(&[("a", "1"), ("other", "x")], Some((me, &["a"])));
+        assert!(holds(&current, &desired, me));
+        // Our value changed, or ours is missing: write.
+        assert!(!holds(
+            &secret(&[("a", "0"), ("other", "x")], Some((me, &["a"]))),
+            &desired,
+            me
+        ));
+        assert!(!holds(&secret(&[("other", "x")], None), &desired, me));
+        // A key we wrote before and no longer write: write (it goes away).
+        let current = secret(&[("a", "1"), ("old", "x")], Some((me, &["a", "old"])));
+        assert!(!holds(&current, &desired, me));
+        // ... but not a key another manager wrote.
+        let current = secret(
+            &[("a", "1"), ("old", "x")],
+            Some(("aws-secrets-csi-controller/uid-b", &["a", "old"])),
+        );
+        assert!(holds(&current, &desired, me));
+        // Owner: the owner reference must be ours.
+        let mut desired = desired;
+        desired.metadata.owner_references = Some(vec![OwnerReference {
+            uid: "uid-a".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        let mut current = secret(&[("a", "1")], Some((me, &["a"])));
+        assert!(!holds(&current, &desired, me));
+        current.metadata.owner_references = desired.metadata.owner_references.clone();
+        assert!(holds(&current, &desired, me));
     }
 
     #[test]

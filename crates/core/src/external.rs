@@ -14,11 +14,11 @@ use serde_json::{Map, Value};
 
 use crate::names::{self, NameKind};
 use crate::secret::SecretBytes;
-use crate::target_secret;
 use crate::spc::{
     AddressPreference, AuthMode, DEFAULT_FILE_MODE, FilePath, FileSpec, MountPlan, ObjectRef,
     ObjectType, PlannedObject, RoleChain, VolumeLimits, is_role_arn,
 };
+use crate::target_secret;
 
 /// The most a Kubernetes Secret may hold (the API server's limit).
 pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
