@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1089,6 +1089,12 @@ struct ControllerProcess {
 
 impl ControllerProcess {
     fn start(dir: &Path, identity: &str, kubeconfig: &Path) -> Self {
+        Self::start_with(dir, identity, kubeconfig, &[])
+    }
+
+    /// With more arguments (a test of its own passes its own Lease and
+    /// controller class, so that tests running at once do not meet).
+    fn start_with(dir: &Path, identity: &str, kubeconfig: &Path, extra: &[&str]) -> Self {
         let log = dir.join(format!("controller-{identity}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))
             .args([
@@ -1103,6 +1109,7 @@ impl ControllerProcess {
                 "--min-refresh-interval",
                 "1s",
             ])
+            .args(extra)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
@@ -1519,6 +1526,225 @@ spec:
     assert!(missing.is_empty(), "used but not granted: {missing:?}");
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
+}
+
+/// Waits for the ExternalSecret's Ready=False and checks its message.
+async fn es_refused(cp: &ControlPlane, ns: &str, name: &str, says: &str) {
+    // By jsonpath: the test's own JSON parser could not read an object
+    // nested as deep as one of them.
+    let condition = || -> (String, String) {
+        let field = |f: &str| {
+            cp.kubectl(
+                &[
+                    "get",
+                    "externalsecret",
+                    name,
+                    "-n",
+                    ns,
+                    "-o",
+                    &format!("jsonpath={{.status.conditions[0].{f}}}"),
+                ],
+                None,
+            )
+        };
+        (field("status"), field("message"))
+    };
+    eventually(Duration::from_secs(30), &format!("{name} refused"), || {
+        condition().0 == "False"
+    })
+    .await;
+    let (_, message) = condition();
+    assert!(message.contains(says), "{name}: {message}");
+}
+
+/// What a hostile ExternalSecret author (no Secret RBAC of their own) tried
+/// in the security review, each refused alone while the others sync: a
+/// service-account-token Secret by template, writing Helm's release Secret,
+/// a Secret nobody opted in, taking over another ExternalSecret's Secret,
+/// Merge as a write loop and as a clobber, an object nested too deep for
+/// the JSON parser, a refresh interval too large for a duration, and a
+/// namespaced store that would lend the controller's own identity.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_writes_only_what_an_external_secret_may_write() {
+    let cp = control_plane();
+    let ns = "tenant";
+    install_controller(cp, ns);
+    moto().create_secret("tenant/a", "value-a").await;
+    let store = |name: &str, auth: bool| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  controller: tenant\n  provider: {{aws: {{service: SecretsManager, region: us-east-1{}}}}}\n---\n",
+            if auth {
+                ", auth: {jwt: {serviceAccountRef: {name: reader}}}"
+            } else {
+                ""
+            }
+        )
+    };
+    let es = |name: &str, target: &str, key: &str, extra: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{{target}}}\n  data: [{{secretKey: {key}, remoteRef: {{key: tenant/a}}}}]\n{extra}---\n"
+        )
+    };
+    // What exists before: Helm's release, a hand-made Secret, and one
+    // opted in for ExternalSecrets to merge into.
+    let mut manifests = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: {ns}\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: helm-release, namespace: {ns}}}\ntype: helm.sh/release.v1\nstringData: {{release: original}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: hand-made, namespace: {ns}}}\nstringData: {{other: kept}}\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: shared, namespace: {ns}, labels: {{external-secrets.aws-secrets-csi.io/writable: \"true\"}}}}\nstringData: {{other: kept}}\n---\n"
+    );
+    manifests += &store("store", true);
+    manifests += &store("no-auth", false);
+    manifests += &es(
+        "token",
+        "name: token",
+        "a",
+        "  # External Secrets Operator's CVE-2026-42876\n",
+    )
+    .replace(
+        "target: {name: token}",
+        "target: {name: token, template: {type: kubernetes.io/service-account-token, metadata: {annotations: {kubernetes.io/service-account.name: deployer}}}}",
+    );
+    manifests += &es(
+        "helm",
+        "name: helm-release, creationPolicy: Orphan",
+        "release",
+        "",
+    );
+    manifests += &es("hand", "name: hand-made, creationPolicy: Merge", "a", "");
+    manifests += &es("owner-a", "name: owned", "a", "");
+    manifests += &es("merge-1", "name: shared, creationPolicy: Merge", "m1", "");
+    manifests += &es("merge-2", "name: shared, creationPolicy: Merge", "m2", "");
+    manifests += &es(
+        "merge-owned",
+        "name: owned, creationPolicy: Merge",
+        "m3",
+        "",
+    );
+    manifests += &es("huge-interval", "name: huge", "a", "").replace(
+        "refreshInterval: 1h",
+        "refreshInterval: 99999999999999999999h",
+    );
+    manifests += &es("lent", "name: lent", "a", "").replace("name: store}", "name: no-auth}");
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    // An ExternalSecret nested deeper than the JSON parser goes, there
+    // before the controller lists (it once failed every sync's watch).
+    let mut deep = serde_json::json!(1);
+    for _ in 0..200 {
+        deep = serde_json::json!({ "a": deep });
+    }
+    let nested = serde_json::json!({
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ExternalSecret",
+        "metadata": {"name": "deep", "namespace": ns},
+        "spec": {"secretStoreRef": {"name": "store"}, "nested": deep},
+    });
+    cp.kubectl(&["create", "-f", "-"], Some(&nested.to_string()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
+    let mut controller = ControllerProcess::start_with(
+        dir.path(),
+        "tenant",
+        &kubeconfig,
+        &["--lease-name", "tenant", "--controller-class", "tenant"],
+    );
+    let data = |name: &str| -> BTreeMap<String, String> {
+        let s = cp.get("secret", name, ns);
+        s["data"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap())
+                    .unwrap();
+                (k.clone(), String::from_utf8(bytes).unwrap())
+            })
+            .collect()
+    };
+    let refused = |name: &'static str, says: &'static str| es_refused(cp, ns, name, says);
+    // The healthy ones sync, the deep one included in the list.
+    eventually(Duration::from_secs(30), "the owned Secret", || {
+        cp.try_kubectl(&["get", "secret", "owned", "-n", ns], None)
+            .is_ok()
+            && data("owned").get("m3").map(String::as_str) == Some("value-a")
+    })
+    .await;
+    eventually(Duration::from_secs(30), "both merges", || {
+        let d = data("shared");
+        d.contains_key("m1") && d.contains_key("m2")
+    })
+    .await;
+    // Merge keeps every other writer's keys: the hand-made key, the other
+    // Merge's, and the Owner's keys and owner reference.
+    assert_eq!(
+        data("shared"),
+        BTreeMap::from([
+            ("m1".into(), "value-a".into()),
+            ("m2".into(), "value-a".into()),
+            ("other".into(), "kept".into()),
+        ])
+    );
+    assert_eq!(
+        data("owned"),
+        BTreeMap::from([
+            ("a".into(), "value-a".into()),
+            ("m3".into(), "value-a".into())
+        ])
+    );
+    let owned = cp.get("secret", "owned", ns);
+    assert_eq!(owned["metadata"]["ownerReferences"][0]["name"], "owner-a");
+    assert_eq!(
+        owned["metadata"]["labels"]["reconcile.external-secrets.io/managed"],
+        "true"
+    );
+    // The refusals, each in its own status.
+    refused("token", "spec.target.template.type").await;
+    assert!(
+        cp.try_kubectl(&["get", "secret", "token", "-n", ns], None)
+            .is_err(),
+        "no token Secret"
+    );
+    refused("helm", "is of type \"helm.sh/release.v1\"").await;
+    assert_eq!(data("helm-release")["release"], "original");
+    refused("hand", "external-secrets.aws-secrets-csi.io/writable=true").await;
+    assert_eq!(
+        data("hand-made"),
+        BTreeMap::from([("other".into(), "kept".into())])
+    );
+    refused("huge-interval", "spec.refreshInterval").await;
+    refused("lent", "spec.provider.aws.auth: is required").await;
+    refused("deep", "spec cannot be read").await;
+    // Another ExternalSecret may not take over the owned Secret.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&es("owner-b", "name: owned", "b", "")),
+    );
+    refused("owner-b", "already owned by ExternalSecret owner-a").await;
+    assert!(!data("owned").contains_key("b"));
+    // No loop: nothing is written again while nothing changes (one Merge
+    // ExternalSecret wrote 1,840 Secret and status patches in 20 s).
+    let versions =
+        || {
+            ["shared", "owned"]
+                .map(|n| cp.get("secret", n, ns)["metadata"]["resourceVersion"].clone())
+                .into_iter()
+                .chain(["merge-1", "merge-2", "merge-owned", "owner-a"].map(|n| {
+                    cp.get("externalsecret", n, ns)["metadata"]["resourceVersion"].clone()
+                }))
+                .collect::<Vec<_>>()
+        };
+    let before = versions();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(versions(), before, "Secrets and statuses left alone");
+    // The controller did not crash on any of it.
+    assert!(
+        controller.child.try_wait().unwrap().is_none(),
+        "the controller exited"
+    );
+    controller.kill();
 }
 
 /// The controller at scale, against the AWS stand-in (20 ms latency, every

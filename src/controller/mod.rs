@@ -244,6 +244,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                     let namespace = es.namespace().unwrap_or_default();
                     let id = format!("{namespace}/{}", es.name_any());
                     let _slot = slots.take(&namespace).await;
+                    tracing::debug!(externalsecret = %id, "sync slot taken");
                     match syncer.sync(&es).await {
                         Ok(Synced::Done { written, next }) => {
                             failures.succeeded(&id);

@@ -195,8 +195,10 @@ impl Syncer {
         result
     }
 
-    /// A store, from its watch; one GET when the watch has not seen it
-    /// (yet). Decoded as [`Held`] either way.
+    /// A store, from its watch. A store the watch has not seen does not
+    /// exist (yet): when it appears, its watch event syncs the
+    /// ExternalSecrets that name it. Before the watch's first list, the
+    /// lookup waits for it (at most 30 s).
     async fn store_object(
         &self,
         kind: StoreKind,
@@ -221,17 +223,32 @@ impl Syncer {
         if let Some(ns) = ns {
             key = key.within(ns);
         }
-        if let Some(held) = cache.get(&key) {
-            return Ok(held);
+        // Polled, not awaited: kube's readiness signal wakes only one of
+        // several waiters (the others slept out their timeout).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(held) = cache.get(&key) {
+                return Ok(held);
+            }
+            if futures::FutureExt::now_or_never(cache.wait_until_ready()).is_some() {
+                return Err(ClusterError::NotFound {
+                    kind: label,
+                    namespace: ns.unwrap_or_default().to_owned(),
+                    name: name.to_owned(),
+                }
+                .into());
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Unavailable {
+                    kind: label,
+                    namespace: ns.unwrap_or_default().to_owned(),
+                    name: name.to_owned(),
+                    message: "the watch has not listed the stores yet".into(),
+                }
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let api: Api<Held> = match ns {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
-            None => Api::all_with(self.client.clone(), resource),
-        };
-        api.get(name)
-            .await
-            .map(std::sync::Arc::new)
-            .map_err(|e| crate::cluster::classify(e, label, ns.unwrap_or(""), name).into())
     }
 
     async fn sync_data(&self, es: &DynamicObject) -> Result<Synced, SyncError> {
@@ -716,7 +733,9 @@ impl Syncer {
                 "syncedResourceVersion": generation,
             }
         });
-        let api: Api<DynamicObject> = Api::namespaced_with(
+        // The answer decoded as held: an object nested too deep for the
+        // JSON parser still gets its status.
+        let api: Api<Held> = Api::namespaced_with(
             self.client.clone(),
             es.metadata.namespace.as_deref().unwrap_or_default(),
             &self.kinds.external_secret,
