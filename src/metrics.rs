@@ -342,10 +342,12 @@ impl Collector for VolumeAges {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until `shutdown` resolves.
+/// Serves `/metrics` and `/healthz` within `limits` until `shutdown`
+/// resolves.
 pub async fn serve(
     addr: std::net::SocketAddr,
     metrics: Arc<Metrics>,
+    limits: crate::http_endpoint::HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
@@ -370,9 +372,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
     tracing::info!(%addr, "serving metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http_endpoint::serve(listener, app, limits, shutdown).await;
     Ok(())
 }
 
