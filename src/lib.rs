@@ -13,6 +13,7 @@ pub mod commands;
 pub mod controller;
 pub mod csi;
 pub mod fetch;
+pub mod http_endpoint;
 pub mod identity;
 pub mod metrics;
 /// The CSI wire types generated from proto/csi.proto. They sit below every

@@ -342,10 +342,12 @@ impl Collector for VolumeAges {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until `shutdown` resolves.
+/// Serves `/metrics` and `/healthz` within `limits` until `shutdown`
+/// resolves.
 pub async fn serve(
     addr: std::net::SocketAddr,
     metrics: Arc<Metrics>,
+    limits: crate::http_endpoint::HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use axum::routing::get;
@@ -370,9 +372,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
     tracing::info!(%addr, "serving metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http_endpoint::serve(listener, app, limits, shutdown).await;
     Ok(())
 }
 
@@ -442,5 +442,39 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// A state record is a file on the node: whatever its strings hold, a
+    /// label value stays one quoted value on its own sample line.
+    #[test]
+    fn label_values_from_a_tampered_state_record_are_escaped() {
+        let store = Arc::new(VolumeStore::in_memory());
+        let pod = crate::request::Pod {
+            namespace: "shop\\".into(),
+            name: "web\"} 1\nnode_publish_total{provider=\"aws\",os_type=\"linux\"} 9999\n#".into(),
+            uid: "u".into(),
+            service_account: "sa".into(),
+        };
+        let refresh =
+            crate::rotation::RefreshState::mounted(0, std::time::Duration::from_secs(60), "v1");
+        store
+            .put(crate::state::VolumeRecord::new(
+                "v1\r\n",
+                std::path::Path::new("/t"),
+                &pod,
+                "c",
+                refresh,
+            ))
+            .unwrap();
+        let text = Metrics::new().with_volumes(store).encode();
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), 1, "{text}");
+        assert!(
+            samples[0].starts_with(
+                "volume_content_age_seconds{volume_id=\"v1\r\\n\",namespace=\"shop\\\\\",pod=\"web\\\"} 1\\nnode_publish_total{provider=\\\"aws\\\",os_type=\\\"linux\\\"} 9999\\n#\"} "
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("9999\n"), "{text}");
     }
 }

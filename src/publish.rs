@@ -20,7 +20,8 @@ use crate::cluster::{Cluster, ClusterError, EventType, Synced, desired_secret};
 use crate::fetch::{FetchError, FetchedValue, Fetcher, Priority, Sharing};
 use crate::identity::issuer::{self, KnownKeys, LocalProof};
 use crate::identity::{
-    Claimant, Identities, IdentityError, IdentityRequest, ProvenTokens, Source, judge,
+    Claimant, Identities, IdentityError, IdentityRequest, ProvenBy, ProvenTokens, Source, judge,
+    judge_pod,
 };
 use crate::metrics::Metrics;
 use crate::render::{self, FileSet, RenderError};
@@ -814,8 +815,16 @@ impl Publisher {
             pod_uid: &req.pod.uid,
             audience,
         };
-        if self.proven.is_proven(token, &claimant) {
-            return Ok(true);
+        if let Some(by) = self.proven.proven_by(token, &claimant) {
+            match self.pod_stands(req, &claimant, by == ProvenBy::Node).await {
+                Ok(true) => return Ok(true),
+                // Proven again below, as if new.
+                Ok(false) => {}
+                Err(e) => {
+                    self.proven.forget(token, &claimant);
+                    return Err(e);
+                }
+            }
         }
         let mut reload = false;
         loop {
@@ -828,7 +837,10 @@ impl Publisher {
             };
             match issuer::verify(token, &keys, &claimant, account_uid) {
                 LocalProof::Proven => {
-                    self.proven.remember(token, &claimant);
+                    if !self.pod_stands(req, &claimant, true).await? {
+                        break;
+                    }
+                    self.proven.remember(token, &claimant, ProvenBy::Node);
                     return Ok(true);
                 }
                 LocalProof::Refused(e) => return Err(IdentityError::from(e).into()),
@@ -843,11 +855,41 @@ impl Publisher {
         match self.cluster.review_token(token, audience).await {
             Ok(review) => {
                 judge(&review, &claimant).map_err(IdentityError::from)?;
-                self.proven.remember(token, &claimant);
+                self.proven.remember(token, &claimant, ProvenBy::ApiServer);
                 Ok(true)
             }
             Err(e) => {
                 tracing::warn!(namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "cannot review the pod's token; relying on the exchange with AWS instead");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Whether the pod a proven token is bound to still stands, as the API
+    /// server would check: from the watch of this node's pods (a proof
+    /// outlives its pod by the watch's lag), else by a GET when `ask` (a
+    /// proof the node made itself). An error when the pod is gone or
+    /// another; false when that cannot be told (the API server is not
+    /// answering: the token is then proven by a TokenReview, or not at all).
+    async fn pod_stands(
+        &self,
+        req: &PublishRequest,
+        claimant: &Claimant<'_>,
+        ask: bool,
+    ) -> Result<bool, PublishError> {
+        match self
+            .cluster
+            .bound_pod(&req.pod.namespace, &req.pod.name, ask)
+            .await
+        {
+            Ok(Some(pod)) => {
+                judge_pod(&pod, claimant, std::time::SystemTime::now())
+                    .map_err(IdentityError::from)?;
+                Ok(true)
+            }
+            Ok(None) => Ok(true),
+            Err(e) => {
+                tracing::warn!(namespace = %req.pod.namespace, pod = %req.pod.name, error = %e, "cannot tell whether the pod of a proven token still exists");
                 Ok(false)
             }
         }

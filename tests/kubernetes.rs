@@ -862,6 +862,163 @@ spec:
     );
 }
 
+/// A pod's token proven on the node stands only while its pod does: the
+/// API server calls the token of a deleted pod "invalidated", and so does the
+/// driver, for a proof it made a moment before as for a new one (issue 28).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_pods_token_no_longer_mounts() {
+    require_root();
+    let cp = control_plane();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    install_crds(cp);
+    cp.kubectl(
+        &["apply", "-f", deploy.join("rbac.yaml").to_str().unwrap()],
+        None,
+    );
+    moto().create_secret("k3/db", "gone-pw").await;
+    let pod = |name: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: gone}}\nspec:\n  serviceAccountName: app\n  nodeName: test-node\n  containers: [{{name: app, image: example.invalid/app}}]\n"
+        )
+    };
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: gone}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: gone
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: test-node
+  labels: {{topology.kubernetes.io/region: eu-west-1}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: db, namespace: gone}}
+spec:
+  provider: aws
+  parameters:
+    region: us-east-1
+    objects: |
+      - {{objectName: k3/db, objectType: secretsmanager, objectAlias: db}}
+{}{}{}"#,
+            pod("kept"),
+            pod("deleted"),
+            pod("replaced")
+        )),
+    );
+    let kept = bound_pod_in(cp, "gone", "kept", "app");
+    let deleted = bound_pod_in(cp, "gone", "deleted", "app");
+    let replaced = bound_pod_in(cp, "gone", "replaced", "app");
+
+    let dir = TestDir::new();
+    let driver_token = cp.token("aws-secrets-csi", "aws-secrets-csi", &["--duration", "1h"]);
+    let kubeconfig = dir.path().join("driver.kubeconfig");
+    cp.kubeconfig_with_token(&kubeconfig, &cp.server, driver_token.trim());
+    let driver = Driver::start_with(dir.path(), &kubeconfig, &[], &[]).await;
+    let mut node = driver.node().await;
+    // Each pod mounts: its token is proven on the node, and that proof kept.
+    for p in [&kept, &deleted, &replaced] {
+        node.node_publish_volume(publish_request(&dir.target(&p.uid), "db", p))
+            .await
+            .unwrap();
+        assert_eq!(read(&dir.target(&p.uid), "db"), "gone-pw");
+    }
+    // One pod goes, another is made again under its name (a new uid).
+    let delete = |name: &str| {
+        cp.kubectl(
+            &[
+                "delete",
+                "pod",
+                name,
+                "-n",
+                "gone",
+                "--grace-period=0",
+                "--force",
+            ],
+            None,
+        )
+    };
+    delete("deleted");
+    delete("replaced");
+    cp.kubectl(&["apply", "-f", "-"], Some(&pod("replaced")));
+
+    // A second volume of each, with the token kubelet had for it: refused
+    // as a TokenReview would refuse it, once the pod watch has seen it.
+    let second = |p: &PodSpec| {
+        let mut req = publish_request(&dir.volume_target(&p.uid, "second"), "db", p);
+        req.volume_id = format!("csi-second-{}", p.name);
+        req
+    };
+    let started = std::time::Instant::now();
+    let mut refusals = Vec::new();
+    for p in [&deleted, &replaced] {
+        loop {
+            match node.node_publish_volume(second(p)).await {
+                Err(e) => {
+                    refusals.push(e);
+                    break;
+                }
+                // Before the watch saw it: taken back, and tried again.
+                Ok(_) => {
+                    let mut req = unpublish_request(&dir.volume_target(&p.uid, "second"), p);
+                    req.volume_id = format!("csi-second-{}", p.name);
+                    node.node_unpublish_volume(req).await.unwrap();
+                    assert!(
+                        started.elapsed() < Duration::from_secs(20),
+                        "the token of deleted pod {} still mounts",
+                        p.name
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    println!(
+        "the deleted pods' tokens were refused within {:?}",
+        started.elapsed()
+    );
+    for (err, reason) in refusals.into_iter().zip([
+        "its pod no longer exists (the token has been invalidated)",
+        "its pod was deleted and another made under its name",
+    ]) {
+        assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+        assert!(err.message().contains(reason), "{}", err.message());
+    }
+    for p in [&deleted, &replaced] {
+        assert!(!dir.volume_target(&p.uid, "second").exists());
+    }
+    // The pod that stays mounts its second volume.
+    node.node_publish_volume(second(&kept)).await.unwrap();
+    assert_eq!(
+        read(&dir.volume_target(&kept.uid, "second"), "db"),
+        "gone-pw"
+    );
+
+    for p in [&kept, &deleted, &replaced] {
+        node.node_unpublish_volume(unpublish_request(&dir.target(&p.uid), p))
+            .await
+            .unwrap();
+    }
+    let mut req = unpublish_request(&dir.volume_target(&kept.uid, "second"), &kept);
+    req.volume_id = "csi-second-kept".into();
+    node.node_unpublish_volume(req).await.unwrap();
+    assert!(mounts_under(dir.path()).is_empty());
+    for p in ["kept", "replaced"] {
+        delete(p);
+    }
+}
+
 /// A pod of namespace `diag` using `class`, as the API server stores it
 /// (no node runs it; diagnose reads only its spec).
 fn diag_pod(name: &str, service_account: &str, class: &str) -> String {

@@ -20,8 +20,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, merged, up_to_date};
 
-use crate::identity::TokenReviewed;
 use crate::identity::issuer::IssuerKeys;
+use crate::identity::{BoundPod, TokenReviewed};
 use crate::request::Pod;
 
 /// Field manager of every server-side apply.
@@ -84,6 +84,8 @@ pub struct Cluster {
     /// Watch caches of classes and ServiceAccounts (absent: direct GETs).
     classes: Option<Store<SecretProviderClass>>,
     accounts: Option<Store<PartialObjectMeta<ServiceAccount>>>,
+    /// Watch cache of this node's pods: name, uid and deletion time only.
+    pods: Option<Store<PartialObjectMeta<PodObject>>>,
 }
 
 impl Cluster {
@@ -94,6 +96,7 @@ impl Cluster {
             node,
             classes: None,
             accounts: None,
+            pods: None,
         }
     }
 
@@ -116,12 +119,71 @@ impl Cluster {
                 watcher::Config::default(),
             ),
         );
+        // The pods of this node only (as kubelet watches them): whether a
+        // token's pod still exists is asked at every publish.
+        let pods = spawn_reflector(
+            "Pod",
+            watcher::watcher(
+                Api::<PartialObjectMeta<PodObject>>::all(client.clone()),
+                watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+            )
+            .modify(|pod| {
+                let kept = ObjectMeta {
+                    name: pod.metadata.name.take(),
+                    namespace: pod.metadata.namespace.take(),
+                    uid: pod.metadata.uid.take(),
+                    deletion_timestamp: pod.metadata.deletion_timestamp.take(),
+                    resource_version: pod.metadata.resource_version.take(),
+                    ..Default::default()
+                };
+                pod.metadata = kept;
+            }),
+        );
         Cluster {
             client,
             node,
             classes: Some(classes),
             accounts: Some(accounts),
+            pods: Some(pods),
         }
+    }
+
+    /// A token's bound pod as the API server has it: from the watch of
+    /// this node's pods once it has listed them, else (not in it: a pod
+    /// bound a moment ago; or no watch yet) one GET when `ask`. None when
+    /// not known without asking.
+    pub async fn bound_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        ask: bool,
+    ) -> Result<Option<BoundPod>, ClusterError> {
+        use futures::FutureExt;
+        let seen = |meta: &ObjectMeta| BoundPod::Exists {
+            uid: meta.uid.clone().unwrap_or_default(),
+            deleted_at: meta
+                .deletion_timestamp
+                .as_ref()
+                .map(|t| std::time::SystemTime::from(t.0)),
+        };
+        let watched = self.pods.as_ref().filter(|s| {
+            s.wait_until_ready()
+                .now_or_never()
+                .is_some_and(|r| r.is_ok())
+        });
+        if let Some(store) = watched
+            && let Some(pod) = store.get(&ObjectRef::new(name).within(namespace))
+        {
+            return Ok(Some(seen(&pod.metadata)));
+        }
+        if !ask && watched.is_none() {
+            return Ok(None);
+        }
+        let found = Api::<PodObject>::namespaced(self.client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await
+            .map_err(|e| classify(e, "Pod", namespace, name))?;
+        Ok(Some(found.map_or(BoundPod::Gone, |p| seen(&p.metadata))))
     }
 
     pub async fn secret_provider_class(

@@ -10,6 +10,7 @@ use crate::csi::{
     RegistrationVerdict,
 };
 use crate::fetch::{Fetcher, RateBudget, RateSetting};
+use crate::http_endpoint::HttpLimits;
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::{self, Metrics};
 use crate::publish::{PublishConfig, Publisher};
@@ -114,10 +115,31 @@ pub struct ServeArgs {
     /// (a livenessprobe sidecar probes the CSI socket).
     #[arg(long, env = "HEALTH_ADDR", value_parser = parse_listen_addr)]
     pub health_addr: Option<SocketAddr>,
+    /// Connections the metrics endpoint, and likewise the health endpoint,
+    /// hold open at once; more are closed as soon as they come. Far below
+    /// the open-file limit, so that kubelet can always reach the CSI socket.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub http_max_connections: u16,
+    /// How long a client of the metrics and health endpoints has to send a
+    /// request's headers, and how long a kept-alive connection may stay
+    /// idle; any connection is closed after 60 s.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http_header_timeout: Duration,
+}
+
+impl ServeArgs {
+    fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: usize::from(self.http_max_connections),
+            header_timeout: self.http_header_timeout,
+            ..Default::default()
+        }
+    }
 }
 
 pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     require_mount_privilege()?;
+    raise_open_files_limit();
     let sdk = super::aws_config().await;
     let kube = super::kube_client().await?;
     let volumes = Arc::new(
@@ -173,7 +195,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = spawn_logged(
         "metrics endpoint",
-        metrics::serve(args.metrics_addr, metrics.clone(), {
+        metrics::serve(args.metrics_addr, metrics.clone(), args.http_limits(), {
             let mut stop = stop_rx.clone();
             async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -211,6 +233,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                         .as_ref()
                         .map(|_| verdict.clone()),
                 },
+                args.http_limits(),
                 stop_rx.clone(),
             ),
         )
@@ -275,6 +298,22 @@ fn require_mount_privilege() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The open-file soft limit raised to the hard one: a container runtime may
+/// start the driver at 1,024 (containerd 2) while each pod's volume, each
+/// kubelet connection and each AWS connection takes a descriptor. The HTTP
+/// endpoints' caps keep their share far below it.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
 }
 
 /// After a restart: volumes whose target is no longer mounted are forgotten;

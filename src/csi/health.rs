@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::registration::RegistrationVerdict;
+use crate::http_endpoint::HttpLimits;
 
 /// What `/healthz` checks.
 #[derive(Clone)]
@@ -50,11 +51,12 @@ impl Health {
     }
 }
 
-/// Serves `/healthz` on `addr` until `stop` turns true: 200 "ok", or 503
-/// with the reason.
+/// Serves `/healthz` on `addr` within `limits` until `stop` turns true:
+/// 200 "ok", or 503 with the reason.
 pub async fn serve_health(
     addr: SocketAddr,
     health: Health,
+    limits: HttpLimits,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     use axum::http::StatusCode;
@@ -78,11 +80,10 @@ pub async fn serve_health(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for health checks on {addr}: {e}"))?;
     tracing::info!(%addr, "serving health checks");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await?;
+    crate::http_endpoint::serve(listener, app, limits, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -99,8 +100,36 @@ pub(super) fn bind_fresh(path: &Path) -> anyhow::Result<UnixListener> {
             anyhow::anyhow!("cannot create socket directory {}: {e}", dir.display())
         })?;
     }
-    UnixListener::bind(path)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))
+    // Bound under a staging name, given its mode, then renamed into place:
+    // under umask 0 a new socket is 0777, and anyone on the node who can
+    // reach the directory could call the driver before a chmod. Its clients
+    // (kubelet, a registrar sidecar) run as root.
+    let staging = staging_path(path);
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .and_then(|()| std::fs::rename(&staging, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(anyhow::anyhow!(
+            "cannot make socket {} owner and group only: {e}",
+            path.display()
+        ));
+    }
+    Ok(listener)
+}
+
+/// The mode of every socket the driver serves: owner and group (root).
+pub(super) const SOCKET_MODE: u32 = 0o660;
+
+/// A sibling of `path`, hidden, unique to this process.
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.new", std::process::id()))
 }
 
 /// One client's connection, its requests' `:authority` made acceptable to
@@ -195,5 +224,26 @@ mod tests {
         );
         assert!("tcp://1.2.3.4:5".parse::<Endpoint>().is_err());
         assert!("unix://relative".parse::<Endpoint>().is_err());
+    }
+
+    #[tokio::test]
+    async fn sockets_are_owner_and_group_only_whatever_the_umask() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/csi.sock");
+        // A stale socket of a previous run is replaced.
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let _listener = bind_fresh(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o7777, SOCKET_MODE);
+        // Nothing else is left beside it, and it answers under its name.
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("csi.sock")]);
+        tokio::net::UnixStream::connect(&path).await.unwrap();
     }
 }

@@ -23,7 +23,9 @@ use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 
 pub use pod_identity::{AgentEndpoints, PodIdentityAgent};
-pub use proof::{Claimant, NotProven, ProvenTokens, TokenReviewed, judge};
+pub use proof::{
+    BoundPod, Claimant, NotProven, ProvenBy, ProvenTokens, TokenReviewed, judge, judge_pod,
+};
 
 use crate::aws::IdentityKey;
 use crate::metrics::Metrics;

@@ -3,12 +3,14 @@
 //! The proof is the API server's TokenReview: the token must be valid for
 //! the audience and belong to the pod's service account (and to the pod,
 //! when the token is bound to one). Verdicts are kept a few minutes per
-//! token so a node does not ask for every republish.
+//! token so a node does not ask for every republish; a verdict the node
+//! reached itself is trusted only while the token's pod still exists
+//! ([`judge_pod`]), as the API server would check.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::secret::Token;
 
@@ -85,11 +87,66 @@ pub fn judge(review: &TokenReviewed, who: &Claimant<'_>) -> Result<(), NotProven
     Ok(())
 }
 
+/// Who proved a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvenBy {
+    /// The node, by its signature: the API server's checks of the bound
+    /// pod are left to [`judge_pod`], at every use.
+    Node,
+    /// The API server (TokenReview), which also checked the bound pod then.
+    ApiServer,
+}
+
+/// A token's bound pod, as the API server has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundPod {
+    Exists {
+        uid: String,
+        /// When the pod's deletion was asked for (its `deletionTimestamp`).
+        deleted_at: Option<SystemTime>,
+    },
+    Gone,
+}
+
+/// How long past a pod's `deletionTimestamp` the API server still accepts
+/// its tokens (kube-apiserver's claims validation, `jwt.DefaultLeeway`).
+pub const DELETED_POD_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Whether `pod` still stands behind `who`'s token at `now`, as the API
+/// server decides it ("service account token has been invalidated"
+/// otherwise). Pure.
+pub fn judge_pod(pod: &BoundPod, who: &Claimant<'_>, now: SystemTime) -> Result<(), NotProven> {
+    let refuse = |reason: String| NotProven {
+        namespace: who.namespace.to_owned(),
+        pod: who.pod.to_owned(),
+        service_account: who.service_account.to_owned(),
+        audience: who.audience.to_owned(),
+        reason,
+    };
+    match pod {
+        BoundPod::Gone => Err(refuse(
+            "its pod no longer exists (the token has been invalidated)".into(),
+        )),
+        BoundPod::Exists { uid, .. } if !who.pod_uid.is_empty() && uid != who.pod_uid => {
+            Err(refuse(format!(
+                "its pod was deleted and another made under its name (uid {uid}); the token has been invalidated"
+            )))
+        }
+        BoundPod::Exists {
+            deleted_at: Some(at),
+            ..
+        } if *at + DELETED_POD_LEEWAY < now => Err(refuse(
+            "its pod was deleted (the token has been invalidated)".into(),
+        )),
+        BoundPod::Exists { .. } => Ok(()),
+    }
+}
+
 /// Tokens proven recently, by a keyed hash of (token, audience): the tokens
 /// themselves are not kept.
 pub struct ProvenTokens {
     keys: RandomState,
-    entries: Mutex<HashMap<u64, (String, Instant)>>,
+    entries: Mutex<HashMap<u64, (String, Instant, ProvenBy)>>,
 }
 
 impl Default for ProvenTokens {
@@ -114,29 +171,40 @@ impl ProvenTokens {
         )
     }
 
-    pub fn is_proven(&self, token: &Token, who: &Claimant<'_>) -> bool {
-        self.is_proven_at(token, who, Instant::now())
+    /// Who proved `token` for `who` within the last [`PROOF_LIFETIME`].
+    pub fn proven_by(&self, token: &Token, who: &Claimant<'_>) -> Option<ProvenBy> {
+        self.proven_by_at(token, who, Instant::now())
     }
 
-    fn is_proven_at(&self, token: &Token, who: &Claimant<'_>, now: Instant) -> bool {
+    fn proven_by_at(&self, token: &Token, who: &Claimant<'_>, now: Instant) -> Option<ProvenBy> {
         let key = self.key(token, who);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.retain(|_, (_, until)| *until > now);
+        entries.retain(|_, (_, until, _)| *until > now);
         entries
             .get(&key)
-            .is_some_and(|(subject, _)| *subject == Self::subject(who))
+            .filter(|(subject, _, _)| *subject == Self::subject(who))
+            .map(|(_, _, by)| *by)
     }
 
-    pub fn remember(&self, token: &Token, who: &Claimant<'_>) {
-        self.remember_at(token, who, Instant::now());
+    pub fn remember(&self, token: &Token, who: &Claimant<'_>, by: ProvenBy) {
+        self.remember_at(token, who, by, Instant::now());
     }
 
-    fn remember_at(&self, token: &Token, who: &Claimant<'_>, now: Instant) {
+    fn remember_at(&self, token: &Token, who: &Claimant<'_>, by: ProvenBy, now: Instant) {
         let key = self.key(token, who);
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (Self::subject(who), now + PROOF_LIFETIME));
+            .insert(key, (Self::subject(who), now + PROOF_LIFETIME, by));
+    }
+
+    /// Drops a proof whose pod is gone.
+    pub fn forget(&self, token: &Token, who: &Claimant<'_>) {
+        let key = self.key(token, who);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
     }
 }
 
@@ -226,8 +294,12 @@ pub(crate) mod tests {
         let token = Token::new("eyJ-t".into());
         let t0 = Instant::now();
         assert!(!proofs.is_proven_at(&token, &who(), t0));
-        proofs.remember_at(&token, &who(), t0);
+        proofs.remember_at(&token, &who(), ProvenBy::Node, t0);
         assert!(proofs.is_proven_at(&token, &who(), t0 + Duration::from_secs(60)));
+        assert_eq!(
+            proofs.proven_by_at(&token, &who(), t0),
+            Some(ProvenBy::Node)
+        );
         // The same token presented for another pod or audience is not.
         let other_pod = Claimant {
             pod_uid: "uid-9",
@@ -241,5 +313,43 @@ pub(crate) mod tests {
         assert!(!proofs.is_proven_at(&token, &other_audience, t0));
         assert!(!proofs.is_proven_at(&Token::new("eyJ-u".into()), &who(), t0));
         assert!(!proofs.is_proven_at(&token, &who(), t0 + PROOF_LIFETIME));
+        // A proof whose pod is gone is dropped.
+        proofs.remember_at(&token, &who(), ProvenBy::ApiServer, t0);
+        assert_eq!(
+            proofs.proven_by_at(&token, &who(), t0),
+            Some(ProvenBy::ApiServer)
+        );
+        proofs.forget(&token, &who());
+        assert!(!proofs.is_proven_at(&token, &who(), t0));
+    }
+
+    impl ProvenTokens {
+        fn is_proven_at(&self, token: &Token, who: &Claimant<'_>, now: Instant) -> bool {
+            self.proven_by_at(token, who, now).is_some()
+        }
+    }
+
+    #[test]
+    fn a_token_stands_only_while_its_pod_does() {
+        let now = SystemTime::now();
+        let pod = |uid: &str, deleted_secs_ago: Option<u64>| BoundPod::Exists {
+            uid: uid.into(),
+            deleted_at: deleted_secs_ago.map(|s| now - Duration::from_secs(s)),
+        };
+        assert_eq!(judge_pod(&pod("uid-1", None), &who(), now), Ok(()));
+        // Within its grace period and the API server's minute after it.
+        assert_eq!(judge_pod(&pod("uid-1", Some(59)), &who(), now), Ok(()));
+        for (gone, reason) in [
+            (BoundPod::Gone, "its pod no longer exists"),
+            (
+                pod("uid-2", None),
+                "another made under its name (uid uid-2)",
+            ),
+            (pod("uid-1", Some(61)), "its pod was deleted"),
+        ] {
+            let e = judge_pod(&gone, &who(), now).unwrap_err();
+            assert!(e.to_string().contains(reason), "{e}");
+            assert!(e.to_string().contains("invalidated"), "{e}");
+        }
     }
 }
