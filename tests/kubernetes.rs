@@ -1904,6 +1904,112 @@ async fn the_controller_writes_only_what_an_external_secret_may_write() {
     controller.kill();
 }
 
+/// The controller's memory under ExternalSecrets of about a megabyte each
+/// (annotations and template text), as the security review measured it
+/// (20 -> 137 MiB for 110 of them): half with a template over the held
+/// spec's bound, half within it. Prints the controller's RSS before and
+/// after. A measurement, not a check:
+/// `cargo test --test kubernetes -- --ignored --nocapture controller_memory_under_large`
+/// (`AWS_SECRETS_CSI_BIN` names another build to measure).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn controller_memory_under_large_external_secrets() {
+    let cp = control_plane();
+    let ns = "bulky";
+    install_controller(cp, ns);
+    moto().create_secret("bulky/v", "value").await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: {ns}\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store, namespace: {ns}}}\nspec:\n  controller: bulky\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}\n"
+        )),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
+    let binary = std::env::var("AWS_SECRETS_CSI_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_aws-secrets-csi").to_owned());
+    let mut child = Command::new(&binary)
+        .args([
+            "controller",
+            "--identity",
+            "bulky",
+            "--lease-namespace",
+            "aws-secrets-csi",
+            "--lease-name",
+            "bulky",
+            "--controller-class",
+            "bulky",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AWS_ENDPOINT_URL", &moto().endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let idle = rss(child.id());
+    let annotation = "a".repeat(250_000);
+    for i in 0..110 {
+        // Half with 700 KB of template text, half with 100 KB (and 250 KB
+        // of annotation, the most the API server takes).
+        let template = "t".repeat(if i % 2 == 0 { 700_000 } else { 100_000 });
+        let es = serde_json::json!({
+            "apiVersion": "external-secrets.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": format!("big-{i}"), "namespace": ns,
+                         "annotations": {"note": annotation}},
+            "spec": {"refreshInterval": "1h", "secretStoreRef": {"name": "store"},
+                     "target": {"template": {"data": {"text": template}}},
+                     "data": [{"secretKey": "v", "remoteRef": {"key": "bulky/v"}}]},
+        });
+        cp.kubectl(&["create", "-f", "-"], Some(&es.to_string()));
+    }
+    // Every one has a status: synced, or refused.
+    eventually(Duration::from_secs(180), "every status", || {
+        cp.kubectl(
+            &[
+                "get",
+                "externalsecrets",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={range .items[*]}{.status.conditions[0].status}{\"\\n\"}{end}",
+            ],
+            None,
+        )
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count()
+            >= 110
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = rss(child.id());
+    let peak = peak_rss_kib(child.id());
+    println!(
+        "controller RSS with 110 ExternalSecrets of ~1 MB: idle {} MiB, after {} MiB, peak {} MiB ({binary})",
+        idle / 1024,
+        held / 1024,
+        peak / 1024
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    cp.kubectl(&["delete", "externalsecrets", "--all", "-n", ns], None);
+}
+
 /// The controller at scale, against the AWS stand-in (20 ms latency, every
 /// call counted): ExternalSecrets over 20 secrets of one store, as the
 /// External Secrets Operator measurement of the controller issue. Prints
