@@ -25,6 +25,9 @@ struct State {
     generation: Mutex<u64>,
     /// TCP connections accepted: with connection reuse, far fewer than calls.
     connections: std::sync::atomic::AtomicU64,
+    /// Requests received (counted before the latency, so a caller can see
+    /// a call in flight).
+    received: std::sync::atomic::AtomicU64,
     /// Account quotas (calls per second, burst of one second) per API;
     /// calls beyond them are answered as AWS throttles.
     quotas: Mutex<HashMap<String, Bucket>>,
@@ -131,6 +134,7 @@ impl AwsStandIn {
     ) -> Self {
         let now = std::time::Instant::now();
         let state = Arc::new(State {
+            received: Default::default(),
             generation: Mutex::new(1),
             quotas: Mutex::new(
                 quotas
@@ -219,6 +223,13 @@ impl AwsStandIn {
             .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Requests received so far, answered or not.
+    pub fn received(&self) -> u64 {
+        self.state
+            .received
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Every object gets a new version.
     pub fn change_all(&self) {
         *self.state.generation.lock().unwrap() += 1;
@@ -253,6 +264,9 @@ async fn answer(
         .unwrap_or("")
         .to_owned();
     let body = super::body_of(req).await;
+    state
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
