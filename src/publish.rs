@@ -32,7 +32,9 @@ use crate::spc::{
     SecretProviderClassSpec,
 };
 use crate::state::{VolumeRecord, VolumeStore};
-use crate::volume::{self, Layout, Mounted, TmpfsOptions, VolumeError, WriteOutcome};
+use crate::volume::{
+    self, Layout, Mounted, TmpfsOptions, VolumeBudget, VolumeError, WriteOutcome, footprint,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -135,6 +137,10 @@ impl PublishError {
                 source: VolumeError::Mount { .. },
                 ..
             } => "FailedToMount",
+            PublishError::Volume {
+                source: VolumeError::OverBudget { .. },
+                ..
+            } => "NodeVolumeBudgetExceeded",
             PublishError::Volume { .. } => "FileWriteError",
             PublishError::Deadline(_) => "Timeout",
             PublishError::Busy(_) => "OperationInProgress",
@@ -212,6 +218,8 @@ pub struct Publisher {
     fetcher: Fetcher,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
+    /// Bytes the node's volumes may hold, all together.
+    budget: Arc<VolumeBudget>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
@@ -351,6 +359,7 @@ impl Publisher {
         fetcher: Fetcher,
         config: PublishConfig,
         volumes: Arc<VolumeStore>,
+        budget: Arc<VolumeBudget>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Publisher {
@@ -366,6 +375,7 @@ impl Publisher {
             fetcher,
             config,
             volumes,
+            budget,
             metrics,
             in_flight: Default::default(),
         }
@@ -480,6 +490,12 @@ impl Publisher {
             .await
             .map_err(|_| PublishError::Deadline(self.config.deadline))??;
         let files = rendered.set.len();
+        // Reserved before anything is mounted: a refusal leaves nothing.
+        let bytes = footprint(&rendered.set);
+        let reservation = self
+            .budget
+            .reserve(&req.volume_id, bytes)
+            .map_err(on_target)?;
         let tmpfs = self.config.tmpfs.clone();
         let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
         let set = rendered.set.clone();
@@ -489,6 +505,7 @@ impl Publisher {
         .instrument(crate::step!("populate"))
         .await
         .map_err(on_target)?;
+        reservation.settle(bytes);
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
         self.remember(req, refresh, rendered.fingerprint);
         self.report(req, &rendered)
@@ -580,8 +597,24 @@ impl Publisher {
         })
         .await
         .map_err(on_target)?;
+        // What the volume holds is counted from its files, whatever the
+        // driver knew before (a restart may have lost the record).
+        self.budget
+            .set(&req.volume_id, previous.as_ref().map_or(0, footprint));
         let reuse = previous.map(|set| (record.map_or(0, |r| r.class_fingerprint), set));
         let rendered = self.render(req, reuse.as_ref()).await?;
+        // A swap writes the new set while the old one is still there: both
+        // count until it is done. Unchanged content is not written at all.
+        let unchanged = reuse.as_ref().is_some_and(|(_, set)| *set == rendered.set);
+        let bytes = footprint(&rendered.set);
+        let reservation = match unchanged {
+            true => None,
+            false => Some(
+                self.budget
+                    .reserve(&req.volume_id, bytes)
+                    .map_err(on_target)?,
+            ),
+        };
         let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
         let set = rendered.set.clone();
         let outcome = blocking(&req.target, move || {
@@ -589,6 +622,9 @@ impl Publisher {
         })
         .await
         .map_err(on_target)?;
+        if let Some(reservation) = reservation {
+            reservation.settle(bytes);
+        }
         Ok((rendered, outcome))
     }
 
@@ -631,6 +667,7 @@ impl Publisher {
     /// Drops everything known of a volume that is gone.
     fn forget(&self, volume_id: &str) {
         self.pod_status.forget(volume_id);
+        self.budget.release(volume_id);
         self.secrets_synced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
