@@ -117,6 +117,7 @@ impl PublishError {
                 ..
             }) => "SecretProviderClassNotFound",
             PublishError::Cluster(ClusterError::NotFound { .. }) => "ServiceAccountNotFound",
+            PublishError::Cluster(ClusterError::Unusable { .. }) => "InvalidSecretProviderClass",
             PublishError::Cluster(_) => "KubernetesApiError",
             PublishError::Class { .. } => "InvalidSecretProviderClass",
             PublishError::Identity(_) => "IdentityError",

@@ -4,6 +4,7 @@
 
 mod secret_sync;
 mod tls;
+mod watched;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, merged, up_to_date};
+pub use watched::{MAX_CLASS_BYTES, WatchedClass};
 
 use crate::identity::TokenReviewed;
 use crate::identity::issuer::IssuerKeys;
@@ -56,6 +58,13 @@ pub enum ClusterError {
         name: String,
         message: String,
     },
+    #[error("{kind} {namespace}/{name} is not used: {why}")]
+    Unusable {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        why: String,
+    },
     #[error("{kind} {namespace}/{name}: the API server could not be used: {message}")]
     Unavailable {
         kind: &'static str,
@@ -82,7 +91,7 @@ pub struct Cluster {
     /// This node, the reporting instance of events.
     node: String,
     /// Watch caches of classes and ServiceAccounts (absent: direct GETs).
-    classes: Option<Store<SecretProviderClass>>,
+    classes: Option<Store<WatchedClass>>,
     accounts: Option<Store<PartialObjectMeta<ServiceAccount>>>,
 }
 
@@ -102,10 +111,12 @@ impl Cluster {
     /// moment before its pod) is one direct GET. The watches run until the
     /// runtime stops.
     pub fn watching(client: kube::Client, node: String) -> Self {
+        // Classes are decoded into what a publish reads (see `watched`);
+        // accounts are stripped to their uid and role before the store.
         let classes = spawn_reflector(
             "SecretProviderClass",
             watcher::watcher(
-                Api::<SecretProviderClass>::all(client.clone()),
+                Api::<WatchedClass>::all(client.clone()),
                 watcher::Config::default(),
             ),
         );
@@ -114,7 +125,8 @@ impl Cluster {
             watcher::watcher(
                 Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
                 watcher::Config::default(),
-            ),
+            )
+            .modify(watched::strip_account),
         );
         Cluster {
             client,
@@ -130,18 +142,28 @@ impl Cluster {
         name: &str,
     ) -> Result<Arc<SecretProviderClass>, ClusterError> {
         // The watch store's own copy: no class is cloned per publish.
-        if let Some(cached) = self
+        let watched = match self
             .classes
             .as_ref()
             .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)))
         {
-            return Ok(cached);
-        }
-        Api::<SecretProviderClass>::namespaced(self.client.clone(), namespace)
-            .get(name)
-            .await
-            .map(Arc::new)
-            .map_err(|e| classify(e, "SecretProviderClass", namespace, name))
+            Some(cached) => cached,
+            None => Arc::new(
+                Api::<WatchedClass>::namespaced(self.client.clone(), namespace)
+                    .get(name)
+                    .await
+                    .map_err(|e| classify(e, "SecretProviderClass", namespace, name))?,
+            ),
+        };
+        watched
+            .content
+            .clone()
+            .map_err(|why| ClusterError::Unusable {
+                kind: "SecretProviderClass",
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                why,
+            })
     }
 
     /// The uid of a ServiceAccount, from the watch cache only (None when
