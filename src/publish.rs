@@ -382,6 +382,13 @@ impl Publisher {
         }
     }
 
+    /// Drops what the node holds past its time and no volume needs now
+    /// (shared values; see [`crate::fetch::LONGEST_SHARED`]); run on the
+    /// driver's own clock, since no request may come once pods are gone.
+    pub fn sweep(&self) {
+        self.fetcher.sweep_shared_values();
+    }
+
     /// Work done once before the first publish needs it: the API server's
     /// token-signing keys.
     pub async fn prepare(&self) {

@@ -236,6 +236,16 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let publisher = publisher.clone();
         async move { publisher.prepare().await }
     });
+    tokio::spawn({
+        let publisher = publisher.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                publisher.sweep();
+            }
+        }
+    });
     let result = csi::serve(
         socket,
         IdentityService::new(args.driver_name.clone(), ready),
