@@ -117,3 +117,149 @@ async fn volumes_past_the_node_budget_are_refused_and_counted_again_after_a_rest
     w.publish(&targets[4], "c", &pods[4]).await.unwrap();
     assert_eq!(read(&targets[4], "v4").len(), VALUE_BYTES);
 }
+
+/// Resident memory of a process now (VmRSS), in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Objects tenants create without any pod (with a real API server): 80
+/// classes of 900 KB, 600 ServiceAccounts with a 200 KB annotation, and a class
+/// nested 200 levels deep in its status. The driver's memory follows what
+/// pods use, not what tenants create, and the deep class breaks nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenants_objects_without_pods_do_not_grow_the_drivers_memory() {
+    use common::control_plane::*;
+    require_root();
+    let cp = control_plane();
+    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/");
+    cp.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+    cp.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    cp.kubectl(&["create", "namespace", "m9"], None);
+    let dir = TestDir::new();
+    let settle = || tokio::time::sleep(std::time::Duration::from_secs(4));
+    let mut driver = Driver::start(dir.path(), &cp.admin, &[]).await;
+    settle().await;
+    let at_rest = rss_kib(driver.pid());
+
+    let big = "x".repeat(900_000);
+    for i in 0..80 {
+        let class = serde_json::json!({
+            "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+            "kind": "SecretProviderClass",
+            "metadata": {"name": format!("big-{i}"), "namespace": "m9"},
+            "spec": {"provider": "aws", "parameters": {"objects": big}},
+        });
+        cp.kubectl(&["create", "-f", "-"], Some(&class.to_string()));
+    }
+    settle().await;
+    let with_classes = rss_kib(driver.pid());
+    let classes_peak = peak_rss_kib(driver.pid());
+
+    for q in [
+        "limit=20",
+        "limit=20&resourceVersion=0",
+        "limit=20&resourceVersion=0&resourceVersionMatch=NotOlderThan",
+    ] {
+        let out = cp.kubectl(
+            &[
+                "get",
+                "--raw",
+                &format!("/apis/secrets-store.csi.x-k8s.io/v1/secretproviderclasses?{q}"),
+            ],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        println!(
+            "DEBUG {q}: {} items, continue {:?}",
+            v["items"].as_array().unwrap().len(),
+            v["metadata"]["continue"]
+        );
+    }
+    driver.kill();
+    let mut driver = Driver::start(dir.path(), &cp.admin, &[]).await;
+    settle().await;
+    let restarted = rss_kib(driver.pid());
+    let restarted_peak = peak_rss_kib(driver.pid());
+
+    let note = "y".repeat(200_000);
+    for chunk in 0..6 {
+        let items: Vec<_> = (0..100)
+            .map(|i| {
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {
+                        "name": format!("sa-{chunk}-{i}"),
+                        "namespace": "m9",
+                        "annotations": {"tenant.example/note": note, "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/r"},
+                    },
+                })
+            })
+            .collect();
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+        cp.kubectl(&["create", "-f", "-"], Some(&list.to_string()));
+    }
+    settle().await;
+    let with_accounts = rss_kib(driver.pid());
+    let accounts_peak = peak_rss_kib(driver.pid());
+
+    // 200 levels in the status (open in the CRD), then a relist.
+    let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+    let class = format!(
+        r#"{{"apiVersion": "secrets-store.csi.x-k8s.io/v1", "kind": "SecretProviderClass",
+            "metadata": {{"name": "deep", "namespace": "m9"}},
+            "spec": {{"provider": "aws", "parameters": {{"objects": "- {{objectName: a}}"}}}},
+            "status": {deep}}}"#
+    );
+    cp.kubectl(&["apply", "-f", "-"], Some(&class));
+    driver.kill();
+    let driver = Driver::start(dir.path(), &cp.admin, &[]).await;
+    settle().await;
+    let logs = driver.logs();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!("driver RSS (MiB): at rest {:.1}", mib(at_rest));
+    println!(
+        "  80 classes of 900 KB: {:.1} (peak {:.1}); restarted: {:.1} (peak {:.1})",
+        mib(with_classes),
+        mib(classes_peak),
+        mib(restarted),
+        mib(restarted_peak)
+    );
+    println!(
+        "  600 ServiceAccounts with a 200 KB annotation: {:.1} (peak {:.1})",
+        mib(with_accounts),
+        mib(accounts_peak)
+    );
+    cp.kubectl(&["delete", "namespace", "m9", "--wait=false"], None);
+    assert!(
+        !logs.contains("watch failed"),
+        "a deep class broke the watch:\n{logs}"
+    );
+    let limit = 24 * 1024;
+    assert!(
+        with_classes < at_rest + limit,
+        "classes: {at_rest} -> {with_classes} KiB"
+    );
+    assert!(
+        restarted < at_rest + limit,
+        "restarted: {at_rest} -> {restarted} KiB"
+    );
+    assert!(
+        with_accounts < restarted + limit,
+        "accounts: {restarted} -> {with_accounts} KiB"
+    );
+}

@@ -84,6 +84,11 @@ pub struct PodClasses {
     pub volumes: Vec<(String, String, String)>,
 }
 
+/// Objects per page of the watches' lists (client-go's default is 500):
+/// classes may be 1.5 MB each, a ServiceAccount's metadata 256 KB.
+const CLASS_PAGE: u32 = 10;
+const ACCOUNT_PAGE: u32 = 100;
+
 /// Reads what a publish needs from the Kubernetes API.
 #[derive(Clone)]
 pub struct Cluster {
@@ -113,18 +118,26 @@ impl Cluster {
     pub fn watching(client: kube::Client, node: String) -> Self {
         // Classes are decoded into what a publish reads (see `watched`);
         // accounts are stripped to their uid and role before the store.
+        // Lists come in small pages: a page is read whole before it is
+        // decoded, and tenants' objects may be 1.5 MB each. (A list "from
+        // any version" is served whole from the API server's cache, limit
+        // or not: 80 classes of 900 KB were one 72 MB answer.)
         let classes = spawn_reflector(
             "SecretProviderClass",
             watcher::watcher(
                 Api::<WatchedClass>::all(client.clone()),
-                watcher::Config::default(),
+                watcher::Config::default()
+                    .page_size(CLASS_PAGE)
+                    .list_semantic(watcher::ListSemantic::MostRecent),
             ),
         );
         let accounts = spawn_reflector(
             "ServiceAccount",
             watcher::watcher(
                 Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
-                watcher::Config::default(),
+                watcher::Config::default()
+                    .page_size(ACCOUNT_PAGE)
+                    .list_semantic(watcher::ListSemantic::MostRecent),
             )
             .modify(watched::strip_account),
         );
