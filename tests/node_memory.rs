@@ -206,10 +206,24 @@ async fn tenants_objects_without_pods_do_not_grow_the_drivers_memory() {
             "status": {deep}}}"#
     );
     cp.kubectl(&["apply", "-f", "-"], Some(&class));
+    settle().await;
+    // The restarted driver's class watch lists everything, the deep class
+    // included, and fills its cache (the class list failed as a whole
+    // before, and lookups fell back to GETs).
+    let filled = |logs: &str| {
+        logs.lines()
+            .filter(|l| l.contains("watch cache filled") && l.contains("SecretProviderClass"))
+            .count()
+    };
+    let before = filled(&driver.logs());
     driver.kill();
     let driver = Driver::start(dir.path(), &cp.admin, &[]).await;
-    settle().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while filled(&driver.logs()) == before && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let logs = driver.logs();
+    let watch_lines: Vec<&str> = logs.lines().filter(|l| l.contains("watch")).collect();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!("driver RSS (MiB): at rest {:.1}", mib(at_rest));
     println!(
@@ -226,25 +240,29 @@ async fn tenants_objects_without_pods_do_not_grow_the_drivers_memory() {
     );
     cp.kubectl(&["delete", "namespace", "m9", "--wait=false"], None);
     assert!(
-        !logs.contains("watch failed"),
-        "a deep class broke the watch:\n{logs}"
+        filled(&logs) > before && !logs.contains("watch failed"),
+        "a deep class broke the watch:\n{}",
+        watch_lines.join("\n")
     );
-    let limit = 24 * 1024;
+    // Before: +80 MiB with the classes, +70 MiB after a restart (peak
+    // +138 MiB), +120 MiB with the accounts. Freed pages the allocator
+    // keeps make the figures vary by some 20 MiB from run to run.
+    const MI: u64 = 1024;
     assert!(
-        with_classes < at_rest + limit,
+        with_classes < at_rest + 24 * MI,
         "classes: {at_rest} -> {with_classes} KiB"
     );
     assert!(
-        restarted < at_rest + limit,
+        restarted < at_rest + 40 * MI,
         "restarted: {at_rest} -> {restarted} KiB"
     );
     // The first list after a restart comes in pages, not as one answer.
     assert!(
-        restarted_peak < at_rest + 40 * 1024,
+        restarted_peak < at_rest + 64 * MI,
         "restarted: peak {restarted_peak} KiB"
     );
     assert!(
-        with_accounts < restarted + limit,
+        with_accounts < restarted + 24 * MI,
         "accounts: {restarted} -> {with_accounts} KiB"
     );
 }

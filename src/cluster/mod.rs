@@ -86,7 +86,7 @@ pub struct PodClasses {
 
 /// Objects per page of the watches' lists (client-go's default is 500):
 /// classes may be 1.5 MB each, a ServiceAccount's metadata 256 KB.
-const CLASS_PAGE: u32 = 10;
+const CLASS_PAGE: u32 = 5;
 const ACCOUNT_PAGE: u32 = 100;
 
 /// Reads what a publish needs from the Kubernetes API.
@@ -282,11 +282,18 @@ where
     use futures::StreamExt;
     let (reader, writer) = reflector::store();
     let events = reflector::reflector(writer, stream).default_backoff();
+    let store = reader.clone();
     tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            if let Err(e) = event {
-                tracing::warn!(kind, error = %e, "watch failed; lookups fall back to GET until it recovers");
+            match event {
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "watch failed; lookups fall back to GET until it recovers")
+                }
+                Ok(watcher::Event::InitDone) => {
+                    tracing::info!(kind, objects = store.len(), "watch cache filled")
+                }
+                Ok(_) => {}
             }
         }
     });
