@@ -266,3 +266,45 @@ async fn tenants_objects_without_pods_do_not_grow_the_drivers_memory() {
         "accounts: {restarted} -> {with_accounts} KiB"
     );
 }
+
+/// 50 publishes at once of a class that fans one 60 KB value out to 15 MB
+/// of files: they wait for room among the node's rendered bytes instead of
+/// all holding their files at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_fanned_out_publishes_wait_for_room() {
+    let w = World::with(&[], &["--max-node-volume-bytes", "1Gi"]).await;
+    let moto = moto();
+    moto.create_secret("m2/big", &format!("{{\"v\":\"{}\"}}", "x".repeat(60_000)))
+        .await;
+    w.kube.put_service_account("m2", "app", Some(READER_ROLE));
+    let mut yaml =
+        "- objectName: m2/big\n  objectType: secretsmanager\n  objectAlias: whole\n  jmesPath:\n"
+            .to_owned();
+    for i in 0..250 {
+        yaml.push_str(&format!("    - {{path: v, objectAlias: f{i}}}\n"));
+    }
+    w.class("m2", "fan", &yaml);
+    let before = peak_rss_kib(w.driver.pid());
+    let pods: Vec<PodSpec> = (0..50)
+        .map(|i| PodSpec::new("m2", &format!("p{i}"), "app"))
+        .collect();
+    let w = &w;
+    let publishes = pods.iter().map(|pod| {
+        let target = w.dir.target(&pod.uid);
+        async move { w.publish(&target, "fan", pod).await }
+    });
+    for result in futures::future::join_all(publishes).await {
+        result.unwrap();
+    }
+    let after = peak_rss_kib(w.driver.pid());
+    println!(
+        "driver peak RSS: {:.1} MiB before, {:.1} MiB after 50 publishes of 15 MB at once",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    assert_eq!(read(&w.dir.target(&pods[49].uid), "f249").len(), 60_000);
+    assert!(
+        after < before + 96 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+}
