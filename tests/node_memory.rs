@@ -303,8 +303,9 @@ async fn concurrent_fanned_out_publishes_wait_for_room() {
         after as f64 / 1024.0
     );
     assert_eq!(read(&w.dir.target(&pods[49].uid), "f249").len(), 60_000);
+    // Before: +86 MiB (debug build); the room is 32 MiB of rendered files.
     assert!(
-        after < before + 96 * 1024,
+        after < before + 64 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB"
     );
 }
