@@ -33,7 +33,9 @@ use crate::spc::{
     SecretProviderClassSpec,
 };
 use crate::state::{VolumeRecord, VolumeStore};
-use crate::volume::{self, Layout, Mounted, TmpfsOptions, VolumeError, WriteOutcome};
+use crate::volume::{
+    self, Layout, Mounted, TmpfsOptions, VolumeBudget, VolumeError, WriteOutcome, footprint,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -116,6 +118,7 @@ impl PublishError {
                 ..
             }) => "SecretProviderClassNotFound",
             PublishError::Cluster(ClusterError::NotFound { .. }) => "ServiceAccountNotFound",
+            PublishError::Cluster(ClusterError::Unusable { .. }) => "InvalidSecretProviderClass",
             PublishError::Cluster(_) => "KubernetesApiError",
             PublishError::Class { .. } => "InvalidSecretProviderClass",
             PublishError::Identity(_) => "IdentityError",
@@ -136,6 +139,10 @@ impl PublishError {
                 source: VolumeError::Mount { .. },
                 ..
             } => "FailedToMount",
+            PublishError::Volume {
+                source: VolumeError::OverBudget { .. },
+                ..
+            } => "NodeVolumeBudgetExceeded",
             PublishError::Volume { .. } => "FileWriteError",
             PublishError::Deadline(_) => "Timeout",
             PublishError::Busy(_) => "OperationInProgress",
@@ -211,8 +218,12 @@ pub struct Publisher {
     warned: Mutex<HashSet<(String, String, u64)>>,
     plans: Plans,
     fetcher: Fetcher,
+    /// Bytes rendered and not yet written, across publishes.
+    rendering: RenderBytes,
     config: PublishConfig,
     volumes: Arc<VolumeStore>,
+    /// Bytes the node's volumes may hold, all together.
+    budget: Arc<VolumeBudget>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
@@ -343,6 +354,8 @@ struct Rendered {
     secret_objects: Vec<SecretObject>,
     interval: Duration,
     fingerprint: u64,
+    /// The node's room for rendered bytes, held until the files are written.
+    _in_flight: Option<InFlight>,
 }
 
 impl Publisher {
@@ -352,6 +365,7 @@ impl Publisher {
         fetcher: Fetcher,
         config: PublishConfig,
         volumes: Arc<VolumeStore>,
+        budget: Arc<VolumeBudget>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Publisher {
@@ -365,11 +379,20 @@ impl Publisher {
             warned: Mutex::default(),
             plans: Plans::default(),
             fetcher,
+            rendering: RenderBytes::new(RENDER_BYTES_AT_ONCE),
             config,
             volumes,
+            budget,
             metrics,
             in_flight: Default::default(),
         }
+    }
+
+    /// Drops what the node holds past its time and no volume needs now
+    /// (shared values; see [`crate::fetch::LONGEST_SHARED`]); run on the
+    /// driver's own clock, since no request may come once pods are gone.
+    pub fn sweep(&self) {
+        self.fetcher.sweep_shared_values();
     }
 
     /// Work done once before the first publish needs it: the API server's
@@ -481,6 +504,12 @@ impl Publisher {
             .await
             .map_err(|_| PublishError::Deadline(self.config.deadline))??;
         let files = rendered.set.len();
+        // Reserved before anything is mounted: a refusal leaves nothing.
+        let bytes = footprint(&rendered.set);
+        let reservation = self
+            .budget
+            .reserve(&req.volume_id, bytes)
+            .map_err(on_target)?;
         let tmpfs = self.config.tmpfs.clone();
         let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
         let set = rendered.set.clone();
@@ -490,6 +519,7 @@ impl Publisher {
         .instrument(crate::step!("populate"))
         .await
         .map_err(on_target)?;
+        reservation.settle(bytes);
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
         self.remember(req, refresh, rendered.fingerprint);
         self.report(req, &rendered)
@@ -581,8 +611,28 @@ impl Publisher {
         })
         .await
         .map_err(on_target)?;
+        // What the volume holds is counted from its files, whatever the
+        // driver knew before (a restart may have lost the record).
+        self.budget
+            .set(&req.volume_id, previous.as_ref().map_or(0, footprint));
+        // The old files are not kept in memory while the new are fetched:
+        // their digest tells an unchanged set.
+        let digests = std::hash::RandomState::new();
+        let previous_digest = previous.as_ref().map(|set| digest(&digests, set));
         let reuse = previous.map(|set| (record.map_or(0, |r| r.class_fingerprint), set));
-        let rendered = self.render(req, reuse.as_ref()).await?;
+        let rendered = self.render(req, reuse).await?;
+        // A swap writes the new set while the old one is still there: both
+        // count until it is done. Unchanged content is not written at all.
+        let unchanged = previous_digest == Some(digest(&digests, &rendered.set));
+        let bytes = footprint(&rendered.set);
+        let reservation = match unchanged {
+            true => None,
+            false => Some(
+                self.budget
+                    .reserve(&req.volume_id, bytes)
+                    .map_err(on_target)?,
+            ),
+        };
         let (root, path) = (self.config.kubelet_dir.clone(), req.target.clone());
         let set = rendered.set.clone();
         let outcome = blocking(&req.target, move || {
@@ -590,6 +640,9 @@ impl Publisher {
         })
         .await
         .map_err(on_target)?;
+        if let Some(reservation) = reservation {
+            reservation.settle(bytes);
+        }
         Ok((rendered, outcome))
     }
 
@@ -632,6 +685,7 @@ impl Publisher {
     /// Drops everything known of a volume that is gone.
     fn forget(&self, volume_id: &str) {
         self.pod_status.forget(volume_id);
+        self.budget.release(volume_id);
         self.secrets_synced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -647,8 +701,9 @@ impl Publisher {
     async fn render(
         &self,
         req: &PublishRequest,
-        reuse: Option<&(u64, FileSet)>,
+        reuse: Option<(u64, FileSet)>,
     ) -> Result<Rendered, PublishError> {
+        let refresh = reuse.is_some();
         let ns = &req.pod.namespace;
         let class = self
             .cluster
@@ -722,9 +777,10 @@ impl Publisher {
             failover_region: plan.failover_region.as_deref(),
             chain: plan.role_chain.as_ref(),
         };
+        // The earlier files go here: only pinned values are kept of them.
         let known = match reuse {
-            Some((previous_fingerprint, set)) if *previous_fingerprint == fingerprint => {
-                pinned_values(&plan, set)
+            Some((previous_fingerprint, set)) if previous_fingerprint == fingerprint => {
+                pinned_values(&plan, &set)
             }
             _ => Vec::new(),
         };
@@ -737,7 +793,7 @@ impl Publisher {
         let sharing = Sharing {
             scope: Some(IdentityKey::of(&who)),
             max_age: interval,
-            priority: if reuse.is_some() {
+            priority: if refresh {
                 Priority::Refresh
             } else {
                 Priority::FirstMount
@@ -760,6 +816,12 @@ impl Publisher {
             // obtained are served only once this pod's token is exchanged.
             obtained = self.identities.exchange(&who).await?;
         }
+        // A refresh holds the new set and, while writing, the one read back
+        // to compare.
+        let in_flight = Rendering {
+            bytes: &self.rendering,
+            copies: if refresh { 2 } else { 1 },
+        };
         let mut set = fetch_and_render(
             &self.fetcher,
             &plan,
@@ -767,6 +829,7 @@ impl Publisher {
             &known,
             &sharing,
             &class_id,
+            Some(in_flight),
         )
         .instrument(crate::step!("fetch"))
         .await;
@@ -782,16 +845,18 @@ impl Publisher {
                 &known,
                 &sharing,
                 &class_id,
+                Some(in_flight),
             )
             .await;
         }
-        let (set, versions) = set?;
+        let (set, versions, in_flight) = set?;
         Ok(Rendered {
             set,
             versions,
             secret_objects: class.spec.secret_objects.clone(),
             interval,
             fingerprint,
+            _in_flight: in_flight,
         })
     }
 
@@ -1132,7 +1197,9 @@ impl Plans {
     }
 }
 
-/// Fetches a plan's values and renders its files.
+/// Fetches a plan's values and renders its files; with `in_flight`, the
+/// rendering waits for room among the node's rendered bytes, and the room
+/// taken is handed back with the files.
 pub async fn fetch_and_render(
     fetcher: &Fetcher,
     plan: &MountPlan,
@@ -1140,7 +1207,8 @@ pub async fn fetch_and_render(
     known: &[Option<FetchedValue>],
     sharing: &Sharing,
     class: &str,
-) -> Result<(FileSet, Vec<(String, String)>), PublishError> {
+    in_flight: Option<Rendering<'_>>,
+) -> Result<(FileSet, Vec<(String, String)>, Option<InFlight>), PublishError> {
     let values = fetcher
         .fetch(plan, identity, known, sharing)
         .await
@@ -1160,11 +1228,93 @@ pub async fn fetch_and_render(
         })
         .collect();
     let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
+    let room = match in_flight {
+        Some(r) => Some(
+            r.bytes
+                .take(render_estimate(plan, &bytes).saturating_mul(r.copies))
+                .instrument(crate::step!("render_room"))
+                .await,
+        ),
+        None => None,
+    };
     let set = render::render(plan, &bytes).map_err(|source| PublishError::Render {
         class: class.to_owned(),
         source,
     })?;
-    Ok((set, versions))
+    Ok((set, versions, room))
+}
+
+/// Rendered bytes the node holds at once across publishes (besides what
+/// volumes hold): 50 publishes of a class that fans one value out to 15 MiB
+/// of files wait for their turn instead of holding 50 x 15 MiB.
+pub const RENDER_BYTES_AT_ONCE: u64 = 32 << 20;
+
+/// The most a plan's files can take once rendered from `values`: each
+/// whole value, and each jmesPath file at most its value's size; never more
+/// than the volume may hold (rendering stops there).
+pub fn render_estimate(plan: &MountPlan, values: &[crate::secret::SecretBytes]) -> u64 {
+    let files: u64 = plan
+        .objects
+        .iter()
+        .zip(values)
+        .map(|(o, v)| v.len() as u64 * (1 + o.jmes.len() as u64))
+        .sum();
+    files.min(plan.limits.max_bytes)
+}
+
+/// The node's room for rendered bytes, counted in KiB.
+pub struct RenderBytes {
+    room: Arc<tokio::sync::Semaphore>,
+    kib: u32,
+}
+
+/// Room taken for one rendering; given back when dropped.
+#[derive(Debug)]
+pub struct InFlight(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
+
+/// What one publish asks of [`RenderBytes`].
+#[derive(Clone, Copy)]
+pub struct Rendering<'a> {
+    pub bytes: &'a RenderBytes,
+    /// Copies of the rendered set held at once.
+    pub copies: u64,
+}
+
+impl RenderBytes {
+    pub fn new(bytes: u64) -> Self {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS as u32);
+        RenderBytes {
+            room: Arc::new(tokio::sync::Semaphore::new(kib as usize)),
+            kib,
+        }
+    }
+
+    /// Waits for room for `bytes`; a rendering larger than all the room
+    /// waits for all of it, and then goes alone.
+    pub async fn take(&self, bytes: u64) -> InFlight {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.kib);
+        let permit = self
+            .room
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the render semaphore is never closed");
+        InFlight(permit)
+    }
+}
+
+/// A digest of a file set, with keys no class author knows.
+fn digest(state: &std::hash::RandomState, set: &FileSet) -> u64 {
+    use std::hash::BuildHasher;
+    let mut h = state.build_hasher();
+    for f in set.files() {
+        (f.path.to_string(), f.mode, f.bytes.expose()).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The in-flight key of a target: one operation per target at a time too,
@@ -1273,6 +1423,57 @@ mod tests {
             "b"
         );
         assert_eq!(calls.get(), 6, "the last good plan is still known");
+    }
+
+    #[tokio::test]
+    async fn renderings_wait_for_room_among_the_nodes_rendered_bytes() {
+        const MI: u64 = 1 << 20;
+        let room = RenderBytes::new(32 * MI);
+        let soon = std::time::Duration::from_millis(50);
+        // Two 15 MiB renderings at once; the third waits for one to end.
+        let a = room.take(15 * MI).await;
+        let _b = room.take(15 * MI).await;
+        assert!(
+            tokio::time::timeout(soon, room.take(15 * MI))
+                .await
+                .is_err()
+        );
+        drop(a);
+        let c = tokio::time::timeout(soon, room.take(15 * MI))
+            .await
+            .unwrap();
+        // Small ones still go beside the big ones.
+        let small = tokio::time::timeout(soon, room.take(4096)).await.unwrap();
+        drop(c);
+        drop(small);
+        // One larger than all the room waits for all of it, then goes.
+        assert!(
+            tokio::time::timeout(soon, room.take(100 * MI))
+                .await
+                .is_err()
+        );
+        drop(_b);
+        let _huge = tokio::time::timeout(soon, room.take(100 * MI))
+            .await
+            .unwrap();
+        assert!(tokio::time::timeout(soon, room.take(1)).await.is_err());
+    }
+
+    #[test]
+    fn a_renderings_room_is_its_values_times_their_files_within_the_volume() {
+        let params: BTreeMap<String, String> = [
+            ("region".to_string(), "r".to_string()),
+            (
+                "objects".to_string(),
+                "- {objectName: a, objectType: secretsmanager, jmesPath: [{path: x, objectAlias: x}, {path: y, objectAlias: y}]}\n- {objectName: b, objectType: secretsmanager}".to_string(),
+            ),
+        ]
+        .into();
+        let mut plan = spc::plan(&params, None).unwrap();
+        let values = [SecretBytes::from("0123456789"), SecretBytes::from("abc")];
+        assert_eq!(render_estimate(&plan, &values), 10 * 3 + 3);
+        plan.limits.max_bytes = 20;
+        assert_eq!(render_estimate(&plan, &values), 20);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod secret_sync;
 mod tls;
+mod watched;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 pub use secret_sync::{MANAGED_LABEL, SyncError, desired_secret, is_ours, merged, up_to_date};
+pub use watched::{MAX_CLASS_BYTES, WatchedClass};
 
 use crate::identity::issuer::IssuerKeys;
 use crate::identity::{BoundPod, TokenReviewed};
@@ -56,6 +58,13 @@ pub enum ClusterError {
         name: String,
         message: String,
     },
+    #[error("{kind} {namespace}/{name} is not used: {why}")]
+    Unusable {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        why: String,
+    },
     #[error("{kind} {namespace}/{name}: the API server could not be used: {message}")]
     Unavailable {
         kind: &'static str,
@@ -75,6 +84,11 @@ pub struct PodClasses {
     pub volumes: Vec<(String, String, String)>,
 }
 
+/// Objects per page of the watches' lists (client-go's default is 500):
+/// classes may be 1.5 MB each, a ServiceAccount's metadata 256 KB.
+const CLASS_PAGE: u32 = 5;
+const ACCOUNT_PAGE: u32 = 100;
+
 /// Reads what a publish needs from the Kubernetes API.
 #[derive(Clone)]
 pub struct Cluster {
@@ -82,7 +96,7 @@ pub struct Cluster {
     /// This node, the reporting instance of events.
     node: String,
     /// Watch caches of classes and ServiceAccounts (absent: direct GETs).
-    classes: Option<Store<SecretProviderClass>>,
+    classes: Option<Store<WatchedClass>>,
     accounts: Option<Store<PartialObjectMeta<ServiceAccount>>>,
     /// Watch cache of this node's pods: name, uid and deletion time only.
     pods: Option<Store<PartialObjectMeta<PodObject>>>,
@@ -105,19 +119,30 @@ impl Cluster {
     /// moment before its pod) is one direct GET. The watches run until the
     /// runtime stops.
     pub fn watching(client: kube::Client, node: String) -> Self {
+        // Classes are decoded into what a publish reads (see `watched`);
+        // accounts are stripped to their uid and role before the store.
+        // Lists come in small pages: a page is read whole before it is
+        // decoded, and tenants' objects may be 1.5 MB each. (A list "from
+        // any version" is served whole from the API server's cache, limit
+        // or not: 80 classes of 900 KB were one 72 MB answer.)
         let classes = spawn_reflector(
             "SecretProviderClass",
             watcher::watcher(
-                Api::<SecretProviderClass>::all(client.clone()),
-                watcher::Config::default(),
+                Api::<WatchedClass>::all(client.clone()),
+                watcher::Config::default()
+                    .page_size(CLASS_PAGE)
+                    .list_semantic(watcher::ListSemantic::MostRecent),
             ),
         );
         let accounts = spawn_reflector(
             "ServiceAccount",
             watcher::watcher(
                 Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone()),
-                watcher::Config::default(),
-            ),
+                watcher::Config::default()
+                    .page_size(ACCOUNT_PAGE)
+                    .list_semantic(watcher::ListSemantic::MostRecent),
+            )
+            .modify(watched::strip_account),
         );
         // The pods of this node only (as kubelet watches them): whether a
         // token's pod still exists is asked at every publish.
@@ -192,18 +217,28 @@ impl Cluster {
         name: &str,
     ) -> Result<Arc<SecretProviderClass>, ClusterError> {
         // The watch store's own copy: no class is cloned per publish.
-        if let Some(cached) = self
+        let watched = match self
             .classes
             .as_ref()
             .and_then(|s| s.get(&ObjectRef::new(name).within(namespace)))
         {
-            return Ok(cached);
-        }
-        Api::<SecretProviderClass>::namespaced(self.client.clone(), namespace)
-            .get(name)
-            .await
-            .map(Arc::new)
-            .map_err(|e| classify(e, "SecretProviderClass", namespace, name))
+            Some(cached) => cached,
+            None => Arc::new(
+                Api::<WatchedClass>::namespaced(self.client.clone(), namespace)
+                    .get(name)
+                    .await
+                    .map_err(|e| classify(e, "SecretProviderClass", namespace, name))?,
+            ),
+        };
+        watched
+            .content
+            .clone()
+            .map_err(|why| ClusterError::Unusable {
+                kind: "SecretProviderClass",
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                why,
+            })
     }
 
     /// The uid of a ServiceAccount, from the watch cache only (None when
@@ -309,11 +344,18 @@ where
     use futures::StreamExt;
     let (reader, writer) = reflector::store();
     let events = reflector::reflector(writer, stream).default_backoff();
+    let store = reader.clone();
     tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            if let Err(e) = event {
-                tracing::warn!(kind, error = %e, "watch failed; lookups fall back to GET until it recovers");
+            match event {
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "watch failed; lookups fall back to GET until it recovers")
+                }
+                Ok(watcher::Event::InitDone) => {
+                    tracing::info!(kind, objects = store.len(), "watch cache filled")
+                }
+                Ok(_) => {}
             }
         }
     });

@@ -345,6 +345,9 @@ fn fix_for_cluster(e: &ClusterError, what: &str) -> &'static str {
         ClusterError::Forbidden { .. } => {
             "your Kubernetes user may not read it: use a kubeconfig that may get pods, serviceaccounts and secretproviderclasses"
         }
+        ClusterError::Unusable { .. } => {
+            "shorten the class (split its objects over several classes), or correct its spec"
+        }
         ClusterError::Unavailable { .. } => {
             "the API server could not be reached: check KUBECONFIG (or the in-cluster configuration) and the network"
         }

@@ -231,7 +231,8 @@ async fn render_once(
         max_age: Duration::ZERO,
         priority: Priority::FirstMount,
     };
-    let (set, _) = fetch_and_render(fetcher, &plan, &identity, &known, &sharing, &id).await?;
+    let (set, _, _) =
+        fetch_and_render(fetcher, &plan, &identity, &known, &sharing, &id, None).await?;
     Ok((plan, class_fingerprint, set))
 }
 

@@ -15,7 +15,7 @@ use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::{self, Metrics};
 use crate::publish::{PublishConfig, Publisher};
 use crate::state::VolumeStore;
-use crate::volume::{self, TmpfsOptions};
+use crate::volume::{self, TmpfsOptions, VolumeBudget};
 
 /// The CSI node server (what the DaemonSet runs).
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// a class may render for one volume.
     #[arg(long, env = "TMPFS_SIZE", default_value = "16Mi", value_parser = parse_size)]
     pub tmpfs_size: u64,
+    /// The most bytes all volumes on the node may hold together (Ki, Mi, Gi
+    /// suffixes), counted in tmpfs pages. The kernel charges a tmpfs's
+    /// pages to the driver's memory cgroup: past its limit the driver is
+    /// killed. A publish that would exceed this is refused
+    /// (ResourceExhausted, retried by kubelet) and a refresh keeps the old
+    /// files. Unset: the driver's cgroup v2 `memory.max` minus 64Mi for the
+    /// driver itself (at least a quarter of the limit), else 512Mi.
+    #[arg(long, env = "MAX_NODE_VOLUME_BYTES", value_parser = parse_size)]
+    pub max_node_volume_bytes: Option<u64>,
     /// The most files one volume may hold (whole values and jmesPath files);
     /// a class asking for more is refused before anything is fetched.
     #[arg(long, env = "MAX_FILES_PER_VOLUME", default_value_t = 2048)]
@@ -146,7 +155,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         VolumeStore::open(&args.state_dir)
             .map_err(|e| anyhow::anyhow!("cannot open the state directory: {e}"))?,
     );
-    recover(&volumes, &args.kubelet_dir).await;
+    let (limit, from) = node_volume_budget(args.max_node_volume_bytes, own_memory_max());
+    let budget = Arc::new(VolumeBudget::new(limit));
+    recover(&volumes, &budget, &args.kubelet_dir).await;
     let metrics = Arc::new(Metrics::new().with_volumes(volumes.clone()));
     let config = PublishConfig {
         default_region: sdk.region().map(|r| r.to_string()),
@@ -167,6 +178,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         node = %args.node_id,
         region = config.default_region.as_deref().unwrap_or("(from each class)"),
         volumes = volumes.len(),
+        volume_bytes = budget.held(),
+        max_node_volume_bytes = limit,
+        budget_from = from,
         "starting"
     );
     let publisher = Publisher::new(
@@ -190,6 +204,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         ),
         config,
         volumes,
+        budget,
         metrics.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -243,6 +258,16 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     tokio::spawn({
         let publisher = publisher.clone();
         async move { publisher.prepare().await }
+    });
+    tokio::spawn({
+        let publisher = publisher.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                publisher.sweep();
+            }
+        }
     });
     let result = csi::serve(
         socket,
@@ -316,10 +341,59 @@ fn raise_open_files_limit() {
     }
 }
 
+/// The driver's own memory needs beside its volumes: about 20 MiB at rest,
+/// plus the values being rendered and the watch caches.
+const DRIVER_HEADROOM: u64 = 64 << 20;
+
+/// The node's volume budget when no flag sets it, without a memory limit.
+const UNLIMITED_DEFAULT_BUDGET: u64 = 512 << 20;
+
+/// The node's volume budget and where it came from: the flag, else the
+/// driver's memory limit minus its headroom (at least a quarter of the
+/// limit, so a small limit still serves some volumes), else a fixed size.
+fn node_volume_budget(flag: Option<u64>, memory_max: Option<u64>) -> (u64, &'static str) {
+    match (flag, memory_max) {
+        (Some(bytes), _) => (bytes, "--max-node-volume-bytes"),
+        (None, Some(max)) => (
+            max.saturating_sub(DRIVER_HEADROOM).max(max / 4),
+            "the container's memory.max",
+        ),
+        (None, None) => (UNLIMITED_DEFAULT_BUDGET, "the default (no memory limit)"),
+    }
+}
+
+/// The memory limit of the driver's own cgroup (v2), when it has one.
+fn own_memory_max() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroup_v2_path(&cgroups)?;
+    let file = std::path::Path::new("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'))
+        .join("memory.max");
+    parse_memory_max(&std::fs::read_to_string(file).ok()?)
+}
+
+/// The path of the unified (v2) hierarchy in `/proc/self/cgroup`.
+fn cgroup_v2_path(text: &str) -> Option<&str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .filter(|p| !p.split('/').any(|c| c == ".."))
+}
+
+/// `memory.max`: a number of bytes, or `max` for none.
+fn parse_memory_max(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
 /// After a restart: volumes whose target is no longer mounted are forgotten;
-/// the others are repaired if a write was interrupted (a kill mid-swap).
-async fn recover(volumes: &Arc<VolumeStore>, kubelet_dir: &std::path::Path) {
+/// the others are repaired if a write was interrupted (a kill mid-swap),
+/// and what their files take is counted against the node's budget again.
+async fn recover(
+    volumes: &Arc<VolumeStore>,
+    budget: &Arc<VolumeBudget>,
+    kubelet_dir: &std::path::Path,
+) {
     let store = volumes.clone();
+    let budget = budget.clone();
     let root = kubelet_dir.to_path_buf();
     let report = tokio::task::spawn_blocking(move || {
         let dropped = store.retain(|r| {
@@ -328,6 +402,12 @@ async fn recover(volumes: &Arc<VolumeStore>, kubelet_dir: &std::path::Path) {
         for record in store.all() {
             if let Err(e) = volume::tidy(&root, &record.target) {
                 tracing::warn!(volume_id = %record.volume_id, error = %e, "cannot repair a volume");
+            }
+            match volume::held_bytes(&root, &record.target) {
+                Ok(bytes) => budget.set(&record.volume_id, bytes),
+                Err(e) => {
+                    tracing::warn!(volume_id = %record.volume_id, error = %e, "cannot measure a volume")
+                }
             }
         }
         (store.len(), dropped.len())
@@ -394,7 +474,33 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_listen_addr, parse_size};
+    use super::{
+        cgroup_v2_path, node_volume_budget, parse_listen_addr, parse_memory_max, parse_size,
+    };
+
+    #[test]
+    fn the_volume_budget_follows_the_memory_limit() {
+        const MI: u64 = 1 << 20;
+        assert_eq!(
+            node_volume_budget(Some(MI), Some(128 * MI)),
+            (MI, "--max-node-volume-bytes")
+        );
+        // The chart's 128Mi limit: half for volumes, half for the driver.
+        assert_eq!(node_volume_budget(None, Some(128 * MI)).0, 64 * MI);
+        assert_eq!(node_volume_budget(None, Some(1024 * MI)).0, 960 * MI);
+        assert_eq!(node_volume_budget(None, Some(64 * MI)).0, 16 * MI);
+        assert_eq!(node_volume_budget(None, None).0, 512 * MI);
+        assert_eq!(parse_memory_max("134217728\n"), Some(128 * MI));
+        assert_eq!(parse_memory_max("max\n"), None);
+        let cgroups = "12:cpu:/x\n0::/kubepods.slice/pod1/cri-abc\n";
+        assert_eq!(
+            cgroup_v2_path(cgroups),
+            Some("/kubepods.slice/pod1/cri-abc")
+        );
+        assert_eq!(cgroup_v2_path("0::/\n"), Some("/"));
+        assert_eq!(cgroup_v2_path("0::/../other\n"), None);
+        assert_eq!(cgroup_v2_path("4:memory:/x\n"), None);
+    }
 
     #[test]
     fn listen_addresses_of_either_family() {

@@ -19,6 +19,7 @@ fn code_of(e: &PublishError) -> Code {
         PublishError::Cluster(ClusterError::NotFound { .. }) => Code::NotFound,
         PublishError::Cluster(ClusterError::Forbidden { .. }) => Code::PermissionDenied,
         PublishError::Cluster(ClusterError::Unavailable { .. }) => Code::Unavailable,
+        PublishError::Cluster(ClusterError::Unusable { .. }) => Code::InvalidArgument,
         PublishError::Class { .. } => Code::InvalidArgument,
         PublishError::Identity(i) => match i {
             IdentityError::TokenMissing(_) | IdentityError::NotProven(_) => Code::Unauthenticated,

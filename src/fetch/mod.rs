@@ -23,7 +23,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 pub use budget::{DEFAULT_BUDGETS, DefaultBudget, Priority, RateBudget, RateSetting};
 pub use failure::{FailureKind, ObjectFailure};
 pub use listing::Listing;
-pub use shared::{BATCH_WINDOW, BatchWindow, SharedValues, Sharing};
+pub use shared::{BATCH_WINDOW, BatchWindow, LONGEST_SHARED, SharedValues, Sharing};
 
 use crate::aws::AwsIdentity;
 use crate::metrics::Metrics;
@@ -140,6 +140,12 @@ impl Fetcher {
     /// Values held for sharing now.
     pub fn shared_values_held(&self) -> usize {
         self.shared.held()
+    }
+
+    /// Drops shared values that are past their time (see
+    /// [`shared::LONGEST_SHARED`]).
+    pub fn sweep_shared_values(&self) {
+        self.shared.sweep_now()
     }
 
     /// Fetches the objects of `plan`; values are in plan order. `known`

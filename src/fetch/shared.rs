@@ -30,6 +30,12 @@ use crate::aws::IdentityKey;
 use crate::metrics::{Metrics, Served};
 use crate::spc::{ObjectRef, ObjectType};
 
+/// The longest a value stays for sharing, whatever interval its requests
+/// accepted: a class's `refreshInterval` (up to a year) is its own volumes'
+/// business, and must not keep values in the driver's memory once the pods
+/// that read them are gone. Past this, a new pod's request asks AWS again.
+pub const LONGEST_SHARED: Duration = Duration::from_secs(10 * 60);
+
 /// How long a new batch waits for other requests to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchWindow {
@@ -125,7 +131,8 @@ struct Queues {
 pub struct SharedValues {
     slots: Mutex<HashMap<ValueKey, Slot>>,
     queues: Mutex<Queues>,
-    /// Values older than the largest `max_age` ever asked for are dropped.
+    /// Values older than the largest `max_age` ever asked for (at most
+    /// [`LONGEST_SHARED`]) are dropped.
     retain_ms: AtomicU64,
     window: BatchWindow,
     budget: Arc<RateBudget>,
@@ -170,8 +177,7 @@ impl SharedValues {
             region: region.to_owned(),
             kind,
         };
-        self.retain_ms
-            .fetch_max(sharing.max_age.as_millis() as u64, Ordering::Relaxed);
+        self.accept(sharing.max_age);
         let now = Instant::now();
         let mut waiting: Vec<Result<Outcome, Answer>> = Vec::with_capacity(objects.len());
         let mut start_queue = None;
@@ -307,6 +313,22 @@ impl SharedValues {
         });
     }
 
+    /// A request accepts values this old: they are kept that long, within
+    /// [`LONGEST_SHARED`].
+    fn accept(&self, max_age: Duration) {
+        self.retain_ms.fetch_max(
+            max_age.min(LONGEST_SHARED).as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Drops values nobody would accept any more, on the driver's clock
+    /// (requests sweep too, but none may come once the pods are gone).
+    pub fn sweep_now(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep(&mut slots, Instant::now());
+    }
+
     /// Values held now (for tests and the benchmark's memory figures).
     pub fn held(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -328,6 +350,45 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn values_go_on_the_drivers_clock_whatever_interval_was_asked() {
+        let shared = SharedValues::new(
+            Arc::new(RateBudget::new(&[])),
+            Arc::new(Metrics::new()),
+            BATCH_WINDOW,
+        );
+        // A year's interval asked, as a class may set it.
+        shared.accept(Duration::from_secs(8760 * 3600));
+        let key = ValueKey {
+            queue: QueueKey {
+                scope: None,
+                region: "r".into(),
+                kind: ObjectType::SecretsManager,
+            },
+            object: ObjectRef {
+                name: "o".into(),
+                version_id: None,
+                version_label: None,
+            },
+        };
+        shared.slots.lock().unwrap().insert(
+            key,
+            Slot::Ready {
+                value: FetchedValue {
+                    bytes: "v".into(),
+                    version: None,
+                },
+                fetched_at: Instant::now(),
+            },
+        );
+        tokio::time::advance(LONGEST_SHARED - Duration::from_secs(1)).await;
+        shared.sweep_now();
+        assert_eq!(shared.held(), 1, "still young enough to share");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        shared.sweep_now();
+        assert_eq!(shared.held(), 0, "dropped without any request");
+    }
 
     #[test]
     fn a_lone_batch_goes_at_once_and_a_burst_gathers() {

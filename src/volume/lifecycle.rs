@@ -122,6 +122,15 @@ pub fn read(root: &Path, target: &Path, layout: Layout) -> Result<Option<FileSet
     writer::read_file_set(&t.via()).map_err(|e| e.named(&t.via(), target))
 }
 
+/// What a published volume's files take in its tmpfs now (its used pages,
+/// as the kernel counts and charges them).
+pub fn held_bytes(root: &Path, target: &Path) -> Result<u64, VolumeError> {
+    let t = open_volume(root, target, Layout::Tmpfs)?;
+    let stat =
+        rustix::fs::fstatvfs(t.fd()).map_err(|e| VolumeError::io("measure", target)(e.into()))?;
+    Ok(stat.f_blocks.saturating_sub(stat.f_bfree) * stat.f_frsize)
+}
+
 /// Repairs a published volume after an interrupted write.
 pub fn tidy(root: &Path, target: &Path) -> Result<(), VolumeError> {
     let t = open_volume(root, target, Layout::Tmpfs)?;

@@ -2,6 +2,7 @@
 //! whole [`FileSet`](crate::render::FileSet), kubelet style. Targets are
 //! resolved once without following links and reached through that handle.
 
+mod budget;
 mod lifecycle;
 mod mountinfo;
 mod target;
@@ -11,7 +12,8 @@ mod writer;
 use std::io;
 use std::path::PathBuf;
 
-pub use lifecycle::{Layout, mounted, populate, read, teardown, tidy, write};
+pub use budget::{Reservation, VolumeBudget, footprint};
+pub use lifecycle::{Layout, held_bytes, mounted, populate, read, teardown, tidy, write};
 pub use mountinfo::{MountEntry, parse_mountinfo};
 pub use target::{MOUNT_SOURCE, Mounted, Target};
 pub use tmpfs::{TmpfsOptions, mount_tmpfs, unmount};
@@ -40,13 +42,24 @@ pub enum VolumeError {
         fs_type: String,
         mounted_from: String,
     },
+    #[error(
+        "volume {volume_id} needs {bytes} bytes; the node's volumes hold {held} of the {limit} bytes allowed (--max-node-volume-bytes)"
+    )]
+    OverBudget {
+        volume_id: String,
+        bytes: u64,
+        held: u64,
+        limit: u64,
+    },
 }
 
 impl VolumeError {
-    /// True when the volume ran out of space (tmpfs size cap or inodes).
+    /// True when the volume ran out of space (tmpfs size cap or inodes), or
+    /// the node's volumes out of their budget.
     pub fn is_no_space(&self) -> bool {
         match self {
             VolumeError::Io { source, .. } => source.raw_os_error() == Some(libc_enospc()),
+            VolumeError::OverBudget { .. } => true,
             _ => false,
         }
     }
