@@ -311,6 +311,22 @@ struct VolumeLabels {
     pod: String,
 }
 
+/// A label value from a state record (a file on the node: its strings are
+/// not to be trusted). The encoder escapes `\\`, `"` and newline; other
+/// control characters (a carriage return, which some readers take for a line
+/// break) become U+FFFD.
+fn label_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// `volume_content_age_seconds`: seconds since each mounted volume's content
 /// was last confirmed current (its last successful fetch). It grows while
 /// refreshes fail: alert when it passes a few refresh intervals.
@@ -331,9 +347,9 @@ impl Collector for VolumeAges {
         )?;
         for record in self.0.all() {
             let labels = VolumeLabels {
-                volume_id: record.volume_id.clone(),
-                namespace: record.namespace.clone(),
-                pod: record.pod.clone(),
+                volume_id: label_text(&record.volume_id),
+                namespace: label_text(&record.namespace),
+                pod: label_text(&record.pod),
             };
             let age = now_ms.saturating_sub(record.refresh.fetched_at_ms) as f64 / 1000.0;
             ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
@@ -415,27 +431,35 @@ mod tests {
         );
     }
 
-    #[test]
-    fn volume_ages_are_listed_per_volume() {
+    /// The metrics of a node holding one volume of `namespace`/`pod`.
+    fn one_volume(volume_id: &str, namespace: &str, pod: &str) -> String {
         let store = Arc::new(VolumeStore::in_memory());
         let pod = crate::request::Pod {
-            namespace: "shop".into(),
-            name: "web".into(),
+            namespace: namespace.into(),
+            name: pod.into(),
             uid: "u".into(),
             service_account: "sa".into(),
         };
-        let refresh =
-            crate::rotation::RefreshState::mounted(0, std::time::Duration::from_secs(60), "v1");
+        let refresh = crate::rotation::RefreshState::mounted(
+            0,
+            std::time::Duration::from_secs(60),
+            volume_id,
+        );
         store
             .put(crate::state::VolumeRecord::new(
-                "v1",
+                volume_id,
                 std::path::Path::new("/t"),
                 &pod,
                 "c",
                 refresh,
             ))
             .unwrap();
-        let text = Metrics::new().with_volumes(store).encode();
+        Metrics::new().with_volumes(store).encode()
+    }
+
+    #[test]
+    fn volume_ages_are_listed_per_volume() {
+        let text = one_volume("v1", "shop", "web");
         assert!(
             text.contains(
                 "volume_content_age_seconds{volume_id=\"v1\",namespace=\"shop\",pod=\"web\"}"
@@ -448,33 +472,23 @@ mod tests {
     /// label value stays one quoted value on its own sample line.
     #[test]
     fn label_values_from_a_tampered_state_record_are_escaped() {
-        let store = Arc::new(VolumeStore::in_memory());
-        let pod = crate::request::Pod {
-            namespace: "shop\\".into(),
-            name: "web\"} 1\nnode_publish_total{provider=\"aws\",os_type=\"linux\"} 9999\n#".into(),
-            uid: "u".into(),
-            service_account: "sa".into(),
-        };
-        let refresh =
-            crate::rotation::RefreshState::mounted(0, std::time::Duration::from_secs(60), "v1");
-        store
-            .put(crate::state::VolumeRecord::new(
-                "v1\r\n",
-                std::path::Path::new("/t"),
-                &pod,
-                "c",
-                refresh,
-            ))
-            .unwrap();
-        let text = Metrics::new().with_volumes(store).encode();
+        let text = one_volume(
+            "v1\r\n",
+            "shop\\",
+            "web\"} 1\nnode_publish_total{provider=\"aws\",os_type=\"linux\"} 9999\n#",
+        );
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(samples.len(), 1, "{text}");
         assert!(
             samples[0].starts_with(
-                "volume_content_age_seconds{volume_id=\"v1\r\\n\",namespace=\"shop\\\\\",pod=\"web\\\"} 1\\nnode_publish_total{provider=\\\"aws\\\",os_type=\\\"linux\\\"} 9999\\n#\"} "
+                "volume_content_age_seconds{volume_id=\"v1\u{FFFD}\\n\",namespace=\"shop\\\\\",pod=\"web\\\"} 1\\nnode_publish_total{provider=\\\"aws\\\",os_type=\\\"linux\\\"} 9999\\n#\"} "
             ),
             "{text}"
         );
         assert!(!text.contains("9999\n"), "{text}");
+        assert!(
+            !text.contains('\r'),
+            "no carriage return reaches the output: {text}"
+        );
     }
 }

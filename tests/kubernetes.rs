@@ -922,7 +922,19 @@ spec:
     let replaced = bound_pod_in(cp, "gone", "replaced", "app");
 
     let dir = TestDir::new();
-    let driver_token = cp.token("aws-secrets-csi", "aws-secrets-csi", &["--duration", "1h"]);
+    // The driver's role, under a ServiceAccount of its own: the test that
+    // counts the driver's API calls from the audit log may run meanwhile.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: driver-deleted-pods, namespace: aws-secrets-csi}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: driver-deleted-pods}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: aws-secrets-csi}\nsubjects: [{kind: ServiceAccount, name: driver-deleted-pods, namespace: aws-secrets-csi}]\n",
+        ),
+    );
+    let driver_token = cp.token(
+        "aws-secrets-csi",
+        "driver-deleted-pods",
+        &["--duration", "1h"],
+    );
     let kubeconfig = dir.path().join("driver.kubeconfig");
     cp.kubeconfig_with_token(&kubeconfig, &cp.server, driver_token.trim());
     let driver = Driver::start_with(dir.path(), &kubeconfig, &[], &[]).await;
@@ -1995,6 +2007,47 @@ async fn a_paused_leader_writes_nothing_when_it_resumes() {
     first.kill();
 }
 
+/// A controller for a measurement: the build `AWS_SECRETS_CSI_BIN` names
+/// (else this test build), serving stores of `class` under a Lease of that
+/// name, with the controller's ServiceAccount, its log in `log`.
+fn measured_controller(
+    cp: &ControlPlane,
+    dir: &Path,
+    class: &str,
+    aws: &str,
+    log: Stdio,
+) -> (Child, String) {
+    let kubeconfig = controller_kubeconfig(cp, dir);
+    let binary = std::env::var("AWS_SECRETS_CSI_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_aws-secrets-csi").to_owned());
+    let child = Command::new(&binary)
+        .args([
+            "controller",
+            "--identity",
+            class,
+            "--lease-namespace",
+            "aws-secrets-csi",
+            "--lease-name",
+            class,
+            // Its own class: the other tests' controllers leave its stores
+            // alone, and it leaves theirs.
+            "--controller-class",
+            class,
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AWS_ENDPOINT_URL", aws)
+        .env("AWS_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    (child, binary)
+}
+
 /// For the measurements of a build from before stores came from the watch
 /// only: that build GETs a store per sync, which the controller's role no
 /// longer grants.
@@ -2029,42 +2082,10 @@ async fn controller_memory_under_large_external_secrets() {
     );
     let dir = tempfile::tempdir().unwrap();
     grant_store_gets(cp);
-    let kubeconfig = controller_kubeconfig(cp, dir.path());
-    let binary = std::env::var("AWS_SECRETS_CSI_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_aws-secrets-csi").to_owned());
-    let mut child = Command::new(&binary)
-        .args([
-            "controller",
-            "--identity",
-            "bulky",
-            "--lease-namespace",
-            "aws-secrets-csi",
-            "--lease-name",
-            "bulky",
-            "--controller-class",
-            "bulky",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ENDPOINT_URL", &moto().endpoint)
-        .env("AWS_REGION", REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, binary) =
+        measured_controller(cp, dir.path(), "bulky", &moto().endpoint, Stdio::null());
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss = |pid: u32| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let idle = rss(child.id());
+    let idle = rss_kib(child.id());
     let annotation = "a".repeat(250_000);
     for i in 0..110 {
         // Half with 700 KB of template text, half with 100 KB (and 250 KB
@@ -2101,7 +2122,7 @@ async fn controller_memory_under_large_external_secrets() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let held = rss(child.id());
+    let held = rss_kib(child.id());
     let peak = peak_rss_kib(child.id());
     println!(
         "controller RSS with 110 ExternalSecrets of ~1 MB: idle {} MiB, after {} MiB, peak {} MiB ({binary})",
@@ -2138,32 +2159,8 @@ async fn controller_api_load_under_one_second_refreshes() {
     cp.kubectl(&["apply", "-f", "-"], Some(&m));
     let dir = tempfile::tempdir().unwrap();
     grant_store_gets(cp);
-    let kubeconfig = controller_kubeconfig(cp, dir.path());
-    let binary = std::env::var("AWS_SECRETS_CSI_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_aws-secrets-csi").to_owned());
-    let mut child = Command::new(&binary)
-        .args([
-            "controller",
-            "--identity",
-            "eager",
-            "--lease-namespace",
-            "aws-secrets-csi",
-            "--lease-name",
-            "eager",
-            "--controller-class",
-            "eager",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ENDPOINT_URL", &moto().endpoint)
-        .env("AWS_REGION", REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, binary) =
+        measured_controller(cp, dir.path(), "eager", &moto().endpoint, Stdio::null());
     let synced = || {
         cp.try_kubectl(
             &[
@@ -2254,38 +2251,17 @@ async fn controller_at_scale() {
         .unwrap_or(0)
     };
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = controller_kubeconfig(cp, dir.path());
     apply(0, 200);
     let log = dir.path().join("scale.log");
     // A release build measures what a cluster runs:
     // AWS_SECRETS_CSI_BIN=target/release/aws-secrets-csi.
-    let binary = std::env::var("AWS_SECRETS_CSI_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_aws-secrets-csi").to_owned());
-    let mut child = Command::new(&binary)
-        .args([
-            "controller",
-            "--identity",
-            "scale",
-            "--lease-namespace",
-            "aws-secrets-csi",
-            "--lease-name",
-            "scale",
-            // Its own class: the other tests' controllers leave its stores
-            // alone, and it leaves theirs.
-            "--controller-class",
-            "scale",
-        ])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBECONFIG", &kubeconfig)
-        .env("AWS_ENDPOINT_URL", &aws.endpoint)
-        .env("AWS_REGION", REGION)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut child, binary) = measured_controller(
+        cp,
+        dir.path(),
+        "scale",
+        &aws.endpoint,
+        std::fs::File::create(&log).unwrap().into(),
+    );
     let started = std::time::Instant::now();
     eventually(Duration::from_secs(120), "200 Secrets", || synced() >= 200).await;
     let first = started.elapsed();

@@ -118,16 +118,6 @@ async fn volumes_past_the_node_budget_are_refused_and_counted_again_after_a_rest
     assert_eq!(read(&targets[4], "v4").len(), VALUE_BYTES);
 }
 
-/// Resident memory of a process now (VmRSS), in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Objects tenants create without any pod (with a real API server): 80
 /// classes of 900 KB, 600 ServiceAccounts with a 200 KB annotation, and a class
 /// nested 200 levels deep in its status. The driver's memory follows what

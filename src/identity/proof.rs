@@ -28,6 +28,19 @@ pub struct Claimant<'a> {
     pub audience: &'a str,
 }
 
+impl Claimant<'_> {
+    /// The claimant's token refused, for `reason`.
+    pub fn refused(&self, reason: String) -> NotProven {
+        NotProven {
+            namespace: self.namespace.to_owned(),
+            pod: self.pod.to_owned(),
+            service_account: self.service_account.to_owned(),
+            audience: self.audience.to_owned(),
+            reason,
+        }
+    }
+}
+
 /// Why a token does not prove the claimant's identity. Never holds the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -56,13 +69,7 @@ pub struct TokenReviewed {
 
 /// Decides whether a TokenReview answer proves `who`. Pure.
 pub fn judge(review: &TokenReviewed, who: &Claimant<'_>) -> Result<(), NotProven> {
-    let refuse = |reason: String| NotProven {
-        namespace: who.namespace.to_owned(),
-        pod: who.pod.to_owned(),
-        service_account: who.service_account.to_owned(),
-        audience: who.audience.to_owned(),
-        reason,
-    };
+    let refuse = |reason: String| who.refused(reason);
     if !review.authenticated {
         return Err(refuse(format!(
             "the API server did not accept it ({})",
@@ -116,13 +123,7 @@ pub const DELETED_POD_LEEWAY: Duration = Duration::from_secs(60);
 /// server decides it ("service account token has been invalidated"
 /// otherwise). Pure.
 pub fn judge_pod(pod: &BoundPod, who: &Claimant<'_>, now: SystemTime) -> Result<(), NotProven> {
-    let refuse = |reason: String| NotProven {
-        namespace: who.namespace.to_owned(),
-        pod: who.pod.to_owned(),
-        service_account: who.service_account.to_owned(),
-        audience: who.audience.to_owned(),
-        reason,
-    };
+    let refuse = |reason: String| who.refused(reason);
     match pod {
         BoundPod::Gone => Err(refuse(
             "its pod no longer exists (the token has been invalidated)".into(),
