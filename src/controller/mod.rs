@@ -64,9 +64,11 @@ pub struct ControllerArgs {
         default_value_t = false
     )]
     pub namespaced_stores_use_controller_identity: bool,
-    /// The most syncs of one namespace running at once (of 32 in all), so
-    /// that one tenant's slow or many ExternalSecrets do not delay another's.
-    #[arg(long, env = "SYNCS_PER_NAMESPACE", default_value_t = 4)]
+    /// The most syncs of one namespace running at once (of 32 in all): a
+    /// tenant whose syncs hang leaves the rest to others, and freed slots go
+    /// to the waiting namespaces in turn. Alone, a namespace's syncs of one
+    /// store run this many at once and gather into few AWS batches.
+    #[arg(long, env = "SYNCS_PER_NAMESPACE", default_value_t = 24)]
     pub syncs_per_namespace: usize,
 }
 
