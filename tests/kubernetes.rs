@@ -1806,7 +1806,23 @@ async fn the_controller_writes_only_what_an_external_secret_may_write() {
         "refreshInterval: 99999999999999999999h",
     );
     manifests += &es("lent", "name: lent", "a", "").replace("name: store}", "name: no-auth}");
+    manifests += &es("legacy", "name: legacy, creationPolicy: Orphan", "a", "");
     cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    // A Secret as an earlier release wrote it, under the one field manager
+    // all ExternalSecrets shared: a key the ExternalSecret no longer
+    // writes is that manager's alone.
+    cp.kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=aws-secrets-csi-controller",
+            "-f",
+            "-",
+        ],
+        Some(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: legacy, namespace: {ns}, labels: {{reconcile.external-secrets.io/managed: \"true\"}}}}\ndata: {{a: b2xk, stale: eA==}}\n"
+        )),
+    );
     // An ExternalSecret nested deeper than the JSON parser goes, there
     // before the controller lists (it once failed every sync's watch).
     let mut deep = serde_json::json!(1);
@@ -1903,12 +1919,45 @@ async fn the_controller_writes_only_what_an_external_secret_may_write() {
         Some(&es("owner-b", "name: owned", "b", "")),
     );
     refused("owner-b", "already owned by ExternalSecret owner-a").await;
+    // The Secret of the earlier release is taken over once: the new
+    // manager writes its key, the old one's fields are released, so the
+    // key only it held goes away.
+    eventually(
+        Duration::from_secs(30),
+        "the legacy Secret taken over",
+        || data("legacy") == BTreeMap::from([("a".into(), "value-a".into())]),
+    )
+    .await;
+    let legacy: serde_json::Value = serde_json::from_str(&cp.kubectl(
+        &[
+            "get",
+            "secret",
+            "legacy",
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        None,
+    ))
+    .unwrap();
+    let managers: Vec<String> = legacy["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["manager"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !managers.iter().any(|m| m == "aws-secrets-csi-controller"),
+        "the shared manager is gone: {managers:?}"
+    );
     assert!(!data("owned").contains_key("b"));
     // No loop: nothing is written again while nothing changes (one Merge
     // ExternalSecret wrote 1,840 Secret and status patches in 20 s).
     let versions =
         || {
-            ["shared", "owned"]
+            ["shared", "owned", "legacy"]
                 .map(|n| cp.get("secret", n, ns)["metadata"]["resourceVersion"].clone())
                 .into_iter()
                 .chain(["merge-1", "merge-2", "merge-owned", "owner-a"].map(|n| {
