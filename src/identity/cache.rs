@@ -163,12 +163,16 @@ mod tests {
             external_id: None,
             duration_seconds: None,
             session_tags: vec![],
+            transitive_tag_keys: vec![],
+            plain: 0,
         };
         let mut chained = req(irsa("arn:aws:iam::1:role/r"), "ns", "sa");
         chained.chain = Some(&chain);
         assert_ne!(a, IdentityKey::of(&chained), "role chain");
         let tagged_chain = crate::spc::RoleChain {
             session_tags: vec![("k".into(), "v".into())],
+            transitive_tag_keys: vec![],
+            plain: 0,
             ..chain.clone()
         };
         let mut tagged = chained;

@@ -264,14 +264,14 @@ impl Identities {
             }
         };
         if let Some(chain) = req.chain {
-            for role in &chain.roles {
+            for (i, role) in chain.roles.iter().enumerate() {
                 credentials = sts::assume_role(
                     &self.base,
                     req.region,
                     credentials,
                     role,
                     &session,
-                    chain,
+                    (i >= chain.plain).then_some(chain),
                     &self.metrics,
                 )
                 .await?;
@@ -299,14 +299,14 @@ impl Identities {
         chain: &RoleChain,
         session: &str,
     ) -> Result<Credentials, IdentityError> {
-        for role in &chain.roles {
+        for (i, role) in chain.roles.iter().enumerate() {
             credentials = sts::assume_role(
                 &self.base,
                 region,
                 credentials,
                 role,
                 session,
-                chain,
+                (i >= chain.plain).then_some(chain),
                 &self.metrics,
             )
             .await?;

@@ -52,22 +52,27 @@ pub(super) async fn assume_role(
     previous: Credentials,
     role_arn: &str,
     session_name: &str,
-    chain: &RoleChain,
+    // None: a role assumed plainly (External Secrets' additionalRoles).
+    chain: Option<&RoleChain>,
     metrics: &Metrics,
 ) -> Result<Credentials, IdentityError> {
     const API: &str = "AssumeRole";
     let tags: Vec<Tag> = chain
-        .session_tags
         .iter()
+        .flat_map(|c| c.session_tags.iter())
         .filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok())
         .collect();
+    let transitive = chain
+        .map(|c| c.transitive_tag_keys.clone())
+        .filter(|k| !k.is_empty() && !tags.is_empty());
     let out = client(base, region, Some(previous))
         .assume_role()
         .role_arn(role_arn)
         .role_session_name(session_name)
-        .set_external_id(chain.external_id.clone())
-        .set_duration_seconds(chain.duration_seconds.map(|d| d as i32))
+        .set_external_id(chain.and_then(|c| c.external_id.clone()))
+        .set_duration_seconds(chain.and_then(|c| c.duration_seconds).map(|d| d as i32))
         .set_tags((!tags.is_empty()).then_some(tags))
+        .set_transitive_tag_keys(transitive)
         .send()
         .await;
     record(metrics, API, &out);

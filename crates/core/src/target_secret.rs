@@ -276,3 +276,64 @@ mod tests {
         }
     }
 }
+
+/// Annotation with [`data_hash`] of the data written, as External Secrets
+/// writes it: a Secret whose data no longer matches was edited by hand.
+pub const DATA_HASH_ANNOTATION: &str = "reconcile.external-secrets.io/data-hash";
+
+/// External Secrets' hash of a Secret's data: SHA3-224 of Go's `%+v` of
+/// the `map[string][]byte` (keys sorted, bytes as decimal lists), hex. The
+/// same text, so a Secret External Secrets wrote is seen as unedited here
+/// and the other way round.
+pub fn data_hash<'a>(data: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    use std::fmt::Write;
+    let mut sorted: Vec<(&str, &[u8])> = data.into_iter().collect();
+    sorted.sort();
+    let mut text = String::from("map[");
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        let _ = write!(text, "{k}:[");
+        for (j, b) in v.iter().enumerate() {
+            if j > 0 {
+                text.push(' ');
+            }
+            let _ = write!(text, "{b}");
+        }
+        text.push(']');
+    }
+    text.push(']');
+    digest(text.as_bytes())
+}
+
+/// SHA3-224 of `bytes`, hex (External Secrets' `ObjectHash` of a string is
+/// this of the string itself).
+pub fn digest(bytes: &[u8]) -> String {
+    use sha3::Digest;
+    sha3::Sha3_224::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    #[test]
+    fn data_hash_is_external_secrets_object_hash() {
+        // Go: fmt.Sprintf("%+v", map[string][]byte{"b": {1, 2}, "a": []byte("hi")})
+        // is "map[a:[104 105] b:[1 2]]".
+        assert_eq!(
+            data_hash([("b", &[1u8, 2][..]), ("a", b"hi".as_slice())]),
+            digest(b"map[a:[104 105] b:[1 2]]")
+        );
+        assert_eq!(data_hash(std::iter::empty()), digest(b"map[]"));
+        // SHA3-224 of "" (FIPS 202 test vector).
+        assert_eq!(
+            digest(b""),
+            "6b4e03423667dbb73b6e15454f0eb1abd4597f9a1b078e3f5b5a6bc7"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::names::{self, NameKind};
 use crate::secret::SecretBytes;
@@ -19,6 +19,8 @@ use crate::spc::{
     ObjectType, PlannedObject, RoleChain, VolumeLimits, is_role_arn,
 };
 use crate::target_secret;
+
+pub mod api;
 
 /// The most a Kubernetes Secret may hold (the API server's limit).
 pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
@@ -41,8 +43,11 @@ pub enum ExternalError {
     Decoding { key: String, encoding: &'static str },
     #[error("the Secret's data would hold more than {MAX_SECRET_BYTES} bytes")]
     TooLarge,
-    #[error("template.data.{key}: {why}")]
+    /// `key`: the template's path (`spec.target.template.data.<key>`).
+    #[error("{key}: {why}")]
     Template { key: String, why: String },
+    #[error("{key}: the value holds a NUL byte (nullBytePolicy: Fail)")]
+    NullByte { key: String },
 }
 
 fn unsupported(path: impl Into<String>, why: &'static str) -> ExternalError {
@@ -93,8 +98,14 @@ pub struct Store {
     pub service: ObjectType,
     pub region: String,
     pub auth: StoreAuth,
-    /// `role`, `externalID`, `sessionTags`: assumed after the auth's own.
+    /// `additionalRoles`, then `role` with `externalID` and `sessionTags`:
+    /// assumed after the auth's own.
     pub chain: Option<RoleChain>,
+    /// Prepended to every key read (`prefix`).
+    pub prefix: String,
+    pub tags_policy: api::SessionTagsPolicy,
+    /// `customSessionTags` less empty keys and values.
+    pub custom_tags: Vec<(String, String)>,
 }
 
 /// Kind of the store an ExternalSecret names.
@@ -115,8 +126,13 @@ pub struct StoreRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refresh {
     Every(Duration),
-    /// `refreshInterval: 0` or `refreshPolicy: CreatedOnce`: synced once.
+    /// `refreshInterval: 0` or `refreshPolicy: CreatedOnce`: synced once
+    /// (again only when its Secret is gone or was edited), not on a change
+    /// of the ExternalSecret.
     Once,
+    /// `refreshPolicy: OnChange`: synced when the ExternalSecret changes
+    /// (spec, labels or annotations).
+    OnChange,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +145,8 @@ pub enum CreationPolicy {
     Merge,
     /// No Secret is written.
     None,
+    /// Created (not owned) when missing, merged into when present.
+    CreateOrMerge,
 }
 
 /// The Kubernetes Secret to keep.
@@ -138,8 +156,15 @@ pub struct Target {
     pub creation: CreationPolicy,
     pub immutable: bool,
     pub type_: Option<String>,
+    /// `template.metadata` labels and annotations (templates).
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    pub finalizers: Vec<String>,
+    /// Whether there is a `template` at all: without one, the
+    /// ExternalSecret's own labels and annotations go to the Secret.
+    pub templated: bool,
+    /// `mergePolicy: Merge`: the fetched keys stay beside the templated.
+    pub merge_data: bool,
     /// `template.data`: output keys built from the fetched keys.
     pub template: BTreeMap<String, String>,
 }
@@ -158,16 +183,22 @@ pub struct DataItem {
     pub secret_key: String,
     /// Index into the plan's objects.
     pub object: usize,
+    /// `remoteRef.key` as written (without the store's prefix).
+    pub key: String,
     pub property: Option<String>,
     pub decoding: Decoding,
+    /// `nullBytePolicy: Fail`.
+    pub null_bytes: bool,
 }
 
 /// One `dataFrom[].extract`: every key of a JSON remote value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extract {
     pub object: usize,
+    pub key: String,
     pub property: Option<String>,
     pub decoding: Decoding,
+    pub null_bytes: bool,
 }
 
 /// One `dataFrom[].find`: every object whose name matches, each a key.
@@ -180,6 +211,7 @@ pub struct Find {
     /// `tags`: all must be present with these values (Secrets Manager).
     pub tags: BTreeMap<String, String>,
     pub decoding: Decoding,
+    pub null_bytes: bool,
 }
 
 /// The most objects one `find` may bring into a Secret.
@@ -269,25 +301,28 @@ pub struct SyncPlan {
 
 /// Where an ExternalSecret points: read before its store is known.
 pub fn store_ref(spec: &Value) -> Result<StoreRef, ExternalError> {
-    let r = spec
-        .get("secretStoreRef")
-        .ok_or_else(|| ExternalError::Missing {
-            path: "spec.secretStoreRef".into(),
-        })?;
-    let name = name_at(r, "name", "spec.secretStoreRef", NameKind::Subdomain)?.ok_or(
-        ExternalError::Missing {
-            path: "spec.secretStoreRef.name".into(),
-        },
-    )?;
-    let kind = match string_at(r, "kind", "spec.secretStoreRef")?.as_deref() {
-        None | Some("SecretStore") => StoreKind::SecretStore,
-        Some("ClusterSecretStore") => StoreKind::ClusterSecretStore,
-        Some(other) => {
-            return Err(invalid(
-                "spec.secretStoreRef.kind",
-                format!("{other:?} is not SecretStore or ClusterSecretStore"),
-            ));
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Only {
+        #[serde(default)]
+        secret_store_ref: Option<Value>,
+    }
+    let only: Only = api::parse(spec, "spec").map_err(|_| invalid("spec", "must be a mapping"))?;
+    let r: api::StoreRefSpec = match only.secret_store_ref {
+        None | Some(Value::Null) => {
+            return Err(ExternalError::Missing {
+                path: "spec.secretStoreRef".into(),
+            });
         }
+        Some(r) => api::parse(&r, "spec.secretStoreRef")?,
+    };
+    let name = r.name.ok_or(ExternalError::Missing {
+        path: "spec.secretStoreRef.name".into(),
+    })?;
+    check_name(&name, "spec.secretStoreRef.name", NameKind::Subdomain)?;
+    let kind = match r.kind {
+        None | Some(api::StoreKindName::SecretStore) => StoreKind::SecretStore,
+        Some(api::StoreKindName::ClusterSecretStore) => StoreKind::ClusterSecretStore,
     };
     Ok(StoreRef { kind, name })
 }
@@ -302,114 +337,207 @@ pub fn served_by(spec: &Value, class: &str) -> bool {
     controller == class && (!class.is_empty() || spec["provider"].get("aws").is_some())
 }
 
+/// The session tags External Secrets' `sessionTagsPolicy: Simple` and
+/// `Custom` add, which only one of its own stores may set.
+const RESERVED_SESSION_TAGS: [&str; 3] = ["esoNamespace", "esoStoreName", "esoStoreKind"];
+
 /// A store's spec. `namespace` is the store's own (None for a
 /// ClusterSecretStore, whose ServiceAccount refs name their namespace).
 pub fn store(spec: &Value, namespace: Option<&str>) -> Result<Store, ExternalError> {
-    only(spec, "spec", &["controller", "provider", "refreshInterval"])?;
-    let provider = object_at(spec, "provider", "spec")?.ok_or(ExternalError::Missing {
-        path: "spec.provider.aws".into(),
-    })?;
-    if let Some(other) = provider.keys().find(|k| *k != "aws") {
+    let spec: api::SecretStoreSpec = api::parse(spec, "spec")?;
+    let at = "spec.provider.aws";
+    let aws = spec
+        .provider
+        .aws
+        .ok_or(ExternalError::Missing { path: at.into() })?;
+    if !spec.conditions.is_empty() {
         return Err(unsupported(
-            format!("spec.provider.{other}"),
-            "this controller serves only provider.aws",
+            "spec.conditions",
+            "namespace conditions are not enforced yet: without them every namespace may use the store",
         ));
     }
-    let aws = provider.get("aws").ok_or(ExternalError::Missing {
-        path: "spec.provider.aws".into(),
-    })?;
-    let at = "spec.provider.aws";
-    only(
-        aws,
-        at,
-        &[
-            "service",
-            "region",
-            "role",
-            "externalID",
-            "sessionTags",
-            "auth",
-        ],
-    )?;
-    let service = match string_at(aws, "service", at)?.as_deref() {
-        Some("SecretsManager") => ObjectType::SecretsManager,
-        Some("ParameterStore") => ObjectType::SsmParameter,
-        Some(other) => {
-            return Err(invalid(
+    if let Some(r) = &spec.retry_settings
+        && let Some(interval) = &r.retry_interval
+        && go_duration(interval).is_none()
+    {
+        return Err(invalid(
+            "spec.retrySettings.retryInterval",
+            format!("{interval:?} is not a duration such as 1s or 500ms"),
+        ));
+    }
+    let service = match aws.service {
+        api::AwsService::SecretsManager => ObjectType::SecretsManager,
+        api::AwsService::ParameterStore => ObjectType::SsmParameter,
+        api::AwsService::CertificateManager => {
+            return Err(unsupported(
                 format!("{at}.service"),
-                format!("{other:?} is not SecretsManager or ParameterStore"),
+                "CertificateManager (alpha in External Secrets) is not served",
             ));
         }
-        None => {
-            return Err(ExternalError::Missing {
-                path: format!("{at}.service"),
-            });
-        }
     };
-    let region = string_at(aws, "region", at)?.ok_or(ExternalError::Missing {
-        path: format!("{at}.region"),
-    })?;
-    let auth = match aws.get("auth") {
-        None | Some(Value::Null) => StoreAuth::Controller,
+    if aws.region.is_empty() {
+        return Err(ExternalError::Missing {
+            path: format!("{at}.region"),
+        });
+    }
+    if let Some(sm) = &aws.secrets_manager {
+        if let Some(days) = sm.recovery_window_in_days
+            && !(7..=30).contains(&days)
+        {
+            return Err(invalid(
+                format!("{at}.secretsManager.recoveryWindowInDays"),
+                "must be between 7 and 30",
+            ));
+        }
+        if sm.force_delete_without_recovery == Some(true) && sm.recovery_window_in_days.is_some() {
+            return Err(invalid(
+                format!("{at}.secretsManager"),
+                "forceDeleteWithoutRecovery and recoveryWindowInDays exclude each other",
+            ));
+        }
+    }
+    let auth = match &aws.auth {
+        None => StoreAuth::Controller,
         Some(auth) => store_auth(auth, namespace)?,
     };
-    let chain = match string_at(aws, "role", at)? {
+    for (i, role) in aws.additional_roles.iter().enumerate() {
+        check_role(role, &format!("{at}.additionalRoles[{i}]"))?;
+    }
+    let policy = aws.session_tags_policy.unwrap_or_default();
+    if !aws.custom_session_tags.is_empty() && policy != api::SessionTagsPolicy::Custom {
+        return Err(invalid(
+            format!("{at}.customSessionTags"),
+            "takes effect only with sessionTagsPolicy: Custom",
+        ));
+    }
+    if let Some(key) = aws
+        .custom_session_tags
+        .keys()
+        .find(|k| RESERVED_SESSION_TAGS.contains(&k.as_str()))
+    {
+        return Err(invalid(
+            format!("{at}.customSessionTags[{key:?}]"),
+            "esoNamespace, esoStoreName and esoStoreKind are set by the controller",
+        ));
+    }
+    let chain = match &aws.role {
         None => {
-            if aws.get("externalID").is_some() || aws.get("sessionTags").is_some() {
+            if aws.external_id.is_some() || !aws.session_tags.is_empty() {
                 return Err(invalid(
                     format!("{at}.externalID"),
                     "externalID and sessionTags go with role",
                 ));
             }
-            None
+            (!aws.additional_roles.is_empty()).then(|| RoleChain {
+                roles: aws.additional_roles.clone(),
+                plain: aws.additional_roles.len(),
+                external_id: None,
+                duration_seconds: None,
+                session_tags: Vec::new(),
+                transitive_tag_keys: Vec::new(),
+            })
         }
         Some(role) => {
-            if !is_role_arn(&role) {
-                return Err(invalid(
-                    format!("{at}.role"),
-                    format!("{role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
-                ));
-            }
-            let mut session_tags = Vec::new();
-            let tags = list_at(aws, "sessionTags", at)?;
-            // STS takes at most 50 session tags.
-            if tags.len() > 50 {
-                return Err(invalid(format!("{at}.sessionTags"), "at most 50 tags"));
-            }
-            for (i, t) in tags.iter().enumerate() {
-                let here = format!("{at}.sessionTags[{i}]");
-                only(t, &here, &["key", "value"])?;
-                let key = string_at(t, "key", &here)?.ok_or(ExternalError::Missing {
-                    path: format!("{here}.key"),
-                })?;
-                session_tags.push((key, string_at(t, "value", &here)?.unwrap_or_default()));
-            }
+            check_role(role, &format!("{at}.role"))?;
+            let mut session_tags: Vec<(String, String)> = aws
+                .session_tags
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect();
             session_tags.sort();
+            let mut roles = aws.additional_roles.clone();
+            roles.push(role.clone());
             Some(RoleChain {
-                roles: vec![role],
-                external_id: string_at(aws, "externalID", at)?,
+                roles,
+                // External Secrets assumes its additionalRoles plainly and
+                // sends the external ID and tags with `role` only.
+                plain: aws.additional_roles.len(),
+                external_id: aws.external_id.clone(),
                 duration_seconds: None,
                 session_tags,
+                transitive_tag_keys: aws.transitive_tag_keys.clone(),
             })
         }
     };
-    Ok(Store {
+    let store = Store {
         service,
-        region,
+        region: aws.region.clone(),
         auth,
         chain,
-    })
+        prefix: aws.prefix.clone().unwrap_or_default(),
+        tags_policy: policy,
+        custom_tags: aws
+            .custom_session_tags
+            .iter()
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    // STS takes at most 50 session tags.
+    if store
+        .chain
+        .as_ref()
+        .is_some_and(|c| c.session_tags.len() + store.custom_tags.len() + 3 > 50)
+    {
+        return Err(invalid(
+            format!("{at}.sessionTags"),
+            "at most 50 tags (with those the policy adds)",
+        ));
+    }
+    Ok(store)
 }
 
-fn store_auth(auth: &Value, namespace: Option<&str>) -> Result<StoreAuth, ExternalError> {
+fn check_role(role: &str, at: &str) -> Result<(), ExternalError> {
+    if is_role_arn(role) {
+        Ok(())
+    } else {
+        Err(invalid(
+            at,
+            format!("{role:?} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+        ))
+    }
+}
+
+impl Store {
+    /// The store as used for one sync: `sessionTagsPolicy` Simple and
+    /// Custom tag the final role's session with the ExternalSecret's
+    /// namespace and the store's name and kind (so IAM policies can scope
+    /// by them); those tags make the identity one of its own.
+    pub fn for_sync(&self, namespace: &str, store_name: &str, kind: StoreKind) -> Store {
+        let mut store = self.clone();
+        if self.tags_policy == api::SessionTagsPolicy::None {
+            return store;
+        }
+        if let Some(chain) = store.chain.as_mut().filter(|c| c.roles.len() > c.plain) {
+            let mut tags: BTreeMap<String, String> = chain.session_tags.iter().cloned().collect();
+            tags.extend(self.custom_tags.iter().cloned());
+            tags.insert("esoNamespace".into(), namespace.into());
+            tags.insert("esoStoreName".into(), store_name.into());
+            tags.insert(
+                "esoStoreKind".into(),
+                match kind {
+                    StoreKind::SecretStore => "SecretStore",
+                    StoreKind::ClusterSecretStore => "ClusterSecretStore",
+                }
+                .into(),
+            );
+            chain.session_tags = tags.into_iter().collect();
+        }
+        store
+    }
+}
+
+fn store_auth(auth: &api::AwsAuth, namespace: Option<&str>) -> Result<StoreAuth, ExternalError> {
     let at = "spec.provider.aws.auth";
-    only(auth, at, &["jwt", "secretRef"])?;
-    let ns_of = |r: &Value, here: &str| -> Result<String, ExternalError> {
-        match (name_at(r, "namespace", here, NameKind::Label)?, namespace) {
-            (Some(ns), None) => Ok(ns),
+    let ns_of = |ns: &Option<String>, here: &str| -> Result<String, ExternalError> {
+        if let Some(ns) = ns {
+            check_name(ns, &format!("{here}.namespace"), NameKind::Label)?;
+        }
+        match (ns, namespace) {
+            (Some(ns), None) => Ok(ns.clone()),
             (None, Some(own)) => Ok(own.to_owned()),
             // A namespaced store reads only its own namespace.
-            (Some(ns), Some(own)) if ns == own => Ok(ns),
+            (Some(ns), Some(own)) if ns == own => Ok(ns.clone()),
             (Some(_), Some(_)) => Err(invalid(
                 format!("{here}.namespace"),
                 "a SecretStore may only refer to its own namespace",
@@ -419,23 +547,17 @@ fn store_auth(auth: &Value, namespace: Option<&str>) -> Result<StoreAuth, Extern
             }),
         }
     };
-    if let Some(jwt) = auth.get("jwt") {
+    if let Some(jwt) = &auth.jwt {
         let here = format!("{at}.jwt.serviceAccountRef");
-        only(jwt, &format!("{at}.jwt"), &["serviceAccountRef"])?;
         let r = jwt
-            .get("serviceAccountRef")
+            .service_account_ref
+            .as_ref()
             .ok_or(ExternalError::Missing { path: here.clone() })?;
-        only(r, &here, &["name", "namespace", "audiences"])?;
-        let service_account =
-            name_at(r, "name", &here, NameKind::Subdomain)?.ok_or(ExternalError::Missing {
-                path: format!("{here}.name"),
-            })?;
-        let audience = match r.get("audiences") {
-            None => "sts.amazonaws.com".to_owned(),
-            Some(Value::Array(list)) if list.len() == 1 && list[0].is_string() => {
-                list[0].as_str().unwrap_or_default().to_owned()
-            }
-            Some(_) => {
+        check_name(&r.name, &format!("{here}.name"), NameKind::Subdomain)?;
+        let audience = match r.audiences.as_slice() {
+            [] => "sts.amazonaws.com".to_owned(),
+            [one] => one.clone(),
+            _ => {
                 return Err(unsupported(
                     format!("{here}.audiences"),
                     "exactly one audience is supported",
@@ -443,72 +565,67 @@ fn store_auth(auth: &Value, namespace: Option<&str>) -> Result<StoreAuth, Extern
             }
         };
         return Ok(StoreAuth::Jwt {
-            namespace: ns_of(r, &here)?,
-            service_account,
+            namespace: ns_of(&r.namespace, &here)?,
+            service_account: r.name.clone(),
             audience,
         });
     }
-    let refs = auth.get("secretRef").ok_or(ExternalError::Missing {
+    let refs = auth.secret_ref.as_ref().ok_or(ExternalError::Missing {
         path: format!("{at}.jwt"),
     })?;
     let here = format!("{at}.secretRef");
-    only(
-        refs,
-        &here,
-        &[
-            "accessKeyIDSecretRef",
-            "secretAccessKeySecretRef",
-            "sessionTokenSecretRef",
-        ],
-    )?;
-    let key_ref = |field: &str| -> Result<Option<SecretKeyRef>, ExternalError> {
-        let Some(r) = refs.get(field) else {
+    let key_ref = |r: &Option<api::SecretKeySelector>,
+                   field: &str|
+     -> Result<Option<SecretKeyRef>, ExternalError> {
+        let Some(r) = r else {
             return Ok(None);
         };
         let p = format!("{here}.{field}");
-        only(r, &p, &["name", "key", "namespace"])?;
+        let name = r.name.clone().ok_or(ExternalError::Missing {
+            path: format!("{p}.name"),
+        })?;
+        check_name(&name, &format!("{p}.name"), NameKind::Subdomain)?;
         Ok(Some(SecretKeyRef {
-            namespace: ns_of(r, &p)?,
-            name: name_at(r, "name", &p, NameKind::Subdomain)?.ok_or(ExternalError::Missing {
-                path: format!("{p}.name"),
-            })?,
-            key: string_at(r, "key", &p)?.ok_or(ExternalError::Missing {
+            namespace: ns_of(&r.namespace, &p)?,
+            name,
+            key: r.key.clone().ok_or(ExternalError::Missing {
                 path: format!("{p}.key"),
             })?,
         }))
     };
     Ok(StoreAuth::Keys {
-        access_key_id: key_ref("accessKeyIDSecretRef")?.ok_or(ExternalError::Missing {
-            path: format!("{here}.accessKeyIDSecretRef"),
-        })?,
-        secret_access_key: key_ref("secretAccessKeySecretRef")?.ok_or(ExternalError::Missing {
+        access_key_id: key_ref(&refs.access_key_id_secret_ref, "accessKeyIDSecretRef")?.ok_or(
+            ExternalError::Missing {
+                path: format!("{here}.accessKeyIDSecretRef"),
+            },
+        )?,
+        secret_access_key: key_ref(
+            &refs.secret_access_key_secret_ref,
+            "secretAccessKeySecretRef",
+        )?
+        .ok_or(ExternalError::Missing {
             path: format!("{here}.secretAccessKeySecretRef"),
         })?,
-        session_token: key_ref("sessionTokenSecretRef")?,
+        session_token: key_ref(&refs.session_token_secret_ref, "sessionTokenSecretRef")?,
     })
 }
 
 /// An ExternalSecret's spec (named `name`) against its store.
 pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, ExternalError> {
-    only(
-        spec,
-        "spec",
-        &[
-            "refreshInterval",
-            "refreshPolicy",
-            "secretStoreRef",
-            "target",
-            "data",
-            "dataFrom",
-        ],
-    )?;
-    let refresh = refresh(spec)?;
-    let target = target(name, spec.get("target"))?;
+    let spec: api::ExternalSecretSpec = api::parse(spec, "spec")?;
+    if spec.sync_windows.is_some() {
+        return Err(unsupported(
+            "spec.syncWindows",
+            "sync windows are not enforced yet",
+        ));
+    }
+    let refresh = refresh(&spec)?;
+    let target = target(name, spec.target.as_ref())?;
     let mut objects: Vec<PlannedObject> = Vec::new();
     // One object per distinct (key, version): two keys of one secret cost
     // one fetch.
     let mut object_of = |key: &str, version: Option<String>| -> Result<usize, ExternalError> {
-        let primary = object_ref(store.service, key, version);
+        let primary = object_ref(store.service, &format!("{}{key}", store.prefix), version);
         if let Some(i) = objects.iter().position(|o| o.primary == primary) {
             return Ok(i);
         }
@@ -533,53 +650,75 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
         Ok(objects.len() - 1)
     };
     let mut data = Vec::new();
-    for (i, item) in list_at(spec, "data", "spec")?.iter().enumerate() {
+    for (i, item) in spec.data.iter().enumerate() {
         let at = format!("spec.data[{i}]");
-        only(item, &at, &["secretKey", "remoteRef", "sourceRef"])?;
-        if item.get("sourceRef").is_some() {
+        if item.source_ref.is_some() {
             return Err(unsupported(
                 format!("{at}.sourceRef"),
                 "values come from this ExternalSecret's own store",
             ));
         }
-        let secret_key = string_at(item, "secretKey", &at)?.ok_or(ExternalError::Missing {
-            path: format!("{at}.secretKey"),
-        })?;
-        let r = item.get("remoteRef").ok_or(ExternalError::Missing {
-            path: format!("{at}.remoteRef"),
-        })?;
-        let (key, property, version, decoding) = remote_ref(r, &format!("{at}.remoteRef"))?;
+        let r = remote_ref(&item.remote_ref, &format!("{at}.remoteRef"))?;
         data.push(DataItem {
-            secret_key,
-            object: object_of(&key, version)?,
-            property,
-            decoding,
+            secret_key: item.secret_key.clone(),
+            object: object_of(&item.remote_ref.key, r.version)?,
+            key: item.remote_ref.key.clone(),
+            property: r.property,
+            decoding: r.decoding,
+            null_bytes: r.null_bytes,
         });
     }
     let mut extracts = Vec::new();
     let mut finds = Vec::new();
-    for (i, item) in list_at(spec, "dataFrom", "spec")?.iter().enumerate() {
+    for (i, item) in spec.data_from.iter().enumerate() {
         let at = format!("spec.dataFrom[{i}]");
-        only(item, &at, &["extract", "find"])?;
-        if let Some(f) = item.get("find") {
-            if finds.len() >= MAX_FINDS {
-                return Err(invalid(
-                    at,
-                    format!("at most {MAX_FINDS} find entries are allowed"),
-                ));
-            }
-            finds.push(find(f, &format!("{at}.find"), store.service)?);
-            continue;
+        if item.source_ref.is_some() {
+            return Err(unsupported(
+                format!("{at}.sourceRef"),
+                "values come from this ExternalSecret's own store",
+            ));
         }
-        let r = item.get("extract").ok_or(ExternalError::Missing {
-            path: format!("{at}.extract"),
-        })?;
-        let (key, property, version, decoding) = remote_ref(r, &format!("{at}.extract"))?;
-        extracts.push(Extract {
-            object: object_of(&key, version)?,
-            property,
-            decoding,
-        });
+        if !item.rewrite.is_empty() {
+            return Err(unsupported(
+                format!("{at}.rewrite"),
+                "key rewrites are not applied yet",
+            ));
+        }
+        match (&item.extract, &item.find) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(at, "extract and find exclude each other"));
+            }
+            (None, None) => {
+                return Err(ExternalError::Missing {
+                    path: format!("{at}.extract or find"),
+                });
+            }
+            (None, Some(f)) => {
+                if finds.len() >= MAX_FINDS {
+                    return Err(invalid(
+                        at,
+                        format!("at most {MAX_FINDS} find entries are allowed"),
+                    ));
+                }
+                if !store.prefix.is_empty() {
+                    return Err(unsupported(
+                        format!("{at}.find"),
+                        "find through a store with a prefix is not supported",
+                    ));
+                }
+                finds.push(find(f, &format!("{at}.find"), store.service)?);
+            }
+            (Some(e), None) => {
+                let r = remote_ref(e, &format!("{at}.extract"))?;
+                extracts.push(Extract {
+                    object: object_of(&e.key, r.version)?,
+                    key: e.key.clone(),
+                    property: r.property,
+                    decoding: r.decoding,
+                    null_bytes: r.null_bytes,
+                });
+            }
+        }
     }
     if data.is_empty() && extracts.is_empty() && finds.is_empty() && target.template.is_empty() {
         return Err(ExternalError::Missing {
@@ -595,7 +734,7 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
             objects,
             refresh_interval: match refresh {
                 Refresh::Every(d) => Some(d),
-                Refresh::Once => None,
+                Refresh::Once | Refresh::OnChange => None,
             },
             role_chain: store.chain.clone(),
             warnings: Vec::new(),
@@ -612,55 +751,37 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
     })
 }
 
-fn find(f: &Value, at: &str, service: ObjectType) -> Result<Find, ExternalError> {
-    only(
-        f,
-        at,
-        &[
-            "name",
-            "path",
-            "tags",
-            "conversionStrategy",
-            "decodingStrategy",
-        ],
-    )?;
-    only_value(
-        f,
-        "conversionStrategy",
-        at,
-        "Default",
-        "only Default is supported",
-    )?;
-    let name = match f.get("name") {
-        None | Some(Value::Null) => None,
-        Some(n) => {
-            only(n, &format!("{at}.name"), &["regexp"])?;
-            let re =
-                string_at(n, "regexp", &format!("{at}.name"))?.ok_or(ExternalError::Missing {
-                    path: format!("{at}.name.regexp"),
-                })?;
-            Some(compile_regex(&re).map_err(|why| invalid(format!("{at}.name.regexp"), why))?)
+fn find(f: &api::FindSpec, at: &str, service: ObjectType) -> Result<Find, ExternalError> {
+    if f.conversion_strategy == Some(api::ConversionStrategy::Unicode) {
+        return Err(unsupported(
+            format!("{at}.conversionStrategy"),
+            "only Default is supported",
+        ));
+    }
+    let name = match f.name.as_ref().and_then(|n| n.regexp.as_ref()) {
+        None => None,
+        Some(re) => {
+            Some(compile_regex(re).map_err(|why| invalid(format!("{at}.name.regexp"), why))?)
         }
     };
-    let tags = string_map(f.get("tags"), &format!("{at}.tags"))?;
-    if !tags.is_empty() && service == ObjectType::SsmParameter {
+    if !f.tags.is_empty() && service == ObjectType::SsmParameter {
         return Err(unsupported(
             format!("{at}.tags"),
             "tags are matched for Secrets Manager only",
         ));
     }
-    let path = string_at(f, "path", at)?.filter(|p| !p.is_empty());
-    if name.is_none() && path.is_none() && tags.is_empty() {
+    let path = f.path.clone().filter(|p| !p.is_empty());
+    if name.is_none() && path.is_none() && f.tags.is_empty() {
         return Err(ExternalError::Missing {
             path: format!("{at}.name, path or tags"),
         });
     }
-    let decoding = decoding(f, at)?;
     Ok(Find {
         name,
         path,
-        tags,
-        decoding,
+        tags: f.tags.clone(),
+        decoding: decoding(f.decoding_strategy),
+        null_bytes: f.null_byte_policy == Some(api::NullBytePolicy::Fail),
     })
 }
 
@@ -713,67 +834,57 @@ fn object_ref(service: ObjectType, key: &str, version: Option<String>) -> Object
     }
 }
 
-type RemoteRef = (String, Option<String>, Option<String>, Decoding);
-
-fn remote_ref(r: &Value, at: &str) -> Result<RemoteRef, ExternalError> {
-    only(
-        r,
-        at,
-        &[
-            "key",
-            "property",
-            "version",
-            "decodingStrategy",
-            "conversionStrategy",
-            "metadataPolicy",
-        ],
-    )?;
-    let key = string_at(r, "key", at)?.ok_or(ExternalError::Missing {
-        path: format!("{at}.key"),
-    })?;
-    only_value(
-        r,
-        "conversionStrategy",
-        at,
-        "Default",
-        "only Default is supported",
-    )?;
-    only_value(
-        r,
-        "metadataPolicy",
-        at,
-        "None",
-        "only None is supported (tags are not fetched)",
-    )?;
-    let decoding = decoding(r, at)?;
-    Ok((
-        key,
-        string_at(r, "property", at)?.filter(|p| !p.is_empty()),
-        string_at(r, "version", at)?.filter(|v| !v.is_empty()),
-        decoding,
-    ))
+/// A remote ref, validated.
+struct Remote {
+    property: Option<String>,
+    version: Option<String>,
+    decoding: Decoding,
+    null_bytes: bool,
 }
 
-fn refresh(spec: &Value) -> Result<Refresh, ExternalError> {
-    let policy = string_at(spec, "refreshPolicy", "spec")?;
-    match policy.as_deref() {
-        Some("CreatedOnce") => return Ok(Refresh::Once),
-        None | Some("Periodic") => {}
-        Some("OnChange") => return Ok(Refresh::Once),
-        Some(other) => {
-            return Err(invalid(
-                "spec.refreshPolicy",
-                format!("{other:?} is not Periodic, OnChange or CreatedOnce"),
-            ));
-        }
+fn remote_ref(r: &api::RemoteRef, at: &str) -> Result<Remote, ExternalError> {
+    if r.key.is_empty() {
+        return Err(ExternalError::Missing {
+            path: format!("{at}.key"),
+        });
     }
-    let text = match spec.get("refreshInterval") {
-        None | Some(Value::Null) => "1h".to_owned(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(_) => return Err(invalid("spec.refreshInterval", "must be a duration")),
-    };
-    if text == "0" || text == "0s" {
+    if r.conversion_strategy == Some(api::ConversionStrategy::Unicode) {
+        return Err(unsupported(
+            format!("{at}.conversionStrategy"),
+            "only Default is supported",
+        ));
+    }
+    if r.metadata_policy == Some(api::MetadataPolicy::Fetch) {
+        return Err(unsupported(
+            format!("{at}.metadataPolicy"),
+            "only None is supported (tags are not fetched)",
+        ));
+    }
+    Ok(Remote {
+        property: r.property.clone().filter(|p| !p.is_empty()),
+        version: r.version.clone().filter(|v| !v.is_empty()),
+        decoding: decoding(r.decoding_strategy),
+        null_bytes: r.null_byte_policy == Some(api::NullBytePolicy::Fail),
+    })
+}
+
+fn decoding(d: Option<api::DecodingStrategy>) -> Decoding {
+    match d {
+        None | Some(api::DecodingStrategy::None) => Decoding::None,
+        Some(api::DecodingStrategy::Base64) => Decoding::Base64,
+        Some(api::DecodingStrategy::Base64Url) => Decoding::Base64Url,
+        Some(api::DecodingStrategy::Auto) => Decoding::Auto,
+    }
+}
+
+fn refresh(spec: &api::ExternalSecretSpec) -> Result<Refresh, ExternalError> {
+    match spec.refresh_policy {
+        Some(api::RefreshPolicy::CreatedOnce) => return Ok(Refresh::Once),
+        Some(api::RefreshPolicy::OnChange) => return Ok(Refresh::OnChange),
+        None | Some(api::RefreshPolicy::Periodic) => {}
+    }
+    let text = spec.refresh_interval.clone().unwrap_or_else(|| "1h".into());
+    if go_duration(&text) == Some(Duration::ZERO) || text == "0" {
         return Ok(Refresh::Once);
     }
     let d = go_duration(&text).ok_or_else(|| {
@@ -816,7 +927,7 @@ fn go_duration(text: &str) -> Option<Duration> {
     })
 }
 
-fn target(es_name: &str, t: Option<&Value>) -> Result<Target, ExternalError> {
+fn target(es_name: &str, t: Option<&api::TargetSpec>) -> Result<Target, ExternalError> {
     let at = "spec.target";
     let mut target = Target {
         name: es_name.to_owned(),
@@ -825,114 +936,115 @@ fn target(es_name: &str, t: Option<&Value>) -> Result<Target, ExternalError> {
         type_: None,
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
+        finalizers: Vec::new(),
+        templated: false,
+        merge_data: false,
         template: BTreeMap::new(),
     };
-    let Some(t) = t.filter(|t| !t.is_null()) else {
+    let Some(t) = t else {
         return Ok(target);
     };
-    only(
-        t,
-        at,
-        &[
-            "name",
-            "creationPolicy",
-            "deletionPolicy",
-            "immutable",
-            "template",
-        ],
-    )?;
-    if let Some(name) = name_at(t, "name", at, NameKind::Subdomain)? {
-        target.name = name;
+    if let Some(name) = &t.name {
+        check_name(name, &format!("{at}.name"), NameKind::Subdomain)?;
+        target.name = name.clone();
     }
-    target.creation = match string_at(t, "creationPolicy", at)?.as_deref() {
-        None | Some("Owner") => CreationPolicy::Owner,
-        Some("Orphan") => CreationPolicy::Orphan,
-        Some("Merge") => CreationPolicy::Merge,
-        Some("None") => CreationPolicy::None,
-        Some(other) => {
-            return Err(invalid(
-                format!("{at}.creationPolicy"),
-                format!("{other:?} is not Owner, Orphan, Merge or None"),
-            ));
-        }
+    if t.manifest.is_some() {
+        return Err(unsupported(
+            format!("{at}.manifest"),
+            "only Secrets are written",
+        ));
+    }
+    target.creation = match t.creation_policy {
+        None | Some(api::CreationPolicyName::Owner) => CreationPolicy::Owner,
+        Some(api::CreationPolicyName::Orphan) => CreationPolicy::Orphan,
+        Some(api::CreationPolicyName::Merge) => CreationPolicy::Merge,
+        Some(api::CreationPolicyName::None) => CreationPolicy::None,
+        Some(api::CreationPolicyName::CreateOrMerge) => CreationPolicy::CreateOrMerge,
     };
-    match string_at(t, "deletionPolicy", at)?.as_deref() {
+    match t.deletion_policy {
         // What happens to the Secret when the remote value is gone: we keep
         // the last good data, which is Retain.
-        None | Some("Retain") => {}
-        Some(other) => {
+        None | Some(api::DeletionPolicyName::Retain) => {}
+        Some(_) => {
             return Err(unsupported(
                 format!("{at}.deletionPolicy"),
-                if other == "Delete" || other == "Merge" {
-                    "only Retain is supported: the last good data is kept"
-                } else {
-                    "not Retain, Delete or Merge"
-                },
+                "only Retain is supported: the last good data is kept",
             ));
         }
     }
-    target.immutable = match t.get("immutable") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid(format!("{at}.immutable"), "must be true or false")),
+    target.immutable = t.immutable.unwrap_or(false);
+    let Some(template) = &t.template else {
+        return Ok(target);
     };
-    if let Some(template) = t.get("template") {
-        let at = "spec.target.template";
-        only(
-            template,
-            at,
-            &["type", "metadata", "data", "engineVersion", "mergePolicy"],
-        )?;
-        only_value(
-            template,
-            "engineVersion",
-            at,
-            "v2",
+    let at = "spec.target.template";
+    target.templated = true;
+    if template
+        .engine_version
+        .as_deref()
+        .is_some_and(|v| v != "v2")
+    {
+        return Err(unsupported(
+            format!("{at}.engineVersion"),
             "only v2 templates are supported",
-        )?;
-        only_value(
-            template,
-            "mergePolicy",
-            at,
-            "Replace",
-            "only Replace is supported",
-        )?;
-        target.type_ = string_at(template, "type", at)?;
-        // A type Kubernetes acts on (a service-account-token Secret is
-        // filled with a long-lived token of the ServiceAccount it names) is
-        // never written for an ExternalSecret author.
-        if let Some(t) = &target.type_
-            && !target_secret::allowed_type(t)
-        {
-            return Err(invalid(
-                format!("{at}.type"),
-                format!(
-                    "{t:?} is not allowed (allowed: {})",
-                    target_secret::ALLOWED_TYPES.join(", ")
-                ),
-            ));
-        }
-        if let Some(meta) = template.get("metadata") {
-            let here = format!("{at}.metadata");
-            only(meta, &here, &["labels", "annotations"])?;
-            target.labels = string_map(meta.get("labels"), &format!("{here}.labels"))?;
-            target.annotations =
-                string_map(meta.get("annotations"), &format!("{here}.annotations"))?;
-            let keys = (target.labels.keys().map(|k| ("labels", k)))
-                .chain(target.annotations.keys().map(|k| ("annotations", k)));
-            for (what, key) in keys {
-                if target_secret::reserved_key(key) {
-                    return Err(invalid(
-                        format!("{here}.{what}[{key:?}]"),
-                        "keys under kubernetes.io and k8s.io belong to Kubernetes (app.kubernetes.io excepted)",
-                    ));
-                }
+        ));
+    }
+    if !template.template_from.is_empty() {
+        return Err(unsupported(
+            format!("{at}.templateFrom"),
+            "templates from ConfigMaps, Secrets and literals are not rendered yet",
+        ));
+    }
+    target.merge_data = template.merge_policy == Some(api::MergePolicy::Merge);
+    target.type_ = template.type_.clone().filter(|t| !t.is_empty());
+    // A type Kubernetes acts on (a service-account-token Secret is
+    // filled with a long-lived token of the ServiceAccount it names) is
+    // never written for an ExternalSecret author.
+    if let Some(t) = &target.type_
+        && !target_secret::allowed_type(t)
+    {
+        return Err(invalid(
+            format!("{at}.type"),
+            format!(
+                "{t:?} is not allowed (allowed: {})",
+                target_secret::ALLOWED_TYPES.join(", ")
+            ),
+        ));
+    }
+    if let Some(meta) = &template.metadata {
+        let here = format!("{at}.metadata");
+        target.labels = meta.labels.clone();
+        target.annotations = meta.annotations.clone();
+        let keys = (target.labels.keys().map(|k| ("labels", k)))
+            .chain(target.annotations.keys().map(|k| ("annotations", k)));
+        for (what, key) in keys {
+            if target_secret::reserved_key(key) {
+                return Err(invalid(
+                    format!("{here}.{what}[{key:?}]"),
+                    "keys under kubernetes.io and k8s.io belong to Kubernetes (app.kubernetes.io excepted)",
+                ));
             }
         }
-        target.template = string_map(template.get("data"), &format!("{at}.data"))?;
-        for (key, text) in &target.template {
-            check_template(key, text)?;
+        for (i, f) in meta.finalizers.iter().enumerate() {
+            if target_secret::reserved_key(f) || !f.contains('/') {
+                return Err(invalid(
+                    format!("{here}.finalizers[{i}]"),
+                    "a finalizer must be a qualified name outside kubernetes.io and k8s.io",
+                ));
+            }
         }
+        target.finalizers = meta.finalizers.clone();
+        for (what, map) in [
+            ("labels", &target.labels),
+            ("annotations", &target.annotations),
+        ] {
+            for (key, text) in map {
+                check_template(&format!("{here}.{what}.{key}"), text)?;
+            }
+        }
+    }
+    target.template = template.data.clone();
+    for (key, text) in &target.template {
+        check_template(&format!("{at}.data.{key}"), text)?;
     }
     Ok(target)
 }
@@ -1014,21 +1126,69 @@ fn expand_template(
     Ok(out)
 }
 
-/// The Secret's data from the fetched values (in plan order) and the
-/// objects `dataFrom.find` found (find index, name, value), within
-/// [`MAX_SECRET_BYTES`].
+/// Whether an ExternalSecret that was synced before (`synced` holds its
+/// `status.syncedResourceVersion`, `version` its current one, see
+/// [`synced_version`]) is synced again now, before its Secret is checked:
+/// External Secrets' `shouldRefresh` without the clock (periodic ones are
+/// requeued at their tick). A Secret that is missing or was edited
+/// ([`target_secret::data_hash`]) is repaired whatever this says.
+pub fn refresh_due(refresh: Refresh, synced: Option<&str>, version: &str) -> bool {
+    match (refresh, synced) {
+        (_, None) => true,
+        (Refresh::Once, Some(_)) => false,
+        (Refresh::OnChange | Refresh::Every(_), Some(s)) => s != version,
+    }
+}
+
+/// `status.syncedResourceVersion`: the generation and a digest of the
+/// labels and annotations, so that a change of either (the `force-sync`
+/// annotation idiom) syncs again, as External Secrets does (its digest
+/// differs; only equality is compared).
+pub fn synced_version(
+    generation: i64,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> String {
+    let text = format!("{labels:?}{annotations:?}");
+    format!(
+        "{generation}-{}",
+        &target_secret::digest(text.as_bytes())[..32]
+    )
+}
+
+/// What a sync writes into the Secret besides its type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rendered {
+    pub data: BTreeMap<String, SecretBytes>,
+    /// `template.metadata`, rendered (labels and annotations are not
+    /// secret: a template that puts a secret value there is the author's
+    /// choice, as in External Secrets).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The Secret's data (and templated metadata) from the fetched values (in
+/// plan order) and the objects `dataFrom.find` found (find index, name,
+/// value), within [`MAX_SECRET_BYTES`].
 pub fn render_secret(
     plan: &SyncPlan,
     values: &[SecretBytes],
     found: &[(usize, String, SecretBytes)],
-) -> Result<BTreeMap<String, SecretBytes>, ExternalError> {
+) -> Result<Rendered, ExternalError> {
+    let mut labels = BTreeMap::new();
+    let mut annotations = BTreeMap::new();
     let mut data: BTreeMap<String, SecretBytes> = BTreeMap::new();
     for (index, name, value) in found {
         let decoding = plan
             .finds
             .get(*index)
             .map_or(Decoding::None, |f| f.decoding);
-        data.insert(found_key(name), decode(name, value.clone(), decoding)?);
+        let find = plan.finds.get(*index);
+        let value = decode(name, value.clone(), decoding)?;
+        if find.is_some_and(|f| f.null_bytes) && value.expose().contains(&0) {
+            return Err(ExternalError::NullByte { key: name.clone() });
+        }
+        data.insert(found_key(name), value);
     }
     let key_name = |i: usize| plan.objects.objects[i].name().to_owned();
     let value_of = |i: usize| values.get(i).cloned().unwrap_or_default();
@@ -1053,7 +1213,11 @@ pub fn render_secret(
             ));
         };
         for (k, v) in map {
-            data.insert(k.clone(), decode(&key, text_of(v), extract.decoding)?);
+            let value = decode(&key, text_of(v), extract.decoding)?;
+            if extract.null_bytes && value.expose().contains(&0) {
+                return Err(ExternalError::NullByte { key: key.clone() });
+            }
+            data.insert(k.clone(), value);
         }
     }
     for item in &plan.data {
@@ -1073,17 +1237,45 @@ pub fn render_secret(
                 text_of(found)
             }
         };
-        data.insert(item.secret_key.clone(), decode(&key, bytes, item.decoding)?);
+        let value = decode(&key, bytes, item.decoding)?;
+        if item.null_bytes && value.expose().contains(&0) {
+            return Err(ExternalError::NullByte { key: key.clone() });
+        }
+        data.insert(item.secret_key.clone(), value);
+    }
+    {
+        let lookup = |name: &str| data.get(name).map(|v| v.expose().to_vec());
+        let mut left = MAX_SECRET_BYTES;
+        for (what, map, out) in [
+            ("labels", &plan.target.labels, &mut labels),
+            ("annotations", &plan.target.annotations, &mut annotations),
+        ] {
+            for (key, text) in map {
+                let path = format!("spec.target.template.metadata.{what}.{key}");
+                let value = expand_template(&path, text, &lookup, &mut left)?;
+                let value = String::from_utf8(value).map_err(|_| ExternalError::Template {
+                    key: path.clone(),
+                    why: "the value is not UTF-8 text".into(),
+                })?;
+                out.insert(key.clone(), value);
+            }
+        }
     }
     if !plan.target.template.is_empty() {
         let fetched = data;
         let lookup = |name: &str| fetched.get(name).map(|v| v.expose().to_vec());
-        let mut out = BTreeMap::new();
+        // mergePolicy Merge keeps the fetched keys; templated keys win.
+        let mut out = if plan.target.merge_data {
+            fetched.clone()
+        } else {
+            BTreeMap::new()
+        };
         let mut left = MAX_SECRET_BYTES;
         for (key, text) in &plan.target.template {
+            let path = format!("spec.target.template.data.{key}");
             out.insert(
                 key.clone(),
-                SecretBytes::new(expand_template(key, text, &lookup, &mut left)?),
+                SecretBytes::new(expand_template(&path, text, &lookup, &mut left)?),
             );
         }
         data = out;
@@ -1092,7 +1284,11 @@ pub fn render_secret(
     if total > MAX_SECRET_BYTES {
         return Err(ExternalError::TooLarge);
     }
-    Ok(data)
+    Ok(Rendered {
+        data,
+        labels,
+        annotations,
+    })
 }
 
 fn parse_json(value: &SecretBytes) -> Option<Value> {
@@ -1164,111 +1360,11 @@ fn decode(key: &str, value: SecretBytes, how: Decoding) -> Result<SecretBytes, E
     })
 }
 
-/// Refuses `key` of `v` unless it is absent or `allowed` (a field whose
-/// other values this controller does not implement).
-fn only_value(
-    v: &Value,
-    key: &str,
-    at: &str,
-    allowed: &str,
-    why: &'static str,
-) -> Result<(), ExternalError> {
-    match string_at(v, key, at)?.as_deref() {
-        None => Ok(()),
-        Some(value) if value == allowed => Ok(()),
-        Some(_) => Err(unsupported(format!("{at}.{key}"), why)),
-    }
-}
-
-/// `decodingStrategy` of a remote ref or a find.
-fn decoding(v: &Value, at: &str) -> Result<Decoding, ExternalError> {
-    Ok(match string_at(v, "decodingStrategy", at)?.as_deref() {
-        None | Some("None") => Decoding::None,
-        Some("Base64") => Decoding::Base64,
-        Some("Base64URL") => Decoding::Base64Url,
-        Some("Auto") => Decoding::Auto,
-        Some(other) => {
-            return Err(invalid(
-                format!("{at}.decodingStrategy"),
-                format!("{other:?} is not None, Base64, Base64URL or Auto"),
-            ));
-        }
-    })
-}
-
-/// Refuses any key of `v` (an object at `at`) not in `known`.
-fn only(v: &Value, at: &str, known: &[&str]) -> Result<(), ExternalError> {
-    match v {
-        Value::Object(map) => match map.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(unsupported(
-                format!("{at}.{k}"),
-                "this field is not one this controller reads",
-            )),
-            None => Ok(()),
-        },
-        Value::Null => Ok(()),
-        _ => Err(invalid(at, "must be a mapping")),
-    }
-}
-
-/// A Kubernetes object name at `key` of `v`: it goes into an API request
-/// path, so it must be the RFC 1123 name it claims to be.
-fn name_at(
-    v: &Value,
-    key: &str,
-    at: &str,
-    kind: NameKind,
-) -> Result<Option<String>, ExternalError> {
-    let name = string_at(v, key, at)?;
-    if let Some(n) = &name {
-        names::check(n, kind).map_err(|e| invalid(format!("{at}.{key}"), e.to_string()))?;
-    }
-    Ok(name)
-}
-
-/// The list at `key` of `v` (empty when absent).
-fn list_at<'v>(v: &'v Value, key: &str, at: &str) -> Result<&'v [Value], ExternalError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(list)) => Ok(list),
-        Some(_) => Err(invalid(format!("{at}.{key}"), "must be a list")),
-    }
-}
-
-fn string_at(v: &Value, key: &str, at: &str) -> Result<Option<String>, ExternalError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(format!("{at}.{key}"), "must be a string")),
-    }
-}
-
-fn object_at<'v>(
-    v: &'v Value,
-    key: &str,
-    at: &str,
-) -> Result<Option<&'v Map<String, Value>>, ExternalError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(invalid(format!("{at}.{key}"), "must be a mapping")),
-    }
-}
-
-fn string_map(v: Option<&Value>, at: &str) -> Result<BTreeMap<String, String>, ExternalError> {
-    match v {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                _ => Err(invalid(format!("{at}.{k}"), "must be a string")),
-            })
-            .collect(),
-        Some(_) => Err(invalid(at, "must be a mapping")),
-    }
+/// A Kubernetes object name at `at`: it goes into an API request path, so
+/// it must be the RFC 1123 name it claims to be.
+fn check_name(name: &str, at: &str, kind: NameKind) -> Result<(), ExternalError> {
+    names::check(name, kind).map_err(|e| invalid(at, e.to_string()))
 }
 
 #[cfg(test)]
-#[path = "external_tests.rs"]
 mod tests;

@@ -55,7 +55,9 @@ fn the_walkthrough_plans_one_fetch_and_one_key() {
     assert_eq!(p.target.creation, CreationPolicy::Owner);
     assert_eq!(p.objects.objects.len(), 1);
     assert_eq!(p.objects.objects[0].primary.name, ARN);
-    let data = render_secret(&p, &[SecretBytes::from("s3cr3t")], &[]).unwrap();
+    let data = render_secret(&p, &[SecretBytes::from("s3cr3t")], &[])
+        .unwrap()
+        .data;
     assert_eq!(data["DB_PASSWORD"].expose(), b"s3cr3t");
 }
 
@@ -122,7 +124,7 @@ fn properties_extracts_and_decoding_render_as_external_secrets_does() {
             _ => SecretBytes::from(r#"{"K1":"v1","K2":{"n":1}}"#),
         })
         .collect();
-    let data = render_secret(&p, &values, &[]).unwrap();
+    let data = render_secret(&p, &values, &[]).unwrap().data;
     let text = |k: &str| String::from_utf8(data[k].expose().to_vec()).unwrap();
     assert_eq!(text("user"), "admin");
     assert_eq!(text("port"), "5432");
@@ -180,7 +182,9 @@ fn templates_build_keys_from_fetched_keys() {
     let p = sync_plan("x", &es, &sm_store()).unwrap();
     assert_eq!(p.target.type_.as_deref(), Some("kubernetes.io/basic-auth"));
     assert_eq!(p.target.labels["app"], "web");
-    let data = render_secret(&p, &[SecretBytes::from(r#"{"user":"u","pass":"p"}"#)], &[]).unwrap();
+    let data = render_secret(&p, &[SecretBytes::from(r#"{"user":"u","pass":"p"}"#)], &[])
+        .unwrap()
+        .data;
     let keys: Vec<_> = data.keys().cloned().collect();
     assert_eq!(
         keys,
@@ -195,7 +199,7 @@ fn templates_build_keys_from_fetched_keys() {
     }}}, "data": [{"secretKey": "user", "remoteRef": {"key": "db"}}]});
     let e = sync_plan("x", &es, &sm_store()).unwrap_err();
     assert!(
-        matches!(e, ExternalError::Template { ref key, .. } if key == "x"),
+        matches!(e, ExternalError::Template { ref key, .. } if key == "spec.target.template.data.x"),
         "{e}"
     );
 }
@@ -242,12 +246,16 @@ fn unsupported_fields_are_refused_by_their_path() {
             "spec.provider.aws.auth.jwt.serviceAccountRef.audiences",
         ),
         (
-            json!({"retrySettings": {}, "provider": {"aws": {"service": "SecretsManager", "region": "r"}}}),
-            "spec.retrySettings",
+            json!({"conditions": [{"namespaces": ["a"]}], "provider": {"aws": {"service": "SecretsManager", "region": "r"}}}),
+            "spec.conditions",
         ),
         (
-            json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "prefix": "x"}}}),
-            "spec.provider.aws.prefix",
+            json!({"provider": {"aws": {"service": "CertificateManager", "region": "r"}}}),
+            "spec.provider.aws.service",
+        ),
+        (
+            json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "nope": "x"}}}),
+            "spec.provider.aws.nope",
         ),
     ];
     for (spec, path) in stores {
@@ -346,8 +354,39 @@ fn refresh_intervals_and_policies() {
         with(json!({"refreshPolicy": "CreatedOnce"})).unwrap(),
         Refresh::Once
     );
+    assert_eq!(
+        with(json!({"refreshPolicy": "OnChange"})).unwrap(),
+        Refresh::OnChange
+    );
     assert!(with(json!({"refreshInterval": "soon"})).is_err());
     assert!(with(json!({"refreshInterval": "10ms"})).is_err());
+}
+
+/// External Secrets' `shouldRefresh` table (externalsecret_controller_test.go),
+/// less the clock: never synced -> sync; CreatedOnce and interval 0 -> not
+/// even on a change; OnChange and Periodic -> on a change of the version.
+#[test]
+fn refresh_due_follows_should_refresh() {
+    let every = Refresh::Every(Duration::from_secs(60));
+    for r in [Refresh::Once, Refresh::OnChange, every] {
+        assert!(refresh_due(r, None, "1-a"), "{r:?}: never synced");
+    }
+    assert!(!refresh_due(Refresh::Once, Some("1-a"), "2-b"));
+    assert!(refresh_due(Refresh::OnChange, Some("1-a"), "2-a"));
+    assert!(!refresh_due(Refresh::OnChange, Some("1-a"), "1-a"));
+    assert!(refresh_due(every, Some("1-a"), "1-b"));
+    let labels = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
+    let none = BTreeMap::new();
+    assert_ne!(
+        synced_version(1, &labels, &none),
+        synced_version(1, &none, &labels),
+        "a label is not an annotation"
+    );
+    assert_ne!(
+        synced_version(1, &none, &none),
+        synced_version(2, &none, &none)
+    );
+    assert!(synced_version(3, &none, &none).starts_with("3-"));
 }
 
 #[test]
@@ -373,7 +412,8 @@ fn find_selects_by_name_path_and_tags_and_keys_are_converted() {
             (1, "app/one".into(), SecretBytes::from("aGk=")),
         ],
     )
-    .unwrap();
+    .unwrap()
+    .data;
     assert_eq!(data["db_prod_password"].expose(), b"pw");
     assert_eq!(data["app_one"].expose(), b"hi");
     // A find needs something to select by; a bad regexp is said; tags are
@@ -464,7 +504,7 @@ fn templates_stop_at_the_secret_size_instead_of_growing() {
     // Within the size, the same forms work.
     let p = sync_plan("x", &template("{{ .v }}".repeat(5)), &sm_store()).unwrap();
     assert_eq!(
-        render_secret(&p, &[value], &[]).unwrap()["out"].len(),
+        render_secret(&p, &[value], &[]).unwrap().data["out"].len(),
         500_000
     );
 }
@@ -608,4 +648,164 @@ fn a_find_regexp_is_bounded_and_compiled_once() {
     assert!(plan.finds[0].matches("db/password"));
     assert!(!plan.finds[0].matches("web/db/password"));
     assert_eq!(plan.finds[0].name.as_ref().unwrap().as_str(), "^db/.*$");
+}
+
+/// Every default External Secrets Operator's v2.9.0 CRD schemas write
+/// (config/crds/bases/external-secrets.io_{secretstores,externalsecrets}.yaml),
+/// and those of its older releases (remoteRef strategies, 0.16-2.8), are
+/// read as the values they stand for: an API server with their CRDs writes
+/// them into every object.
+#[test]
+fn the_defaults_of_external_secrets_crds_are_accepted() {
+    let s = store(
+        &json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "sessionTagsPolicy": "None",
+            "auth": {"jwt": {"serviceAccountRef": {"name": "sa"}}}}}}),
+        Some("ns"),
+    )
+    .unwrap();
+    assert_eq!(s.tags_policy, api::SessionTagsPolicy::None);
+    let remote = json!({"key": "k", "conversionStrategy": "Default", "decodingStrategy": "None", "metadataPolicy": "None"});
+    let es = json!({
+        "secretStoreRef": {"name": "s", "kind": "SecretStore"},
+        "refreshInterval": "1h0m0s",
+        "target": {"creationPolicy": "Owner", "deletionPolicy": "Retain",
+            "template": {"engineVersion": "v2", "mergePolicy": "Replace", "data": {"x": "{{ .a }}"}}},
+        "data": [{"secretKey": "a", "remoteRef": remote}],
+        "dataFrom": [{"extract": remote}],
+    });
+    let p = sync_plan("x", &es, &s).unwrap();
+    assert_eq!(p.refresh, Refresh::Every(Duration::from_secs(3600)));
+    assert_eq!(p.target.creation, CreationPolicy::Owner);
+    assert!(!p.target.merge_data);
+}
+
+#[test]
+fn store_roles_prefix_and_session_tag_policies() {
+    let spec = json!({"provider": {"aws": {"service": "ParameterStore", "region": "r", "prefix": "/team/",
+        "additionalRoles": ["arn:aws:iam::111111111111:role/hop"],
+        "role": "arn:aws:iam::222222222222:role/final", "externalID": "x",
+        "sessionTags": [{"key": "team", "value": "shop"}], "transitiveTagKeys": ["team"],
+        "sessionTagsPolicy": "Custom", "customSessionTags": {"env": "prod", "": "dropped", "empty": ""}}}});
+    let s = store(&spec, Some("ns")).unwrap();
+    let chain = s.chain.clone().unwrap();
+    assert_eq!(chain.roles.len(), 2);
+    assert_eq!(
+        chain.plain, 1,
+        "additionalRoles are assumed without the final role's options"
+    );
+    assert_eq!(chain.transitive_tag_keys, ["team"]);
+    assert_eq!(s.custom_tags, [("env".to_owned(), "prod".to_owned())]);
+    let synced = s.for_sync("apps", "store", StoreKind::ClusterSecretStore);
+    let tags = synced.chain.unwrap().session_tags;
+    for (k, v) in [
+        ("env", "prod"),
+        ("esoNamespace", "apps"),
+        ("esoStoreKind", "ClusterSecretStore"),
+        ("esoStoreName", "store"),
+        ("team", "shop"),
+    ] {
+        assert!(
+            tags.contains(&(k.to_owned(), v.to_owned())),
+            "{k}: {tags:?}"
+        );
+    }
+    assert_eq!(tags.len(), 5);
+    // The prefix goes before every key read.
+    let es = json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "db"}}]});
+    let p = sync_plan("x", &es, &s).unwrap();
+    assert_eq!(p.objects.objects[0].name(), "/team/db");
+    // Policy None adds nothing; customSessionTags without Custom, or with a
+    // reserved key, is refused by its path.
+    let none = store(
+        &json!({"provider": {"aws": {"service": "SecretsManager", "region": "r",
+        "role": "arn:aws:iam::222222222222:role/final"}}}),
+        None,
+    )
+    .unwrap();
+    assert!(
+        none.for_sync("a", "b", StoreKind::SecretStore)
+            .chain
+            .unwrap()
+            .session_tags
+            .is_empty()
+    );
+    for (aws, path) in [
+        (
+            json!({"customSessionTags": {"a": "b"}}),
+            "spec.provider.aws.customSessionTags",
+        ),
+        (
+            json!({"sessionTagsPolicy": "Custom", "customSessionTags": {"esoNamespace": "b"}}),
+            "spec.provider.aws.customSessionTags[\"esoNamespace\"]",
+        ),
+        (
+            json!({"additionalRoles": ["nope"]}),
+            "spec.provider.aws.additionalRoles[0]",
+        ),
+        (
+            json!({"sessionTagsPolicy": "Sometimes"}),
+            "spec.provider.aws.sessionTagsPolicy",
+        ),
+        (
+            json!({"secretsManager": {"recoveryWindowInDays": 3}}),
+            "spec.provider.aws.secretsManager.recoveryWindowInDays",
+        ),
+    ] {
+        let mut spec = json!({"provider": {"aws": {"service": "SecretsManager", "region": "r"}}});
+        for (k, v) in aws.as_object().unwrap() {
+            spec["provider"]["aws"][k] = v.clone();
+        }
+        match store(&spec, None) {
+            Err(ExternalError::Invalid { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn merge_policy_null_bytes_and_templated_metadata() {
+    let es = json!({"secretStoreRef": {"name": "s"},
+    "target": {"creationPolicy": "CreateOrMerge", "template": {"mergePolicy": "Merge",
+        "metadata": {"labels": {"env": "{{ .env }}"}, "annotations": {"note": "fixed"}, "finalizers": ["example.com/keep"]},
+        "data": {"dsn": "db://{{ .user }}"}}},
+    "data": [
+        {"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
+        {"secretKey": "env", "remoteRef": {"key": "db", "property": "env"}},
+    ]});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert_eq!(p.target.creation, CreationPolicy::CreateOrMerge);
+    assert_eq!(p.target.finalizers, ["example.com/keep"]);
+    let out = render_secret(
+        &p,
+        &[SecretBytes::from(r#"{"user":"u","env":"prod"}"#)],
+        &[],
+    )
+    .unwrap();
+    let keys: Vec<_> = out.data.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["dsn", "env", "user"], "Merge keeps the fetched keys");
+    assert_eq!(out.labels["env"], "prod");
+    assert_eq!(out.annotations["note"], "fixed");
+    // nullBytePolicy: Fail refuses a value with a NUL byte; Ignore keeps it.
+    let es = |policy: &str| {
+        json!({"secretStoreRef": {"name": "s"},
+        "data": [{"secretKey": "a", "remoteRef": {"key": "k", "nullBytePolicy": policy}}]})
+    };
+    let value = SecretBytes::new(b"a\0b".to_vec());
+    let p = sync_plan("x", &es("Fail"), &sm_store()).unwrap();
+    assert!(matches!(
+        render_secret(&p, std::slice::from_ref(&value), &[]),
+        Err(ExternalError::NullByte { .. })
+    ));
+    let p = sync_plan("x", &es("Ignore"), &sm_store()).unwrap();
+    assert_eq!(
+        render_secret(&p, &[value], &[]).unwrap().data["a"].expose(),
+        b"a\0b"
+    );
+    // A finalizer under kubernetes.io is refused.
+    let es = json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}],
+        "target": {"template": {"metadata": {"finalizers": ["kubernetes.io/pv-protection"]}}}});
+    assert!(matches!(
+        sync_plan("x", &es, &sm_store()),
+        Err(ExternalError::Invalid { path, .. }) if path == "spec.target.template.metadata.finalizers[0]"
+    ));
 }

@@ -121,6 +121,12 @@ pub struct RoleChain {
     pub duration_seconds: Option<u32>,
     /// Session tags (`assumeRoleSessionTags: "team=shop,env=prod"`), sorted.
     pub session_tags: Vec<(String, String)>,
+    /// Tag keys passed on to the next sessions (External Secrets'
+    /// `transitiveTagKeys`).
+    pub transitive_tag_keys: Vec<String>,
+    /// The first `plain` roles are assumed without the external ID, tags or
+    /// duration (External Secrets' `additionalRoles`); 0 for a class.
+    pub plain: usize,
 }
 
 /// One object as it is asked for in one region.
@@ -611,6 +617,8 @@ fn role_chain<'a>(param: &impl Fn(&str) -> &'a str) -> Result<Option<RoleChain>,
         external_id,
         duration_seconds,
         session_tags,
+        transitive_tag_keys: Vec::new(),
+        plain: 0,
     }))
 }
 
