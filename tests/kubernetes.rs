@@ -1452,7 +1452,8 @@ spec:
     assert!(es["status"]["refreshTime"].is_string(), "{es}");
 
     // Rotation in AWS shows up after the interval; an unchanged refresh
-    // writes nothing.
+    // leaves the Secret alone and advances status.refreshTime (as External
+    // Secrets does: tools show it as the last sync).
     moto()
         .secrets_manager()
         .put_secret_value()
@@ -1465,21 +1466,43 @@ spec:
         secret_value("my-app-secrets", "DB_PASSWORD").as_deref() == Some("db-pass-2")
     })
     .await;
-    let versions = || {
-        (
-            cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"]
-                .clone(),
-            cp.get("externalsecret", "my-app-secrets", "external-secrets")["metadata"]
-                ["resourceVersion"]
-                .clone(),
-        )
+    let secret_version = || {
+        cp.get("secret", "my-app-secrets", "external-secrets")["metadata"]["resourceVersion"]
+            .clone()
     };
-    let before = versions();
+    let refresh_time = || {
+        cp.get("externalsecret", "my-app-secrets", "external-secrets")["status"]["refreshTime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (before, refreshed_before) = (secret_version(), refresh_time());
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        versions(),
+        secret_version(),
         before,
-        "two refreshes without a change wrote nothing: neither the Secret nor the status"
+        "two refreshes without a change left the Secret alone"
+    );
+    assert!(
+        refresh_time() > refreshed_before,
+        "refreshTime advanced: {refreshed_before} -> {}",
+        refresh_time()
+    );
+    let es = cp.get("externalsecret", "my-app-secrets", "external-secrets");
+    assert_eq!(es["status"]["binding"]["name"], "my-app-secrets", "{es}");
+    assert!(
+        es["status"]["syncedResourceVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("1-")),
+        "{es}"
+    );
+    let synced = cp.get("secret", "my-app-secrets", "external-secrets");
+    assert_eq!(
+        synced["metadata"]["annotations"]["reconcile.external-secrets.io/data-hash"]
+            .as_str()
+            .map(str::len),
+        Some(56),
+        "External Secrets' data-hash annotation: {synced}"
     );
 
     // A store whose role AWS denies, a field this controller does not
@@ -1974,6 +1997,149 @@ async fn the_controller_writes_only_what_an_external_secret_may_write() {
         "the controller exited"
     );
     controller.kill();
+}
+
+/// External Secrets' semantics the controller got wrong (issue 29): a store
+/// as their v2.9.0 CRDs default it (`sessionTagsPolicy: None`) syncs; the
+/// ExternalSecret's own labels reach its Secret; a `force-sync` annotation
+/// reads AWS afresh though the interval has not passed; CreatedOnce does
+/// not sync again on a spec change; renaming `target.name` removes the old
+/// owned Secret; Merge with no Secret is `Ready=True/SecretMissing`;
+/// `template.metadata` is templated.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_follows_external_secrets_semantics() {
+    let cp = control_plane();
+    let ns = "semantics";
+    install_controller(cp, ns);
+    moto()
+        .create_secret("semantics/a", r#"{"v":"one","env":"prod"}"#)
+        .await;
+    let manifests = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: reader\n  namespace: {ns}\n  annotations: {{eks.amazonaws.com/role-arn: \"{READER_ROLE}\"}}\n---\n\
+         apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: store, namespace: {ns}}}\nspec:\n  controller: semantics\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, sessionTagsPolicy: None, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}\n---\n\
+         apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: periodic, namespace: {ns}, labels: {{team: shop}}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{creationPolicy: Owner, deletionPolicy: Retain}}\n  data: [{{secretKey: v, remoteRef: {{key: semantics/a, property: v, conversionStrategy: Default, decodingStrategy: None, metadataPolicy: None}}}}]\n---\n\
+         apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: once, namespace: {ns}}}\nspec:\n  refreshPolicy: CreatedOnce\n  secretStoreRef: {{name: store}}\n  target: {{name: once-a, template: {{metadata: {{labels: {{env: '{{{{ .env }}}}'}}}}, data: {{v: '{{{{ .v }}}}'}}}}}}\n  dataFrom: [{{extract: {{key: semantics/a}}}}]\n---\n\
+         apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: renamed, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: first}}\n  data: [{{secretKey: v, remoteRef: {{key: semantics/a, property: v}}}}]\n---\n\
+         apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: merge, namespace: {ns}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: store}}\n  target: {{name: absent, creationPolicy: Merge}}\n  data: [{{secretKey: v, remoteRef: {{key: semantics/a, property: v}}}}]\n"
+    );
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
+    let _controller = ControllerProcess::start_with(
+        dir.path(),
+        "semantics",
+        &kubeconfig,
+        &[
+            "--lease-name",
+            "semantics",
+            "--controller-class",
+            "semantics",
+        ],
+    );
+    let value = |name: &str, key: &str| -> Option<String> {
+        let s: serde_json::Value = serde_json::from_str(
+            &cp.try_kubectl(&["get", "secret", name, "-n", ns, "-o", "json"], None)
+                .ok()?,
+        )
+        .ok()?;
+        let b64 = s["data"][key].as_str()?;
+        use base64::Engine;
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()
+    };
+    let ready = |name: &str| -> (String, String) {
+        let es: serde_json::Value = cp
+            .try_kubectl(
+                &["get", "externalsecret", name, "-n", ns, "-o", "json"],
+                None,
+            )
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let c = &es["status"]["conditions"][0];
+        (
+            c["status"].as_str().unwrap_or_default().to_owned(),
+            c["reason"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    eventually(Duration::from_secs(30), "the first syncs", || {
+        value("periodic", "v").as_deref() == Some("one")
+            && value("once-a", "v").as_deref() == Some("one")
+            && value("first", "v").as_deref() == Some("one")
+            && ready("merge").1 == "SecretMissing"
+    })
+    .await;
+    assert_eq!(ready("merge"), ("True".into(), "SecretMissing".into()));
+    let periodic = cp.get("secret", "periodic", ns);
+    assert_eq!(periodic["metadata"]["labels"]["team"], "shop", "{periodic}");
+    let once = cp.get("secret", "once-a", ns);
+    assert_eq!(once["metadata"]["labels"]["env"], "prod", "{once}");
+
+    // The value changes in AWS; a force-sync annotation brings it now.
+    moto()
+        .secrets_manager()
+        .put_secret_value()
+        .secret_id("semantics/a")
+        .secret_string(r#"{"v":"two","env":"prod"}"#)
+        .send()
+        .await
+        .unwrap();
+    cp.kubectl(
+        &[
+            "annotate",
+            "externalsecret",
+            "periodic",
+            "-n",
+            ns,
+            "force-sync=1",
+            "--overwrite",
+        ],
+        None,
+    );
+    eventually(Duration::from_secs(20), "the forced refresh", || {
+        value("periodic", "v").as_deref() == Some("two")
+    })
+    .await;
+    // The owned Secret of a renamed target goes; CreatedOnce keeps its
+    // Secret as it was though its spec changed.
+    cp.kubectl(
+        &[
+            "patch",
+            "externalsecret",
+            "renamed",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"target":{"name":"second"}}}"#,
+        ],
+        None,
+    );
+    cp.kubectl(
+        &[
+            "patch",
+            "externalsecret",
+            "once",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"target":{"template":{"data":{"v":"changed {{ .v }}"}}}}}"#,
+        ],
+        None,
+    );
+    eventually(Duration::from_secs(20), "the renamed target", || {
+        value("second", "v").as_deref() == Some("two")
+            && cp
+                .try_kubectl(&["get", "secret", "first", "-n", ns], None)
+                .is_err()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        value("once-a", "v").as_deref(),
+        Some("one"),
+        "CreatedOnce is not synced again on a spec change"
+    );
 }
 
 /// A leader paused past its Lease (SIGSTOP) with a fetch in flight, while

@@ -248,7 +248,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                     let _slot = slots.take(&namespace).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
                     match syncer.sync(&es).await {
-                        Ok(Synced::Done { written, next }) => {
+                        Ok(Synced::Done { written, next, .. }) => {
                             failures.succeeded(&id);
                             if written {
                                 tracing::info!(externalsecret = %id, "Secret synced");
@@ -256,6 +256,13 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                             Ok(next.map_or_else(Action::await_change, |d| {
                                 Action::requeue(d.min(MAX_REQUEUE))
                             }))
+                        }
+                        // Looked for again on the retry schedule (the Secret
+                        // may be on its way), at most every interval.
+                        Ok(Synced::Missing { next }) => {
+                            let n = failures.failed(&id);
+                            let retry = sync::retry_after(n);
+                            Ok(Action::requeue(next.map_or(retry, |d| d.min(retry)).min(MAX_REQUEUE)))
                         }
                         Ok(Synced::NotOurs) => Ok(Action::await_change()),
                         Err(e) => {

@@ -67,8 +67,14 @@ pub enum Synced {
     /// The Secret was written or already held the data.
     Done {
         written: bool,
+        /// Values were read (the refresh time advances); false when a
+        /// CreatedOnce or OnChange ExternalSecret had nothing to do.
+        refreshed: bool,
         next: Option<Duration>,
     },
+    /// `creationPolicy: Merge` and the Secret does not exist (yet):
+    /// nothing is created, as External Secrets does.
+    Missing { next: Option<Duration> },
 }
 
 /// The API resources of the External Secrets kinds, at the version the
@@ -180,16 +186,41 @@ impl Syncer {
             None => self.sync_data(es).await,
         };
         match &result {
-            Ok(Synced::Done { written, .. }) => {
-                self.status(es, true, "SecretSynced", "Secret was synced", *written)
-                    .await?;
+            Ok(Synced::Done {
+                written, refreshed, ..
+            }) => {
+                let outcome = Outcome {
+                    ready: true,
+                    reason: "SecretSynced",
+                    message: "Secret was synced",
+                    written: *written,
+                    refreshed: *refreshed,
+                };
+                self.status(es, &outcome).await?;
+            }
+            Ok(Synced::Missing { .. }) => {
+                let outcome = Outcome {
+                    ready: true,
+                    reason: "SecretMissing",
+                    message: "the Secret does not exist and creationPolicy Merge does not create it",
+                    written: false,
+                    refreshed: true,
+                };
+                self.status(es, &outcome).await?;
             }
             Ok(Synced::NotOurs) => {}
             // Nothing more is written by a replica that lost the Lease.
             Err(SyncError::Fenced(_)) => {}
             Err(e) => {
-                self.status(es, false, "SecretSyncedError", &e.to_string(), false)
-                    .await?;
+                let message = e.to_string();
+                let outcome = Outcome {
+                    ready: false,
+                    reason: "SecretSyncedError",
+                    message: &message,
+                    written: false,
+                    refreshed: false,
+                };
+                self.status(es, &outcome).await?;
             }
         }
         result
@@ -287,8 +318,9 @@ impl Syncer {
         if !external::served_by(&store_spec, &self.class) {
             return Ok(Synced::NotOurs);
         }
-        let store =
-            external::store(&store_spec, store_ns).map_err(spec_error(store_kind, &store_id))?;
+        let store = external::store(&store_spec, store_ns)
+            .map_err(spec_error(store_kind, &store_id))?
+            .for_sync(&ns, &store_ref.name, store_ref.kind);
         if store.auth == StoreAuth::Controller
             && store_ns.is_some()
             && !self.policies.namespaced_stores_use_controller_identity
@@ -300,6 +332,38 @@ impl Syncer {
         }
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
+        let version = version_of(es);
+        let synced = es.data["status"]["syncedResourceVersion"]
+            .as_str()
+            .filter(|s| !s.is_empty());
+        let api = Api::<Secret>::namespaced(self.client.clone(), &ns);
+        let existing = api
+            .get_opt(&plan.target.name)
+            .await
+            .map_err(|e| SyncError::Secret {
+                namespace: ns.clone(),
+                name: plan.target.name.clone(),
+                message: e.to_string(),
+            })?;
+        let due = external::refresh_due(plan.refresh, synced, &version)
+            || matches!(plan.refresh, Refresh::Every(_));
+        if !due && existing.as_ref().is_some_and(|s| intact(s, &plan)) {
+            // CreatedOnce, interval 0 or OnChange with nothing changed, and
+            // the Secret as written: nothing to read or write.
+            return Ok(Synced::Done {
+                written: false,
+                refreshed: false,
+                next: None,
+            });
+        }
+        if plan.target.creation == CreationPolicy::Merge && existing.is_none() {
+            return Ok(Synced::Missing {
+                next: match plan.refresh {
+                    Refresh::Every(d) => Some(d.max(self.policies.min_refresh)),
+                    Refresh::Once | Refresh::OnChange => None,
+                },
+            });
+        }
         let (identity, scope) = self.identity(&store, &store_id, &name).await?;
         // ExternalSecrets of one identity that read one secret share one
         // value fetched at their common tick (see `until_next_tick`): a
@@ -307,11 +371,14 @@ impl Syncer {
         // The operator's floor on refresh intervals.
         let refresh = match plan.refresh {
             Refresh::Every(d) => Refresh::Every(d.max(self.policies.min_refresh)),
-            Refresh::Once => Refresh::Once,
+            other => other,
         };
+        // A change of the ExternalSecret (its spec, or a label or annotation
+        // such as `force-sync`) reads AWS afresh.
+        let changed = synced.is_some_and(|s| s != version);
         let max_age = match refresh {
-            Refresh::Every(d) => (d / 10).max(Duration::from_secs(1)),
-            Refresh::Once => Duration::ZERO,
+            Refresh::Every(d) if !changed => (d / 10).max(Duration::from_secs(1)),
+            _ => Duration::ZERO,
         };
         let sharing = Sharing {
             scope: Some(scope),
@@ -324,14 +391,20 @@ impl Syncer {
             .await?;
         let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
         let found = self.find(&plan, &store, &identity, &sharing).await?;
-        let data = external::render_secret(&plan, &bytes, &found)
+        let rendered = external::render_secret(&plan, &bytes, &found)
             .map_err(spec_error("ExternalSecret", &es_id))?;
-        let written = self.write_secret(es, &ns, &plan, data).await?;
+        let written = self
+            .write_secret(es, &ns, &plan, rendered, existing)
+            .await?;
         let next = match refresh {
             Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
-            Refresh::Once => None,
+            Refresh::Once | Refresh::OnChange => None,
         };
-        Ok(Synced::Done { written, next })
+        Ok(Synced::Done {
+            written,
+            refreshed: true,
+            next,
+        })
     }
 
     /// The objects `dataFrom.find` selects (listed, filtered, at most
@@ -567,14 +640,15 @@ impl Syncer {
         es: &DynamicObject,
         ns: &str,
         plan: &SyncPlan,
-        data: BTreeMap<String, crate::secret::SecretBytes>,
+        rendered: external::Rendered,
+        existing: Option<Secret>,
     ) -> Result<bool, SyncError> {
         let target = &plan.target;
-        let policy = match target.creation {
-            CreationPolicy::None => return Ok(false),
-            CreationPolicy::Owner => Policy::Owner,
-            CreationPolicy::Orphan => Policy::Orphan,
-            CreationPolicy::Merge => Policy::Merge,
+        let policy = match (target.creation, &existing) {
+            (CreationPolicy::None, _) => return Ok(false),
+            (CreationPolicy::Owner, _) => Policy::Owner,
+            (CreationPolicy::Orphan, _) | (CreationPolicy::CreateOrMerge, None) => Policy::Orphan,
+            (CreationPolicy::Merge, _) | (CreationPolicy::CreateOrMerge, Some(_)) => Policy::Merge,
         };
         let api = Api::<Secret>::namespaced(self.client.clone(), ns);
         let secret_error = |message: String| SyncError::Secret {
@@ -582,11 +656,10 @@ impl Syncer {
             name: target.name.clone(),
             message,
         };
-        let existing = api
-            .get_opt(&target.name)
-            .await
-            .map_err(|e| secret_error(e.to_string()))?;
         let es_uid = es.metadata.uid.clone().unwrap_or_default();
+        if policy == Policy::Owner {
+            self.remove_renamed(es, ns, &target.name).await?;
+        }
         match &existing {
             None if policy == Policy::Merge => {
                 return Err(secret_error(
@@ -598,11 +671,30 @@ impl Syncer {
             Some(s) => target_secret::may_write(&existing_of(s), policy, &es_uid)
                 .map_err(|refusal| secret_error(refusal.to_string()))?,
         }
-        let data: BTreeMap<String, ByteString> = data
+        let hash =
+            target_secret::data_hash(rendered.data.iter().map(|(k, v)| (k.as_str(), v.expose())));
+        let data: BTreeMap<String, ByteString> = rendered
+            .data
             .into_iter()
             .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
             .collect();
-        let mut labels = target.labels.clone();
+        // Without a template the ExternalSecret's own labels and
+        // annotations go to the Secret (less those Kubernetes owns and
+        // the controller's own digest), as in External Secrets.
+        let (mut labels, mut annotations) = if target.templated {
+            (rendered.labels, rendered.annotations)
+        } else {
+            let own = |m: &Option<BTreeMap<String, String>>| -> BTreeMap<String, String> {
+                m.iter()
+                    .flatten()
+                    .filter(|(k, _)| {
+                        !target_secret::reserved_key(k) && k.as_str() != super::held::DIGEST_KEY
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            (own(&es.metadata.labels), own(&es.metadata.annotations))
+        };
         let mut desired = Secret {
             metadata: ObjectMeta {
                 name: Some(target.name.clone()),
@@ -614,9 +706,11 @@ impl Syncer {
         };
         if policy != Policy::Merge {
             labels.insert(MANAGED_LABEL.into(), "true".into());
+            annotations.insert(target_secret::DATA_HASH_ANNOTATION.into(), hash);
             desired.metadata.labels = Some(labels);
-            desired.metadata.annotations =
-                (!target.annotations.is_empty()).then(|| target.annotations.clone());
+            desired.metadata.annotations = Some(annotations);
+            desired.metadata.finalizers =
+                (!target.finalizers.is_empty()).then(|| target.finalizers.clone());
             desired.type_ = Some(target.type_.clone().unwrap_or_else(|| "Opaque".into()));
             desired.immutable = target.immutable.then_some(true);
         }
@@ -680,17 +774,67 @@ impl Syncer {
         Ok(true)
     }
 
-    /// The ExternalSecret's status: the Ready condition, refreshTime and
-    /// syncedResourceVersion; written only when one of them changes (the
-    /// refresh time when the Secret was written).
-    async fn status(
+    /// The Secret an Owner ExternalSecret wrote under its previous
+    /// `target.name` (its status' `binding.name`): deleted when it is
+    /// still the ExternalSecret's own, as External Secrets does.
+    async fn remove_renamed(
         &self,
         es: &DynamicObject,
-        ready: bool,
-        reason: &str,
-        message: &str,
-        written: bool,
+        ns: &str,
+        name: &str,
     ) -> Result<(), SyncError> {
+        let Some(old) = es.data["status"]["binding"]["name"]
+            .as_str()
+            .filter(|old| !old.is_empty() && *old != name)
+        else {
+            return Ok(());
+        };
+        let api = Api::<Secret>::namespaced(self.client.clone(), ns);
+        let error = |e: kube::Error| SyncError::Secret {
+            namespace: ns.to_owned(),
+            name: old.to_owned(),
+            message: e.to_string(),
+        };
+        let Some(secret) = api.get_opt(old).await.map_err(error)? else {
+            return Ok(());
+        };
+        let ours = secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == es.metadata.uid.as_ref());
+        if ours {
+            self.fence.check()?;
+            let uid = secret.metadata.uid.clone();
+            api.delete(
+                old,
+                &kube::api::DeleteParams {
+                    preconditions: Some(kube::api::Preconditions {
+                        uid,
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(error)?;
+        }
+        Ok(())
+    }
+
+    /// The ExternalSecret's status: the Ready condition, refreshTime,
+    /// syncedResourceVersion and binding; written only when one of them
+    /// changes (the refresh time at every refresh that read AWS, so tools
+    /// that show the last sync stay true).
+    async fn status(&self, es: &DynamicObject, outcome: &Outcome<'_>) -> Result<(), SyncError> {
+        let Outcome {
+            ready,
+            reason,
+            message,
+            written,
+            refreshed,
+        } = *outcome;
         let old = es.data.get("status").cloned().unwrap_or(Value::Null);
         let old_ready = old["conditions"]
             .as_array()
@@ -698,12 +842,26 @@ impl Syncer {
             .cloned()
             .unwrap_or(Value::Null);
         let status_text = if ready { "True" } else { "False" };
-        let generation = es.metadata.generation.unwrap_or(0).to_string();
+        // A failed sync keeps the version it last synced, so that the
+        // next one still sees the change.
+        let version = if ready {
+            json!(version_of(es))
+        } else {
+            old.get("syncedResourceVersion")
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        let binding = match self.target_name(es) {
+            Some(name) if ready => json!({"name": name}),
+            _ => old.get("binding").cloned().unwrap_or(Value::Null),
+        };
         let unchanged = old_ready["status"] == status_text
             && old_ready["reason"] == reason
             && old_ready["message"] == message
-            && old["syncedResourceVersion"] == generation.as_str()
-            && !written;
+            && old["syncedResourceVersion"] == version
+            && old["binding"] == binding
+            && !written
+            && !(ready && refreshed);
         if unchanged {
             return Ok(());
         }
@@ -713,7 +871,7 @@ impl Syncer {
         } else {
             json!(now)
         };
-        let refresh_time = if ready && written {
+        let refresh_time = if ready && refreshed {
             json!(now)
         } else {
             old.get("refreshTime").cloned().unwrap_or(Value::Null)
@@ -730,7 +888,8 @@ impl Syncer {
                     "lastTransitionTime": transition,
                 }],
                 "refreshTime": refresh_time,
-                "syncedResourceVersion": generation,
+                "syncedResourceVersion": version,
+                "binding": binding,
             }
         });
         // The answer decoded as held: an object nested too deep for the
@@ -758,6 +917,15 @@ impl Syncer {
             self.event(es, kind, event_reason, message).await;
         }
         Ok(())
+    }
+
+    /// `spec.target.name`, or the ExternalSecret's name.
+    fn target_name(&self, es: &DynamicObject) -> Option<String> {
+        es.data["spec"]["target"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .or_else(|| es.metadata.name.clone())
     }
 
     /// An event on the ExternalSecret; best effort, like the driver's.
@@ -803,6 +971,58 @@ impl Syncer {
             .await
         {
             tracing::warn!(externalsecret = %format!("{ns}/{name}"), reason, error = %e, "cannot record an event");
+        }
+    }
+}
+
+/// How a sync ended, for the status.
+#[derive(Clone, Copy)]
+struct Outcome<'m> {
+    ready: bool,
+    reason: &'static str,
+    message: &'m str,
+    written: bool,
+    refreshed: bool,
+}
+
+/// The ExternalSecret's `syncedResourceVersion` now.
+fn version_of(es: &DynamicObject) -> String {
+    let empty = BTreeMap::new();
+    let m = &es.metadata;
+    external::synced_version(
+        m.generation.unwrap_or(0),
+        m.labels.as_ref().unwrap_or(&empty),
+        m.annotations.as_ref().unwrap_or(&empty),
+    )
+}
+
+/// Whether a Secret still holds what this ExternalSecret wrote (External
+/// Secrets' `isSecretValid`): an Orphan one always; otherwise it carries
+/// the managed label and its data matches the data-hash annotation. A
+/// Merge target is not labelled by this controller: it is intact when
+/// it exists.
+fn intact(s: &Secret, plan: &SyncPlan) -> bool {
+    match plan.target.creation {
+        CreationPolicy::Orphan | CreationPolicy::Merge | CreationPolicy::None => true,
+        CreationPolicy::Owner | CreationPolicy::CreateOrMerge => {
+            let labelled = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_LABEL))
+                .is_some_and(|v| v == "true");
+            let hash = target_secret::data_hash(
+                s.data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.as_str(), v.0.as_slice())),
+            );
+            labelled
+                && s.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(target_secret::DATA_HASH_ANNOTATION))
+                    .is_some_and(|h| *h == hash)
         }
     }
 }
