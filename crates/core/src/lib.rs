@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod external;
+pub mod certs;
 pub mod names;
 pub mod render;
 pub mod secret;
