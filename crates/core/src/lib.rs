@@ -5,8 +5,8 @@
 //! crate takes a minute; one of the driver's dependencies takes twenty).
 #![forbid(unsafe_code)]
 
-pub mod external;
 pub mod certs;
+pub mod external;
 pub mod names;
 pub mod render;
 pub mod secret;

@@ -155,7 +155,7 @@ where
     if data.is_empty() {
         return Err(p12err("empty encrypted data"));
     }
-    if data.len() % block != 0 {
+    if !data.len().is_multiple_of(block) {
         return Err(p12err("input is not a multiple of the block size"));
     }
     let mut buf = Zeroizing::new(data.to_vec());
@@ -744,14 +744,4 @@ pub fn pem_truststore_to_pkcs12_pass(cert: &[u8], pass: &str) -> Result<Vec<u8>,
 /// ESO `pemTruststoreToPKCS12(cert)`: [`pem_truststore_to_pkcs12_pass`] with the empty password.
 pub fn pem_truststore_to_pkcs12(cert: &[u8]) -> Result<Vec<u8>, CertError> {
     pem_truststore_to_pkcs12_pass(cert, "")
-}
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    /// The iteration cap is checked before deriving: a MAC claiming more fails fast.
-    pub(crate) fn kdf_cap_error(iterations: i64) -> Option<String> {
-        super::check_iterations(iterations)
-            .err()
-            .map(|e| e.to_string())
-    }
 }
