@@ -5,6 +5,7 @@
 //! crate takes a minute; one of the driver's dependencies takes twenty).
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod external;
 pub mod names;
 pub mod render;
