@@ -1270,5 +1270,4 @@ fn string_map(v: Option<&Value>, at: &str) -> Result<BTreeMap<String, String>, E
 }
 
 #[cfg(test)]
-#[path = "external_tests.rs"]
 mod tests;
