@@ -870,10 +870,7 @@ impl<'a> Parser<'a> {
         if let Tok::Var(_) = self.peek() {
             let save = self.i;
             let mut names = Vec::new();
-            loop {
-                let Tok::Var(v) = self.peek().clone() else {
-                    break;
-                };
+            while let Tok::Var(v) = self.peek().clone() {
                 self.i += 1;
                 names.push(v);
                 self.skip_space();

@@ -391,3 +391,32 @@ fn errors_carry_position_not_values() {
     let e = Template::parse("t", "{{ #xx }}", &Options::default()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Parse);
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::super::*;
+
+    const PIECES: &[&str] = &[
+        "{{", "}}", "{{-", "-}}", " ", ".a", "$x", ":=", "=", "|", "(", ")", "if", "else", "end",
+        "range", "with", "define", "template", "block", "\"s\"", "`r`", "1", "-2", "3.5", "'c'",
+        "nil", "true", "until", "repeat", "list", "dict", "printf", "\"%d%s\"", "index", "len",
+        "toJson", "fromJson", "b64dec", "indent", "break", "continue", "/*", "*/", ",", "$", ".",
+        "x", "\n", "1000000",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn random_templates_never_panic_and_respect_the_output_cap(picks in prop::collection::vec(0..PIECES.len(), 0..40)) {
+            let src: String = picks.iter().map(|i| PIECES[*i]).collect();
+            let limits = Limits { max_output_bytes: 256, max_steps: 20_000, ..Limits::default() };
+            if let Ok(t) = Template::parse("p", &src, &Options::default()) {
+                let data = super::data(&[("a", "v")]);
+                if let Ok(out) = t.execute(&data, &limits) {
+                    prop_assert!(out.len() <= 256);
+                }
+            }
+        }
+    }
+}

@@ -421,12 +421,13 @@ fn yaml_scalar(s: &[u8], indent: usize, o: &mut String) {
         && !t.starts_with(' ')
     {
         o.push_str(if t.ends_with('\n') { "|" } else { "|-" });
-        let pad = " ".repeat(indent.max(1) * 1 + if indent == 0 { 1 } else { 1 });
+        // Block lines sit at the value's indentation (at least 2).
+        let pad = " ".repeat(indent.max(2));
         let body = t.strip_suffix('\n').unwrap_or(&t);
         for line in body.split('\n') {
             o.push('\n');
             if !line.is_empty() {
-                o.push_str(&pad[..indent + 2 - 2 + 2.min(pad.len())]);
+                o.push_str(&pad);
                 o.push_str(line);
             }
         }
@@ -740,7 +741,7 @@ fn b32enc(b: &[u8]) -> Vec<u8> {
 }
 
 fn b32dec(b: &[u8]) -> Option<Vec<u8>> {
-    if b.len() % 8 != 0 {
+    if !b.len().is_multiple_of(8) {
         return None;
     }
     let mut o = Vec::new();
