@@ -24,7 +24,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let path = std::str::from_utf8(&data[8..])
         .ok()
-        .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || ".[]*|@".contains(c)))
+        .filter(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".[]*|@".contains(c))
+        })
         .unwrap_or("v");
     let mut yaml = String::new();
     for o in 0..objects {
@@ -38,9 +42,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let params: BTreeMap<String, String> =
-        [("region".to_string(), "r".to_string()), ("objects".to_string(), yaml)].into();
-    let Ok(plan) = plan_within(&params, None, limits) else { return };
+    let params: BTreeMap<String, String> = [
+        ("region".to_string(), "r".to_string()),
+        ("objects".to_string(), yaml),
+    ]
+    .into();
+    let Ok(plan) = plan_within(&params, None, limits) else {
+        return;
+    };
     assert!(plan.files().count() <= limits.max_files);
     let value = SecretBytes::from(format!("{{\"v\":\"{}\"}}", "x".repeat(value_len)));
     let values = vec![value; plan.objects.len()];

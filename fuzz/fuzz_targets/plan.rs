@@ -9,7 +9,9 @@ use aws_secrets_csi_core::spc::{FilePath, plan};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let (translation, objects) = text.split_once('\n').unwrap_or(("", text));
     let params: BTreeMap<String, String> = [
         ("region".to_string(), "us-east-1".to_string()),

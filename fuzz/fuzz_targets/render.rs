@@ -10,12 +10,21 @@ use aws_secrets_csi_core::spc::plan;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let (expression, value) = text.split_once('\n').unwrap_or((text, "{}"));
-    let Ok(quoted) = serde_json_quote(expression) else { return };
-    let objects = format!("- objectName: s\n  objectType: secretsmanager\n  jmesPath:\n    - path: {quoted}\n      objectAlias: out\n");
-    let params: BTreeMap<String, String> =
-        [("region".to_string(), "r".to_string()), ("objects".to_string(), objects)].into();
+    let Ok(quoted) = serde_json_quote(expression) else {
+        return;
+    };
+    let objects = format!(
+        "- objectName: s\n  objectType: secretsmanager\n  jmesPath:\n    - path: {quoted}\n      objectAlias: out\n"
+    );
+    let params: BTreeMap<String, String> = [
+        ("region".to_string(), "r".to_string()),
+        ("objects".to_string(), objects),
+    ]
+    .into();
     if let Ok(p) = plan(&params, None) {
         let _ = render(&p, &[SecretBytes::from(value)]);
     }
@@ -26,5 +35,8 @@ fn serde_json_quote(s: &str) -> Result<String, ()> {
     if s.chars().any(|c| c.is_control()) {
         return Err(());
     }
-    Ok(format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+    Ok(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
 }

@@ -12,3 +12,4 @@ pub mod render;
 pub mod secret;
 pub mod spc;
 pub mod target_secret;
+pub mod template;
