@@ -23,6 +23,7 @@ use crate::target_secret;
 pub mod conditions;
 pub mod decoding;
 pub mod go_regexp;
+pub mod refresh;
 pub mod rewrite;
 
 /// The most a Kubernetes Secret may hold (the API server's limit).
