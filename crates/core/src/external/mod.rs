@@ -21,6 +21,11 @@ use crate::spc::{
 use crate::target_secret;
 
 pub mod api;
+pub mod conditions;
+pub mod decoding;
+pub mod go_regexp;
+pub mod refresh;
+pub mod rewrite;
 
 /// The most a Kubernetes Secret may hold (the API server's limit).
 pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
