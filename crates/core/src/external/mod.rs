@@ -19,6 +19,9 @@ use crate::spc::{
     ObjectType, PlannedObject, RoleChain, VolumeLimits, is_role_arn,
 };
 use crate::target_secret;
+use crate::template::{
+    Limits as TemplateLimits, Options as TemplateOptions, Template, Value as TemplateValue,
+};
 
 pub mod api;
 pub mod conditions;
@@ -1054,80 +1057,46 @@ fn target(es_name: &str, t: Option<&api::TargetSpec>) -> Result<Target, External
     Ok(target)
 }
 
-/// The template forms supported: literal text and `{{ .key }}` (a fetched
-/// key's value), optionally piped through `toString`/`b64dec`/`b64enc`.
-fn check_template(key: &str, text: &str) -> Result<(), ExternalError> {
-    expand_template(
-        key,
-        text,
-        &|_| Some(Vec::new()),
-        &mut MAX_SECRET_BYTES.clone(),
-    )
-    .map(|_| ())
+/// A template of `template.data` or `template.metadata`, parsed with
+/// External Secrets' engine (v2: Go text/template and its functions), so
+/// that a syntax error or a function it does not offer is refused when the
+/// ExternalSecret is read, by its path.
+fn check_template(path: &str, text: &str) -> Result<(), ExternalError> {
+    parse_template(path, text).map(|_| ())
 }
 
-/// Expands one template, within `left` bytes (shared by every key of the
-/// Secret): a template that repeats a large value, or pipes it through
-/// `b64enc` again and again, stops at the Secret's size instead of growing.
-fn expand_template(
-    key: &str,
+fn parse_template(path: &str, text: &str) -> Result<Template, ExternalError> {
+    Template::parse(path, text, &TemplateOptions::default()).map_err(|e| ExternalError::Template {
+        key: path.to_owned(),
+        why: e.message,
+    })
+}
+
+/// Runs one template over the fetched keys, within `left` bytes (shared by
+/// every key of the Secret): a template that repeats a large value stops
+/// at the Secret's size instead of growing. The engine's messages name the
+/// template and position, never a value.
+fn run_template(
+    path: &str,
     text: &str,
-    lookup: &dyn Fn(&str) -> Option<Vec<u8>>,
+    input: &TemplateValue,
     left: &mut u64,
 ) -> Result<Vec<u8>, ExternalError> {
-    fn take(left: &mut u64, n: usize) -> Result<(), ExternalError> {
-        *left = left.checked_sub(n as u64).ok_or(ExternalError::TooLarge)?;
-        Ok(())
-    }
-    let err = |why: String| ExternalError::Template {
-        key: key.to_owned(),
-        why,
+    let template = parse_template(path, text)?;
+    let limits = TemplateLimits {
+        max_output_bytes: usize::try_from(*left).unwrap_or(usize::MAX),
+        ..TemplateLimits::default()
     };
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        take(left, start)?;
-        out.extend_from_slice(&rest.as_bytes()[..start]);
-        let end = rest[start..]
-            .find("}}")
-            .ok_or_else(|| err("an unclosed {{".into()))?
-            + start;
-        let inner = rest[start + 2..end].trim().trim_matches('-').trim();
-        let mut parts = inner.split('|').map(str::trim);
-        let name = parts
-            .next()
-            .and_then(|p| p.strip_prefix('.'))
-            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || "_-".contains(c)))
-            .ok_or_else(|| {
-                err(format!(
-                    "{{{{ {inner} }}}}: only {{{{ .key }}}} (optionally | toString, b64enc or b64dec) is supported"
-                ))
-            })?;
-        let mut value = lookup(name).ok_or_else(|| err(format!("no fetched key {name:?}")))?;
-        for filter in parts {
-            value = match filter {
-                "toString" => value,
-                "b64enc" => {
-                    // Checked before it is made: base64 is 4/3 the size.
-                    if (value.len() as u64).div_ceil(3) * 4 > *left {
-                        return Err(ExternalError::TooLarge);
-                    }
-                    base64::engine::general_purpose::STANDARD
-                        .encode(&value)
-                        .into_bytes()
-                }
-                "b64dec" => base64::engine::general_purpose::STANDARD
-                    .decode(&value)
-                    .map_err(|_| err(format!("{name} is not base64")))?,
-                other => return Err(err(format!("the function {other:?} is not supported"))),
-            };
-        }
-        take(left, value.len())?;
-        out.extend_from_slice(&value);
-        rest = &rest[end + 2..];
-    }
-    take(left, rest.len())?;
-    out.extend_from_slice(rest.as_bytes());
+    let out = template.execute(input, &limits).map_err(|e| match e.kind {
+        crate::template::ErrorKind::Limit if e.message.contains("bytes") => ExternalError::TooLarge,
+        _ => ExternalError::Template {
+            key: path.to_owned(),
+            why: e.message,
+        },
+    })?;
+    *left = left
+        .checked_sub(out.len() as u64)
+        .ok_or(ExternalError::TooLarge)?;
     Ok(out)
 }
 
@@ -1248,8 +1217,13 @@ pub fn render_secret(
         }
         data.insert(item.secret_key.clone(), value);
     }
+    let input = TemplateValue::from_secret_data(
+        &data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_vec()))
+            .collect(),
+    );
     {
-        let lookup = |name: &str| data.get(name).map(|v| v.expose().to_vec());
         let mut left = MAX_SECRET_BYTES;
         for (what, map, out) in [
             ("labels", &plan.target.labels, &mut labels),
@@ -1257,7 +1231,7 @@ pub fn render_secret(
         ] {
             for (key, text) in map {
                 let path = format!("spec.target.template.metadata.{what}.{key}");
-                let value = expand_template(&path, text, &lookup, &mut left)?;
+                let value = run_template(&path, text, &input, &mut left)?;
                 let value = String::from_utf8(value).map_err(|_| ExternalError::Template {
                     key: path.clone(),
                     why: "the value is not UTF-8 text".into(),
@@ -1268,7 +1242,6 @@ pub fn render_secret(
     }
     if !plan.target.template.is_empty() {
         let fetched = data;
-        let lookup = |name: &str| fetched.get(name).map(|v| v.expose().to_vec());
         // mergePolicy Merge keeps the fetched keys; templated keys win.
         let mut out = if plan.target.merge_data {
             fetched.clone()
@@ -1280,7 +1253,7 @@ pub fn render_secret(
             let path = format!("spec.target.template.data.{key}");
             out.insert(
                 key.clone(),
-                SecretBytes::new(expand_template(&path, text, &lookup, &mut left)?),
+                SecretBytes::new(run_template(&path, text, &input, &mut left)?),
             );
         }
         data = out;

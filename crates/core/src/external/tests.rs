@@ -193,15 +193,34 @@ fn templates_build_keys_from_fetched_keys() {
     );
     assert_eq!(data["dsn"].expose(), b"postgres://u:p@db");
     assert_eq!(data["b64"].expose(), b"dQ==");
-    // Anything else of Go's template language is refused when planned.
-    let es = json!({"secretStoreRef": {"name": "s"}, "target": {"template": {"data": {
-        "x": "{{ if .user }}y{{ end }}"
-    }}}, "data": [{"secretKey": "user", "remoteRef": {"key": "db"}}]});
-    let e = sync_plan("x", &es, &sm_store()).unwrap_err();
-    assert!(
-        matches!(e, ExternalError::Template { ref key, .. } if key == "spec.target.template.data.x"),
-        "{e}"
-    );
+    // Go's template language is External Secrets' (v2); what its
+    // advisories removed (env, expandenv, getHostByName: CVE-2026-34984)
+    // is refused when planned, by the template's path.
+    let with = |t: &str| {
+        json!({"secretStoreRef": {"name": "s"}, "target": {"template": {"data": {
+        "x": t
+    }}}, "data": [{"secretKey": "user", "remoteRef": {"key": "db"}}]})
+    };
+    let p = sync_plan(
+        "x",
+        &with("{{ if .user }}{{ .user | upper }}{{ end }}"),
+        &sm_store(),
+    )
+    .unwrap();
+    let out = render_secret(&p, &[SecretBytes::from("u")], &[]).unwrap();
+    assert_eq!(out.data["x"].expose(), b"U");
+    for refused in [
+        r#"{{ env "HOME" }}"#,
+        r#"{{ expandenv "$HOME" }}"#,
+        r#"{{ getHostByName "example.com" }}"#,
+        "{{ .user ",
+    ] {
+        let e = sync_plan("x", &with(refused), &sm_store()).unwrap_err();
+        assert!(
+            matches!(e, ExternalError::Template { ref key, .. } if key == "spec.target.template.data.x"),
+            "{refused}: {e}"
+        );
+    }
 }
 
 #[test]

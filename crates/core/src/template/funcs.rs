@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::Limits;
 use super::value::{Map, Time, Value, format_float_g};
 
+mod certs;
 mod gofmt;
 mod sprig;
 
@@ -117,6 +118,9 @@ impl FuncTable {
             t.insert(n, f);
         }
         for (n, f) in sprig::functions() {
+            t.insert(n, f);
+        }
+        for (n, f) in certs::functions() {
             t.insert(n, f);
         }
         t
