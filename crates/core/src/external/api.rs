@@ -260,13 +260,21 @@ pub struct LabelSelector {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     pub key: String,
-    pub operator: String,
+    pub operator: SelectorOperator,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub values: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectorOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
 }
 
 /// `status` of a store.
@@ -354,6 +362,7 @@ pub struct ExternalSecretSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncWindows {
     pub kind: SyncWindowKind,
+    #[serde(default, deserialize_with = "nullable")]
     pub windows: Vec<SyncWindow>,
 }
 
@@ -367,7 +376,9 @@ pub enum SyncWindowKind {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SyncWindow {
+    /// 5-field cron (UTC) or `@daily`, `@every <duration>`...
     pub schedule: String,
+    /// A Go duration (`8h`, `90m`).
     pub duration: String,
 }
 
@@ -387,24 +398,32 @@ pub enum MetadataPolicy {
     Fetch,
 }
 
-#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ConversionStrategy {
+    /// Each character a Secret key may not hold becomes `_`.
+    #[default]
     Default,
+    /// Each such character becomes `_U<hex code point, 4+ digits>_`.
     Unicode,
 }
 
-#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DecodingStrategy {
+    /// Base64, else Base64URL, else the value as it is.
     Auto,
     Base64,
     #[serde(rename = "Base64URL")]
     Base64Url,
+    #[default]
     None,
 }
 
-#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum NullBytePolicy {
+    /// Binary values are fine.
+    #[default]
     Ignore,
+    /// A value holding a NUL byte fails the sync.
     Fail,
 }
 
@@ -520,20 +539,48 @@ pub struct RewriteTransform {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RewriteMerge {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub into: Option<String>,
+    /// The key the merged JSON goes under (strategy JSON).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub into: String,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
     pub priority: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conflict_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
+    #[serde(default)]
+    pub priority_policy: PriorityPolicy,
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    #[serde(default)]
+    pub strategy: MergeStrategy,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PriorityPolicy {
+    /// A `priority` key missing from the input is an error.
+    #[default]
+    Strict,
+    IgnoreNotFound,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    /// A JSON key found in two values is an error.
+    #[default]
+    Error,
+    /// The later value wins (priority keys are merged last, in order).
+    Ignore,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MergeStrategy {
+    /// The merged object's keys replace the input keys.
+    #[default]
+    Extract,
+    /// The merged object, as JSON, is added under `into`.
+    #[serde(rename = "JSON")]
+    Json,
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]

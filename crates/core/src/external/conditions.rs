@@ -14,51 +14,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use super::go_regexp::GoRegex;
 
 /// The label the API server puts on every namespace, holding its name.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
-/// A `metav1.LabelSelector`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LabelSelector {
-    #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub match_expressions: Vec<LabelSelectorRequirement>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct LabelSelectorRequirement {
-    pub key: String,
-    pub operator: SelectorOperator,
-    #[serde(default)]
-    pub values: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum SelectorOperator {
-    In,
-    NotIn,
-    Exists,
-    DoesNotExist,
-}
-
-/// One `spec.conditions[]` entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Condition {
-    #[serde(default)]
-    pub namespace_selector: Option<LabelSelector>,
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    #[serde(default)]
-    pub namespace_regexes: Vec<String>,
-}
+// The selector and condition types are the API's (one definition, with
+// its schema).
+pub use super::api::{
+    Condition as StatusCondition, LabelSelector, LabelSelectorRequirement, SelectorOperator,
+    StoreCondition as Condition,
+};
 
 /// A namespace as the rule sees it.
 #[derive(Debug, Clone, Copy)]
@@ -233,17 +199,6 @@ fn validate_label_value(v: &str) -> Result<(), String> {
     }
 }
 
-/// A store's status condition, as read from `status.conditions[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusCondition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
 /// The flood gate (`--enable-flood-gate`, on by default): a store is used
 /// only while its `Ready` condition is `True`. `kind` is `SecretStore` or
 /// `ClusterSecretStore`. ESO takes the first `Ready` condition.
@@ -322,7 +277,7 @@ mod tests {
         let c = |t: &str, s: &str| StatusCondition {
             type_: t.into(),
             status: s.into(),
-            reason: None,
+            ..StatusCondition::default()
         };
         assert!(store_usable("SecretStore", "s", &[c("Ready", "True")]).is_ok());
         assert!(store_usable("SecretStore", "s", &[c("Ready", "False")]).is_err());

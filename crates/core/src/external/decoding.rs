@@ -9,31 +9,11 @@
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::Deserialize;
 
 use super::rewrite::SecretMap;
 use crate::secret::SecretBytes;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum DecodingStrategy {
-    /// Base64, else Base64URL, else the value as it is.
-    Auto,
-    Base64,
-    #[serde(rename = "Base64URL")]
-    Base64Url,
-    /// The default (and what an absent field means).
-    #[default]
-    None,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum NullBytePolicy {
-    /// Binary values are fine (the default).
-    #[default]
-    Ignore,
-    /// A value holding a NUL byte fails the sync.
-    Fail,
-}
+pub use super::api::{DecodingStrategy, NullBytePolicy};
 
 /// Why a value was refused. Names the key and the field, never the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
 use sha3::{Digest, Sha3_224};
 
 use cron::Schedule;
@@ -39,38 +38,8 @@ const NANOS_PER_SEC: Nanos = 1_000_000_000;
 /// `refreshInterval` when absent (the CRD's default).
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum RefreshPolicy {
-    CreatedOnce,
-    Periodic,
-    OnChange,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncWindowKind {
-    /// Periodic refreshes only while a window is open.
-    Allow,
-    /// No periodic refresh while a window is open.
-    Deny,
-}
-
-/// `spec.syncWindows`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SyncWindows {
-    pub kind: SyncWindowKind,
-    #[serde(default)]
-    pub windows: Vec<SyncWindowEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SyncWindowEntry {
-    pub schedule: String,
-    /// A Go duration (`8h`, `90m`).
-    pub duration: String,
-}
+// The refresh types are the API's (one definition, with its schema).
+pub use super::api::{RefreshPolicy, SyncWindow as SyncWindowEntry, SyncWindowKind, SyncWindows};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefreshError {

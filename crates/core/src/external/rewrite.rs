@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::go_regexp::GoRegex;
@@ -23,82 +22,11 @@ use crate::secret::SecretBytes;
 /// The keys and values one `dataFrom` entry produced.
 pub type SecretMap = BTreeMap<String, SecretBytes>;
 
-/// One `rewrite[]` entry (exactly one of its fields is set in valid YAML).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Rewrite {
-    #[serde(default)]
-    pub regexp: Option<RewriteRegexp>,
-    #[serde(default)]
-    pub transform: Option<RewriteTransform>,
-    #[serde(default)]
-    pub merge: Option<RewriteMerge>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RewriteRegexp {
-    pub source: String,
-    pub target: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RewriteTransform {
-    pub template: String,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RewriteMerge {
-    #[serde(default)]
-    pub into: String,
-    #[serde(default)]
-    pub priority: Vec<String>,
-    #[serde(default)]
-    pub priority_policy: PriorityPolicy,
-    #[serde(default)]
-    pub conflict_policy: ConflictPolicy,
-    #[serde(default)]
-    pub strategy: MergeStrategy,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum PriorityPolicy {
-    /// A `priority` key missing from the input is an error.
-    #[default]
-    Strict,
-    IgnoreNotFound,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum ConflictPolicy {
-    /// A JSON key found in two values is an error.
-    #[default]
-    Error,
-    /// The later value wins (priority keys are merged last, in order).
-    Ignore,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum MergeStrategy {
-    /// The merged object's keys replace the input keys.
-    #[default]
-    Extract,
-    /// The merged object, as JSON, is added under `into`.
-    #[serde(rename = "JSON")]
-    Json,
-}
-
-/// `conversionStrategy` of `extract` / `find`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum ConversionStrategy {
-    /// Each character a key may not hold becomes `_`.
-    #[default]
-    Default,
-    /// Each such character becomes `_U<hex code point, 4+ digits>_`.
-    Unicode,
-}
+// The rewrite types are the API's (one definition, with its schema).
+pub use super::api::{
+    ConflictPolicy, ConversionStrategy, MergeStrategy, PriorityPolicy, Rewrite, RewriteMerge,
+    RewriteRegexp, RewriteTransform,
+};
 
 /// The longest Secret key (as ESO checks; the API server allows 253).
 pub const MAX_KEY_LEN: usize = 253;
