@@ -2140,6 +2140,57 @@ async fn the_controller_follows_external_secrets_semantics() {
         Some("one"),
         "CreatedOnce is not synced again on a spec change"
     );
+
+    // A ClusterSecretStore's conditions (unanchored regexes, as External
+    // Secrets reads them), a store its status says is not ready (the flood
+    // gate), and keys made by rewrite and a template function.
+    let outsider = "semantics-outsider";
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {outsider}}}\n---\n\
+             apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: semantics-cluster}}\nspec:\n  controller: semantics\n  conditions: [{{namespaceRegexes: [\"^semantics$\"]}}]\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: reader, namespace: {ns}}}}}}}}}}}\n---\n\
+             apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: unready, namespace: {ns}}}\nspec:\n  controller: semantics\n  provider: {{aws: {{service: SecretsManager, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}\n"
+        )),
+    );
+    cp.kubectl(
+        &[
+            "patch", "secretstore", "unready", "-n", ns, "--subresource=status", "--type=merge", "-p",
+            r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"InvalidProviderConfig","message":"x","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
+        ],
+        None,
+    );
+    let es = |name: &str, namespace: &str, store: &str, rest: &str| {
+        format!(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{{store}}}\n{rest}---\n"
+        )
+    };
+    let mut manifests = es(
+        "via-cluster",
+        ns,
+        "name: semantics-cluster, kind: ClusterSecretStore",
+        "  dataFrom: [{extract: {key: semantics/a}, rewrite: [{regexp: {source: '^(.*)$', target: 'app_$1'}}, {transform: {template: '{{ .value | upper }}'}}]}]\n",
+    );
+    manifests += &es(
+        "outside",
+        outsider,
+        "name: semantics-cluster, kind: ClusterSecretStore",
+        "  data: [{secretKey: v, remoteRef: {key: semantics/a}}]\n",
+    );
+    manifests += &es(
+        "gated",
+        ns,
+        "name: unready",
+        "  data: [{secretKey: v, remoteRef: {key: semantics/a}}]\n",
+    );
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    eventually(Duration::from_secs(30), "the rewritten keys", || {
+        value("via-cluster", "APP_V").as_deref() == Some("two")
+            && value("via-cluster", "APP_ENV").as_deref() == Some("prod")
+    })
+    .await;
+    es_refused(cp, outsider, "outside", "not allowed from namespace").await;
+    es_refused(cp, ns, "gated", "is not ready").await;
 }
 
 /// A leader paused past its Lease (SIGSTOP) with a fetch in flight, while

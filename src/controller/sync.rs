@@ -57,6 +57,12 @@ pub enum SyncError {
     Status(String),
     #[error(transparent)]
     Fenced(#[from] Fenced),
+    /// The flood gate: the store's status is Ready=False.
+    #[error("{kind} {name} is not ready (its status condition Ready is False)")]
+    StoreNotReady { kind: &'static str, name: String },
+    /// A ClusterSecretStore's conditions leave this namespace out.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// What a sync did.
@@ -118,6 +124,9 @@ pub struct Syncer {
     /// The role annotation of store ServiceAccounts, reused for a minute:
     /// a GET per ServiceAccount per minute, not per sync.
     roles: Mutex<HashMap<AccountKey, (Option<String>, Instant)>>,
+    /// Namespace labels for ClusterSecretStore conditions, reused for a
+    /// minute: a GET per namespace per minute, not per sync.
+    namespaces: Mutex<HashMap<String, (BTreeMap<String, String>, Instant)>>,
 }
 
 /// (namespace, service account) of a store.
@@ -156,6 +165,7 @@ impl Syncer {
             cluster_stores,
             tokens: Mutex::default(),
             roles: Mutex::default(),
+            namespaces: Mutex::default(),
         }
     }
 
@@ -309,6 +319,18 @@ impl Syncer {
                 why: refusal.to_string(),
             }));
         }
+        // The flood gate: a store whose status says it is not ready (its
+        // controller found it invalid) is not used.
+        let store_ready = store_obj.object.data["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| c["status"].as_str() == Some("True"));
+        if store_ready == Some(false) {
+            return Err(SyncError::StoreNotReady {
+                kind: store_kind,
+                name: store_id.clone(),
+            });
+        }
         let store_spec = store_obj
             .object
             .data
@@ -321,6 +343,18 @@ impl Syncer {
         let store = external::store(&store_spec, store_ns)
             .map_err(spec_error(store_kind, &store_id))?
             .for_sync(&ns, &store_ref.name, store_ref.kind);
+        if !store.conditions.is_empty() {
+            let labels = self.namespace_labels(&ns).await?;
+            external::conditions::check_namespace(
+                &store_ref.name,
+                &store.conditions,
+                external::conditions::Namespace {
+                    name: &ns,
+                    labels: &labels,
+                },
+            )
+            .map_err(|e| SyncError::Denied(e.to_string()))?;
+        }
         if store.auth == StoreAuth::Controller
             && store_ns.is_some()
             && !self.policies.namespaced_stores_use_controller_identity
@@ -345,15 +379,42 @@ impl Syncer {
                 name: plan.target.name.clone(),
                 message: e.to_string(),
             })?;
-        let due = external::refresh_due(plan.refresh, synced, &version)
+        let mut due = external::refresh_due(plan.refresh, synced, &version)
             || matches!(plan.refresh, Refresh::Every(_));
+        // syncWindows gate the periodic refreshes only: a change, a first
+        // sync or a missing Secret still syncs. The next look is when a
+        // window opens (or the next tick, if sooner).
+        let mut window_next = None;
+        if let (Refresh::Every(_), Some(windows)) = (plan.refresh, &plan.windows)
+            && !external::refresh_due(Refresh::Once, synced, &version)
+            && synced == Some(version.as_str())
+        {
+            let now = std::time::SystemTime::now();
+            if !windows.allows(now) {
+                due = false;
+                window_next = windows
+                    .next_allowed(now)
+                    .and_then(|t| t.duration_since(now).ok());
+            }
+        }
         if !due && existing.as_ref().is_some_and(|s| intact(s, &plan)) {
             // CreatedOnce, interval 0 or OnChange with nothing changed, and
             // the Secret as written: nothing to read or write.
+            let next = match plan.refresh {
+                Refresh::Every(d) => Some(
+                    until_next_tick(
+                        d.max(self.policies.min_refresh),
+                        &store_id,
+                        std::time::SystemTime::now(),
+                    )
+                    .min(window_next.unwrap_or(Duration::MAX)),
+                ),
+                _ => None,
+            };
             return Ok(Synced::Done {
                 written: false,
                 refreshed: false,
-                next: None,
+                next,
             });
         }
         if plan.target.creation == CreationPolicy::Merge && existing.is_none() {
@@ -553,6 +614,37 @@ impl Syncer {
     }
 
     /// A store ServiceAccount's IRSA role, reused for [`ROLE_REUSE`].
+    /// A namespace's labels (for ClusterSecretStore conditions).
+    async fn namespace_labels(
+        &self,
+        namespace: &str,
+    ) -> Result<BTreeMap<String, String>, SyncError> {
+        if let Some((labels, at)) = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(namespace)
+            && at.elapsed() < ROLE_REUSE
+        {
+            return Ok(labels.clone());
+        }
+        let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .get(namespace)
+            .await
+            .map_err(|e| SyncError::Secret {
+                namespace: namespace.to_owned(),
+                name: "(namespace)".into(),
+                message: e.to_string(),
+            })?;
+        let labels = ns.metadata.labels.unwrap_or_default();
+        let mut cache = self.namespaces.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 4096 {
+            cache.retain(|_, (_, at)| at.elapsed() < ROLE_REUSE);
+        }
+        cache.insert(namespace.to_owned(), (labels.clone(), Instant::now()));
+        Ok(labels)
+    }
+
     async fn role(
         &self,
         namespace: &str,
@@ -989,7 +1081,7 @@ struct Outcome<'m> {
 fn version_of(es: &DynamicObject) -> String {
     let empty = BTreeMap::new();
     let m = &es.metadata;
-    external::synced_version(
+    external::refresh::resource_version(
         m.generation.unwrap_or(0),
         m.labels.as_ref().unwrap_or(&empty),
         m.annotations.as_ref().unwrap_or(&empty),

@@ -56,6 +56,8 @@ pub enum ExternalError {
     Template { key: String, why: String },
     #[error("{key}: the value holds a NUL byte (nullBytePolicy: Fail)")]
     NullByte { key: String },
+    #[error(transparent)]
+    Rewrite(#[from] rewrite::RewriteError),
 }
 
 fn unsupported(path: impl Into<String>, why: &'static str) -> ExternalError {
@@ -114,6 +116,8 @@ pub struct Store {
     pub tags_policy: api::SessionTagsPolicy,
     /// `customSessionTags` less empty keys and values.
     pub custom_tags: Vec<(String, String)>,
+    /// A ClusterSecretStore's `conditions`: the namespaces that may use it.
+    pub conditions: Vec<api::StoreCondition>,
 }
 
 /// Kind of the store an ExternalSecret names.
@@ -207,6 +211,19 @@ pub struct Extract {
     pub property: Option<String>,
     pub decoding: Decoding,
     pub null_bytes: bool,
+    pub keys: KeyRules,
+}
+
+/// How one `dataFrom` entry's keys are made: its `rewrite` steps (checked
+/// when planned), else its `conversionStrategy`; its place in `dataFrom`
+/// (later entries win, as in External Secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRules {
+    /// `spec.dataFrom[i]`.
+    pub at: String,
+    pub position: usize,
+    pub rewrite: Vec<api::Rewrite>,
+    pub conversion: api::ConversionStrategy,
 }
 
 /// One `dataFrom[].find`: every object whose name matches, each a key.
@@ -220,6 +237,7 @@ pub struct Find {
     pub tags: BTreeMap<String, String>,
     pub decoding: Decoding,
     pub null_bytes: bool,
+    pub keys: KeyRules,
 }
 
 /// The most objects one `find` may bring into a Secret.
@@ -278,22 +296,6 @@ fn compile_regex(re: &str) -> Result<NameRegex, String> {
         .map_err(|e| format!("not a regular expression: {}", first_line(&e.to_string())))
 }
 
-/// The Secret key of a found object: its name with every character a
-/// Secret key may not hold (anything but letters, digits, `-`, `_`, `.`)
-/// replaced by `_`, as External Secrets' default conversion does
-/// (`db/prod/password` -> `db_prod_password`).
-pub fn found_key(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// Everything a sync of one ExternalSecret needs, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncPlan {
@@ -305,6 +307,8 @@ pub struct SyncPlan {
     pub finds: Vec<Find>,
     pub target: Target,
     pub refresh: Refresh,
+    /// `syncWindows`: when periodic refreshes may run.
+    pub windows: Option<refresh::Windows>,
 }
 
 /// Where an ExternalSecret points: read before its store is known.
@@ -358,12 +362,27 @@ pub fn store(spec: &Value, namespace: Option<&str>) -> Result<Store, ExternalErr
         .provider
         .aws
         .ok_or(ExternalError::Missing { path: at.into() })?;
-    if !spec.conditions.is_empty() {
-        return Err(unsupported(
+    if namespace.is_some() && !spec.conditions.is_empty() {
+        return Err(invalid(
             "spec.conditions",
-            "namespace conditions are not enforced yet: without them every namespace may use the store",
+            "only a ClusterSecretStore has conditions",
         ));
     }
+    // Checked now (selectors, regexes), so that a broken condition is the
+    // store's error, not a refusal of every namespace.
+    let probe = BTreeMap::new();
+    conditions::namespace_allowed(
+        &spec.conditions,
+        conditions::Namespace {
+            name: "",
+            labels: &probe,
+        },
+    )
+    .map_err(|e| match e {
+        conditions::ConditionError::InvalidSelector { path, why }
+        | conditions::ConditionError::InvalidRegex { path, why } => invalid(path, why),
+        other => invalid("spec.conditions", other.to_string()),
+    })?;
     if let Some(r) = &spec.retry_settings
         && let Some(interval) = &r.retry_interval
         && go_duration(interval).is_none()
@@ -468,6 +487,7 @@ pub fn store(spec: &Value, namespace: Option<&str>) -> Result<Store, ExternalErr
         }
     };
     let store = Store {
+        conditions: spec.conditions.clone(),
         service,
         region: aws.region.clone(),
         auth,
@@ -621,12 +641,12 @@ fn store_auth(auth: &api::AwsAuth, namespace: Option<&str>) -> Result<StoreAuth,
 /// An ExternalSecret's spec (named `name`) against its store.
 pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, ExternalError> {
     let spec: api::ExternalSecretSpec = api::parse(spec, "spec")?;
-    if spec.sync_windows.is_some() {
-        return Err(unsupported(
-            "spec.syncWindows",
-            "sync windows are not enforced yet",
-        ));
-    }
+    let windows = match &spec.sync_windows {
+        None => None,
+        Some(w) => Some(refresh::Windows::new(w).map_err(|e| match e {
+            refresh::RefreshError::Invalid { path, why } => invalid(path, why),
+        })?),
+    };
     let refresh = refresh(&spec)?;
     let target = target(name, spec.target.as_ref())?;
     let mut objects: Vec<PlannedObject> = Vec::new();
@@ -666,7 +686,7 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
                 "values come from this ExternalSecret's own store",
             ));
         }
-        let r = remote_ref(&item.remote_ref, &format!("{at}.remoteRef"))?;
+        let r = remote_ref(&item.remote_ref, &format!("{at}.remoteRef"), false)?;
         data.push(DataItem {
             secret_key: item.secret_key.clone(),
             object: object_of(&item.remote_ref.key, r.version)?,
@@ -686,11 +706,8 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
                 "values come from this ExternalSecret's own store",
             ));
         }
-        if !item.rewrite.is_empty() {
-            return Err(unsupported(
-                format!("{at}.rewrite"),
-                "key rewrites are not applied yet",
-            ));
+        for (j, step) in item.rewrite.iter().enumerate() {
+            check_rewrite(step, &format!("{at}.rewrite[{j}]"))?;
         }
         match (&item.extract, &item.find) {
             (Some(_), Some(_)) => {
@@ -714,16 +731,28 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
                         "find through a store with a prefix is not supported",
                     ));
                 }
-                finds.push(find(f, &format!("{at}.find"), store.service)?);
+                let keys = KeyRules {
+                    at: at.clone(),
+                    position: i,
+                    rewrite: item.rewrite.clone(),
+                    conversion: f.conversion_strategy.unwrap_or_default(),
+                };
+                finds.push(find(f, &format!("{at}.find"), store.service, keys)?);
             }
             (Some(e), None) => {
-                let r = remote_ref(e, &format!("{at}.extract"))?;
+                let r = remote_ref(e, &format!("{at}.extract"), true)?;
                 extracts.push(Extract {
                     object: object_of(&e.key, r.version)?,
                     key: e.key.clone(),
                     property: r.property,
                     decoding: r.decoding,
                     null_bytes: r.null_bytes,
+                    keys: KeyRules {
+                        at: at.clone(),
+                        position: i,
+                        rewrite: item.rewrite.clone(),
+                        conversion: e.conversion_strategy.unwrap_or_default(),
+                    },
                 });
             }
         }
@@ -756,16 +785,37 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
         finds,
         target,
         refresh,
+        windows,
     })
 }
 
-fn find(f: &api::FindSpec, at: &str, service: ObjectType) -> Result<Find, ExternalError> {
-    if f.conversion_strategy == Some(api::ConversionStrategy::Unicode) {
-        return Err(unsupported(
-            format!("{at}.conversionStrategy"),
-            "only Default is supported",
-        ));
+/// One `rewrite[]` step, checked when planned: exactly one kind, a Go
+/// regular expression within bounds, a transform template that parses.
+fn check_rewrite(step: &api::Rewrite, at: &str) -> Result<(), ExternalError> {
+    match (&step.regexp, &step.transform, &step.merge) {
+        (Some(r), None, None) => go_regexp::GoRegex::new(&r.source)
+            .map(|_| ())
+            .map_err(|why| invalid(format!("{at}.regexp.source"), why)),
+        (None, Some(t), None) => {
+            parse_template(&format!("{at}.transform.template"), &t.template).map(|_| ())
+        }
+        (None, None, Some(_)) => Ok(()),
+        (None, None, None) => Err(ExternalError::Missing {
+            path: format!("{at}.regexp, transform or merge"),
+        }),
+        _ => Err(invalid(
+            at,
+            "regexp, transform and merge exclude each other",
+        )),
     }
+}
+
+fn find(
+    f: &api::FindSpec,
+    at: &str,
+    service: ObjectType,
+    keys: KeyRules,
+) -> Result<Find, ExternalError> {
     let name = match f.name.as_ref().and_then(|n| n.regexp.as_ref()) {
         None => None,
         Some(re) => {
@@ -790,6 +840,7 @@ fn find(f: &api::FindSpec, at: &str, service: ObjectType) -> Result<Find, Extern
         tags: f.tags.clone(),
         decoding: decoding(f.decoding_strategy),
         null_bytes: f.null_byte_policy == Some(api::NullBytePolicy::Fail),
+        keys,
     })
 }
 
@@ -850,13 +901,15 @@ struct Remote {
     null_bytes: bool,
 }
 
-fn remote_ref(r: &api::RemoteRef, at: &str) -> Result<Remote, ExternalError> {
+/// `keys_converted`: an `extract`, whose keys `conversionStrategy` makes;
+/// a `data[]` entry's key is its `secretKey`.
+fn remote_ref(r: &api::RemoteRef, at: &str, keys_converted: bool) -> Result<Remote, ExternalError> {
     if r.key.is_empty() {
         return Err(ExternalError::Missing {
             path: format!("{at}.key"),
         });
     }
-    if r.conversion_strategy == Some(api::ConversionStrategy::Unicode) {
+    if !keys_converted && r.conversion_strategy == Some(api::ConversionStrategy::Unicode) {
         return Err(unsupported(
             format!("{at}.conversionStrategy"),
             "only Default is supported",
@@ -1102,7 +1155,7 @@ fn run_template(
 
 /// Whether an ExternalSecret that was synced before (`synced` holds its
 /// `status.syncedResourceVersion`, `version` its current one, see
-/// [`synced_version`]) is synced again now, before its Secret is checked:
+/// [`refresh::resource_version`]) is synced again now, before its Secret is checked:
 /// External Secrets' `shouldRefresh` without the clock (periodic ones are
 /// requeued at their tick). A Secret that is missing or was edited
 /// ([`target_secret::data_hash`]) is repaired whatever this says.
@@ -1114,20 +1167,34 @@ pub fn refresh_due(refresh: Refresh, synced: Option<&str>, version: &str) -> boo
     }
 }
 
-/// `status.syncedResourceVersion`: the generation and a digest of the
-/// labels and annotations, so that a change of either (the `force-sync`
-/// annotation idiom) syncs again, as External Secrets does (its digest
-/// differs; only equality is compared).
-pub fn synced_version(
-    generation: i64,
-    labels: &BTreeMap<String, String>,
-    annotations: &BTreeMap<String, String>,
-) -> String {
-    let text = format!("{labels:?}{annotations:?}");
-    format!(
-        "{generation}-{}",
-        &target_secret::digest(text.as_bytes())[..32]
-    )
+/// One dataFrom entry's keys: its rewrite steps (a `transform` runs on the
+/// template engine with `.value` = the key), else its conversion, then
+/// External Secrets' key check.
+fn data_from_keys(
+    rules: &KeyRules,
+    map: rewrite::SecretMap,
+    source: &str,
+) -> Result<rewrite::SecretMap, ExternalError> {
+    let transform = |text: &str, key: &str| -> Result<String, String> {
+        let template = Template::parse("transform", text, &TemplateOptions::default())
+            .map_err(|e| e.message)?;
+        let input = TemplateValue::from_secret_data(&BTreeMap::from([(
+            "value".to_owned(),
+            key.as_bytes().to_vec(),
+        )]));
+        let out = template
+            .execute(&input, &TemplateLimits::default())
+            .map_err(|e| e.message)?;
+        String::from_utf8(out).map_err(|_| "the key is not UTF-8 text".to_owned())
+    };
+    Ok(rewrite::data_from_keys(
+        &rules.rewrite,
+        rules.conversion,
+        map,
+        &rules.at,
+        source,
+        &transform,
+    )?)
 }
 
 /// What a sync writes into the Secret besides its type.
@@ -1151,18 +1218,19 @@ pub fn render_secret(
 ) -> Result<Rendered, ExternalError> {
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
-    let mut data: BTreeMap<String, SecretBytes> = BTreeMap::new();
-    for (index, name, value) in found {
-        let decoding = plan
-            .finds
-            .get(*index)
-            .map_or(Decoding::None, |f| f.decoding);
-        let find = plan.finds.get(*index);
-        let value = decode(name, value.clone(), decoding)?;
-        if find.is_some_and(|f| f.null_bytes) && value.expose().contains(&0) {
-            return Err(ExternalError::NullByte { key: name.clone() });
+    // Each dataFrom entry's keys, made by its rewrite or conversion, in
+    // dataFrom order (a later entry's key wins), then data[] over them.
+    let mut from: Vec<(usize, rewrite::SecretMap)> = Vec::new();
+    for (index, find) in plan.finds.iter().enumerate() {
+        let mut map = rewrite::SecretMap::new();
+        for (_, name, value) in found.iter().filter(|(i, _, _)| *i == index) {
+            let value = decode(name, value.clone(), find.decoding)?;
+            if find.null_bytes && value.expose().contains(&0) {
+                return Err(ExternalError::NullByte { key: name.clone() });
+            }
+            map.insert(name.clone(), value);
         }
-        data.insert(found_key(name), value);
+        from.push((find.keys.position, data_from_keys(&find.keys, map, "find")?));
     }
     let key_name = |i: usize| plan.objects.objects[i].name().to_owned();
     let value_of = |i: usize| values.get(i).cloned().unwrap_or_default();
@@ -1180,19 +1248,29 @@ pub fn render_secret(
             })?,
             None => &json,
         };
-        let Value::Object(map) = node else {
+        let Value::Object(object) = node else {
             return Err(invalid(
                 format!("dataFrom extract of {key}"),
                 "the value is not a JSON object",
             ));
         };
-        for (k, v) in map {
+        let mut map = rewrite::SecretMap::new();
+        for (k, v) in object {
             let value = decode(&key, text_of(v), extract.decoding)?;
             if extract.null_bytes && value.expose().contains(&0) {
                 return Err(ExternalError::NullByte { key: key.clone() });
             }
-            data.insert(k.clone(), value);
+            map.insert(k.clone(), value);
         }
+        from.push((
+            extract.keys.position,
+            data_from_keys(&extract.keys, map, "extract")?,
+        ));
+    }
+    from.sort_by_key(|(position, _)| *position);
+    let mut data: BTreeMap<String, SecretBytes> = BTreeMap::new();
+    for (_, map) in from {
+        data.extend(map);
     }
     for item in &plan.data {
         let value = value_of(item.object);

@@ -228,8 +228,8 @@ fn unsupported_fields_are_refused_by_their_path() {
     let s = sm_store();
     let cases = [
         (
-            json!({"secretStoreRef": {"name": "s"}, "data": [], "dataFrom": [{"find": {"name": {"regexp": ".*"}, "conversionStrategy": "Unicode"}}]}),
-            "spec.dataFrom[0].find.conversionStrategy",
+            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "conversionStrategy": "Unicode"}}]}),
+            "spec.data[0].remoteRef.conversionStrategy",
         ),
         (
             json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "metadataPolicy": "Fetch"}}]}),
@@ -263,10 +263,6 @@ fn unsupported_fields_are_refused_by_their_path() {
         (
             json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "auth": {"jwt": {"serviceAccountRef": {"name": "a", "audiences": ["x", "y"]}}}}}}),
             "spec.provider.aws.auth.jwt.serviceAccountRef.audiences",
-        ),
-        (
-            json!({"conditions": [{"namespaces": ["a"]}], "provider": {"aws": {"service": "SecretsManager", "region": "r"}}}),
-            "spec.conditions",
         ),
         (
             json!({"provider": {"aws": {"service": "CertificateManager", "region": "r"}}}),
@@ -397,15 +393,15 @@ fn refresh_due_follows_should_refresh() {
     let labels = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
     let none = BTreeMap::new();
     assert_ne!(
-        synced_version(1, &labels, &none),
-        synced_version(1, &none, &labels),
+        refresh::resource_version(1, &labels, &none),
+        refresh::resource_version(1, &none, &labels),
         "a label is not an annotation"
     );
     assert_ne!(
-        synced_version(1, &none, &none),
-        synced_version(2, &none, &none)
+        refresh::resource_version(1, &none, &none),
+        refresh::resource_version(2, &none, &none)
     );
-    assert!(synced_version(3, &none, &none).starts_with("3-"));
+    assert!(refresh::resource_version(3, &none, &none).starts_with("3-"));
 }
 
 #[test]
@@ -421,8 +417,14 @@ fn find_selects_by_name_path_and_tags_and_keys_are_converted() {
     assert!(p.finds[1].matches("app/one"));
     assert!(!p.finds[1].matches("other/app/one"));
     assert_eq!(p.finds[1].tags["team"], "shop");
-    assert_eq!(found_key("db/prod/password"), "db_prod_password");
-    assert_eq!(found_key("a.b-c_d"), "a.b-c_d");
+    assert_eq!(
+        rewrite::convert_key(rewrite::ConversionStrategy::Default, "db/prod/password"),
+        "db_prod_password"
+    );
+    assert_eq!(
+        rewrite::convert_key(rewrite::ConversionStrategy::Default, "a.b-c_d"),
+        "a.b-c_d"
+    );
     let data = render_secret(
         &p,
         &[],
@@ -827,4 +829,135 @@ fn merge_policy_null_bytes_and_templated_metadata() {
         sync_plan("x", &es, &sm_store()),
         Err(ExternalError::Invalid { path, .. }) if path == "spec.target.template.metadata.finalizers[0]"
     ));
+}
+
+/// `dataFrom[].rewrite` and `conversionStrategy` make the keys, entry by
+/// entry in dataFrom order (a later entry's key wins, data[] over all), as
+/// External Secrets does (`runtime/esutils` RewriteMap, its e2e
+/// `JSONDataFromRewrite` and `FindByNameAndRewrite`).
+#[test]
+fn rewrite_and_conversion_make_the_keys_in_data_from_order() {
+    let es = json!({"secretStoreRef": {"name": "s"},
+    "data": [{"secretKey": "db_user", "remoteRef": {"key": "app", "property": "user"}}],
+    "dataFrom": [
+        {"extract": {"key": "app"}, "rewrite": [
+            {"regexp": {"source": "^(.*)$", "target": "db_$1"}},
+            {"transform": {"template": "{{ .value | upper }}"}},
+        ]},
+        {"find": {"name": {"regexp": "^cfg/"}, "conversionStrategy": "Unicode"}},
+    ]});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    let out = render_secret(
+        &p,
+        &[SecretBytes::from(r#"{"user":"u","pass":"p"}"#)],
+        &[(0, "cfg/é".into(), SecretBytes::from("v"))],
+    )
+    .unwrap()
+    .data;
+    let keys: Vec<_> = out.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["DB_PASS", "DB_USER", "cfg_U002f__U00e9_", "db_user"],
+        "{keys:?}"
+    );
+    assert_eq!(out["DB_PASS"].expose(), b"p");
+    // A rewrite is checked when planned, by its path.
+    for (step, path) in [
+        (
+            json!({"regexp": {"source": "(", "target": "x"}}),
+            "spec.dataFrom[0].rewrite[0].regexp.source",
+        ),
+        (
+            json!({"transform": {"template": "{{ env \"HOME\" }}"}}),
+            "spec.dataFrom[0].rewrite[0].transform.template",
+        ),
+        (
+            json!({}),
+            "spec.dataFrom[0].rewrite[0].regexp, transform or merge",
+        ),
+    ] {
+        let es = json!({"secretStoreRef": {"name": "s"},
+            "dataFrom": [{"extract": {"key": "app"}, "rewrite": [step]}]});
+        let e = sync_plan("x", &es, &sm_store()).unwrap_err();
+        let got = match &e {
+            ExternalError::Invalid { path, .. } | ExternalError::Missing { path } => path.clone(),
+            ExternalError::Template { key, .. } => key.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, path);
+    }
+    // A merge into one JSON key.
+    let es = json!({"secretStoreRef": {"name": "s"},
+        "dataFrom": [{"extract": {"key": "app"}, "rewrite": [
+            {"merge": {"strategy": "JSON", "into": "all", "conflictPolicy": "Ignore"}}]}]});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    let out = render_secret(
+        &p,
+        &[SecretBytes::from(r#"{"a":"{\"x\":1}","b":"{\"y\":2}"}"#)],
+        &[],
+    )
+    .unwrap()
+    .data;
+    assert!(
+        out.contains_key("all"),
+        "{:?}",
+        out.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn sync_windows_are_read_and_checked() {
+    let with = |w: serde_json::Value| {
+        json!({"secretStoreRef": {"name": "s"},
+        "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}], "syncWindows": w})
+    };
+    let p = sync_plan(
+        "x",
+        &with(json!({"kind": "deny", "windows": [{"schedule": "0 9 * * 1-5", "duration": "8h"}]})),
+        &sm_store(),
+    )
+    .unwrap();
+    assert!(p.windows.is_some());
+    let e = sync_plan(
+        "x",
+        &with(json!({"kind": "allow", "windows": [{"schedule": "not cron", "duration": "1h"}]})),
+        &sm_store(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, ExternalError::Invalid { path, .. } if path.starts_with("spec.syncWindows")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn cluster_store_conditions_are_checked_when_read() {
+    let with = |c: serde_json::Value| {
+        json!({"conditions": c,
+        "provider": {"aws": {"service": "SecretsManager", "region": "r"}}})
+    };
+    let s = store(&with(json!([{"namespaceRegexes": ["^team-"]}])), None).unwrap();
+    assert_eq!(s.conditions.len(), 1);
+    for (c, ns, path) in [
+        (
+            json!([{"namespaces": ["a"]}]),
+            Some("ns"),
+            "spec.conditions",
+        ),
+        (
+            json!([{"namespaceRegexes": ["("]}]),
+            None,
+            "spec.conditions[0].namespaceRegexes[0]",
+        ),
+        (
+            json!([{"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}]),
+            None,
+            "spec.conditions[0].namespaceSelector.matchExpressions[0].values",
+        ),
+    ] {
+        match store(&with(c), ns) {
+            Err(ExternalError::Invalid { path: p, .. }) => assert_eq!(p, path),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
 }
