@@ -126,8 +126,10 @@ pub struct Syncer {
     roles: Mutex<HashMap<AccountKey, (Option<String>, Instant)>>,
     /// Namespace labels for ClusterSecretStore conditions, reused for a
     /// minute: a GET per namespace per minute, not per sync.
-    namespaces: Mutex<HashMap<String, (BTreeMap<String, String>, Instant)>>,
+    namespaces: Mutex<HashMap<String, (Labels, Instant)>>,
 }
+
+type Labels = BTreeMap<String, String>;
 
 /// (namespace, service account) of a store.
 type AccountKey = (String, String);
