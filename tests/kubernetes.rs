@@ -2191,6 +2191,36 @@ async fn the_controller_follows_external_secrets_semantics() {
     .await;
     es_refused(cp, outsider, "outside", "not allowed from namespace").await;
     es_refused(cp, ns, "gated", "is not ready").await;
+
+    // templateFrom: a ConfigMap of the namespace; a Secret only when it is
+    // opted in as a template source.
+    let mut manifests = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: tpl, namespace: {ns}}}\ndata:\n  config.yaml: 'env: {{{{ .env }}}}'\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata: {{name: not-a-template, namespace: {ns}}}\nstringData: {{k: hidden}}\n---\n"
+    );
+    manifests += &es(
+        "from-cm",
+        ns,
+        "name: store",
+        "  target: {template: {templateFrom: [{configMap: {name: tpl, items: [{key: config.yaml}]}}]}}\n  dataFrom: [{extract: {key: semantics/a}}]\n",
+    );
+    manifests += &es(
+        "from-secret",
+        ns,
+        "name: store",
+        "  target: {template: {templateFrom: [{secret: {name: not-a-template, items: [{key: k}]}}]}}\n  dataFrom: [{extract: {key: semantics/a}}]\n",
+    );
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    eventually(Duration::from_secs(30), "the ConfigMap template", || {
+        value("from-cm", "config.yaml").as_deref() == Some("env: prod")
+    })
+    .await;
+    es_refused(cp, ns, "from-secret", "is not a template source").await;
+    assert!(
+        cp.try_kubectl(&["get", "secret", "from-secret", "-n", ns], None)
+            .is_err(),
+        "nothing was written from a Secret that is not a template source"
+    );
 }
 
 /// A leader paused past its Lease (SIGSTOP) with a fetch in flight, while

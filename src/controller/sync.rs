@@ -32,6 +32,8 @@ use crate::secret::Token;
 pub const MANAGER: &str = "aws-secrets-csi-controller";
 /// Label on the Secrets the controller writes.
 pub const MANAGED_LABEL: &str = "reconcile.external-secrets.io/managed";
+/// Label that lets a Secret be read by `templateFrom`.
+pub const TEMPLATE_SOURCE_LABEL: &str = "external-secrets.aws-secrets-csi.io/template-source";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -454,7 +456,8 @@ impl Syncer {
             .await?;
         let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
         let found = self.find(&plan, &store, &identity, &sharing).await?;
-        let rendered = external::render_secret(&plan, &bytes, &found)
+        let sources = self.template_sources(&ns, &plan).await?;
+        let rendered = external::render_secret_with(&plan, &bytes, &found, &sources)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let written = self
             .write_secret(es, &ns, &plan, rendered, existing)
@@ -616,6 +619,74 @@ impl Syncer {
     }
 
     /// A store ServiceAccount's IRSA role, reused for [`ROLE_REUSE`].
+    /// The ConfigMaps and Secrets `templateFrom` names, from the
+    /// ExternalSecret's own namespace. A Secret is read only when it is
+    /// opted in with [`TEMPLATE_SOURCE_LABEL`]: the author of an
+    /// ExternalSecret needs no Secret RBAC, so without it any Secret of the
+    /// namespace could be copied into one they can read.
+    async fn template_sources(
+        &self,
+        ns: &str,
+        plan: &SyncPlan,
+    ) -> Result<external::TemplateSources, SyncError> {
+        use external::TemplateSource;
+        let mut out = external::TemplateSources::new();
+        for source in plan.template_sources() {
+            let error = |name: &str, message: String| SyncError::Secret {
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+                message,
+            };
+            let data = match &source {
+                TemplateSource::ConfigMap(name) => {
+                    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+                        self.client.clone(),
+                        ns,
+                    )
+                    .get(name)
+                    .await
+                    .map_err(|e| error(name, format!("templateFrom ConfigMap: {e}")))?;
+                    cm.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect()
+                }
+                TemplateSource::Secret(name) => {
+                    let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
+                        .get(name)
+                        .await
+                        .map_err(|e| error(name, format!("templateFrom Secret: {e}")))?;
+                    let opted_in = secret
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(TEMPLATE_SOURCE_LABEL))
+                        .is_some_and(|v| v == "true");
+                    if !opted_in
+                        || !target_secret::allowed_type(secret.type_.as_deref().unwrap_or("Opaque"))
+                    {
+                        return Err(error(
+                            name,
+                            format!(
+                                "is not a template source: a Secret is read by templateFrom only when it carries the label {TEMPLATE_SOURCE_LABEL}=true (and is not of a type Kubernetes acts on)"
+                            ),
+                        ));
+                    }
+                    secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect()
+                }
+                TemplateSource::Literal(_) => continue,
+            };
+            out.insert(source, data);
+        }
+        Ok(out)
+    }
+
     /// A namespace's labels (for ClusterSecretStore conditions).
     async fn namespace_labels(
         &self,

@@ -179,6 +179,61 @@ pub struct Target {
     pub merge_data: bool,
     /// `template.data`: output keys built from the fetched keys.
     pub template: BTreeMap<String, String>,
+    /// `template.templateFrom`, in order (before `template.data`, which
+    /// wins).
+    pub template_from: Vec<TemplateFromPlan>,
+}
+
+/// Where a `templateFrom` entry's templates are (ConfigMaps and Secrets
+/// of the ExternalSecret's own namespace only).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TemplateSource {
+    ConfigMap(String),
+    Secret(String),
+    Literal(String),
+}
+
+/// What a `templateFrom` entry's output goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateTarget {
+    Data,
+    Annotations,
+    Labels,
+}
+
+/// One `templateFrom[]` entry, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFromPlan {
+    /// `spec.target.template.templateFrom[i]`.
+    pub at: String,
+    pub source: TemplateSource,
+    /// The keys of the ConfigMap or Secret used, and how.
+    pub items: Vec<(String, api::TemplateScope)>,
+    pub target: TemplateTarget,
+    pub decoding: api::DecodingStrategy,
+}
+
+/// The ConfigMaps' and Secrets' data `templateFrom` names, as fetched.
+pub type TemplateSources = BTreeMap<TemplateSource, BTreeMap<String, Vec<u8>>>;
+
+/// The most `templateFrom` entries an ExternalSecret may have: each is a
+/// read of the API server per sync.
+pub const MAX_TEMPLATE_FROM: usize = 10;
+
+impl SyncPlan {
+    /// The ConfigMaps and Secrets its `templateFrom` reads.
+    pub fn template_sources(&self) -> Vec<TemplateSource> {
+        let mut out: Vec<TemplateSource> = self
+            .target
+            .template_from
+            .iter()
+            .filter(|t| !matches!(t.source, TemplateSource::Literal(_)))
+            .map(|t| t.source.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -789,6 +844,71 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
     })
 }
 
+fn template_from(tf: &api::TemplateFrom, at: &str) -> Result<TemplateFromPlan, ExternalError> {
+    let target = match tf.target.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("data") => TemplateTarget::Data,
+        Some("annotations") => TemplateTarget::Annotations,
+        Some("labels") => TemplateTarget::Labels,
+        Some(_) => {
+            return Err(unsupported(
+                format!("{at}.target"),
+                "only Data, Annotations and Labels (a field path is for generic targets)",
+            ));
+        }
+    };
+    let refs = |r: &api::TemplateRef,
+                what: &str|
+     -> Result<Vec<(String, api::TemplateScope)>, ExternalError> {
+        check_name(&r.name, &format!("{at}.{what}.name"), NameKind::Subdomain)?;
+        if r.items.is_empty() {
+            return Err(ExternalError::Missing {
+                path: format!("{at}.{what}.items"),
+            });
+        }
+        Ok(r.items
+            .iter()
+            .map(|i| {
+                (
+                    i.key.clone(),
+                    i.template_as.unwrap_or(api::TemplateScope::Values),
+                )
+            })
+            .collect())
+    };
+    let (source, items) = match (&tf.config_map, &tf.secret, &tf.literal) {
+        (Some(cm), None, None) => (
+            TemplateSource::ConfigMap(cm.name.clone()),
+            refs(cm, "configMap")?,
+        ),
+        (None, Some(sec), None) => (
+            TemplateSource::Secret(sec.name.clone()),
+            refs(sec, "secret")?,
+        ),
+        (None, None, Some(literal)) => {
+            parse_template(&format!("{at}.literal"), literal)?;
+            (TemplateSource::Literal(literal.clone()), Vec::new())
+        }
+        (None, None, None) => {
+            return Err(ExternalError::Missing {
+                path: format!("{at}.configMap, secret or literal"),
+            });
+        }
+        _ => {
+            return Err(invalid(
+                at,
+                "configMap, secret and literal exclude each other",
+            ));
+        }
+    };
+    Ok(TemplateFromPlan {
+        at: at.to_owned(),
+        source,
+        items,
+        target,
+        decoding: tf.values_decoding_strategy.unwrap_or_default(),
+    })
+}
+
 /// One `rewrite[]` step, checked when planned: exactly one kind, a Go
 /// regular expression within bounds, a transform template that parses.
 fn check_rewrite(step: &api::Rewrite, at: &str) -> Result<(), ExternalError> {
@@ -1001,6 +1121,7 @@ fn target(es_name: &str, t: Option<&api::TargetSpec>) -> Result<Target, External
         templated: false,
         merge_data: false,
         template: BTreeMap::new(),
+        template_from: Vec::new(),
     };
     let Some(t) = t else {
         return Ok(target);
@@ -1049,11 +1170,16 @@ fn target(es_name: &str, t: Option<&api::TargetSpec>) -> Result<Target, External
             "only v2 templates are supported",
         ));
     }
-    if !template.template_from.is_empty() {
-        return Err(unsupported(
+    if template.template_from.len() > MAX_TEMPLATE_FROM {
+        return Err(invalid(
             format!("{at}.templateFrom"),
-            "templates from ConfigMaps, Secrets and literals are not rendered yet",
+            format!("at most {MAX_TEMPLATE_FROM} entries are allowed"),
         ));
+    }
+    for (i, tf) in template.template_from.iter().enumerate() {
+        target
+            .template_from
+            .push(template_from(tf, &format!("{at}.templateFrom[{i}]"))?);
     }
     target.merge_data = template.merge_policy == Some(api::MergePolicy::Merge);
     target.type_ = template.type_.clone().filter(|t| !t.is_empty());
@@ -1216,6 +1342,17 @@ pub fn render_secret(
     values: &[SecretBytes],
     found: &[(usize, String, SecretBytes)],
 ) -> Result<Rendered, ExternalError> {
+    render_secret_with(plan, values, found, &TemplateSources::new())
+}
+
+/// [`render_secret`] with the ConfigMaps and Secrets `templateFrom` names
+/// ([`SyncPlan::template_sources`]), fetched by the caller.
+pub fn render_secret_with(
+    plan: &SyncPlan,
+    values: &[SecretBytes],
+    found: &[(usize, String, SecretBytes)],
+    sources: &TemplateSources,
+) -> Result<Rendered, ExternalError> {
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
     // Each dataFrom entry's keys, made by its rewrite or conversion, in
@@ -1301,8 +1438,88 @@ pub fn render_secret(
             .map(|(k, v)| (k.clone(), v.expose().to_vec()))
             .collect(),
     );
+    // templateFrom first (External Secrets' order): its Data keys, labels
+    // and annotations; template.metadata and template.data win over them.
+    let mut left = MAX_SECRET_BYTES;
+    let mut from_data = BTreeMap::new();
+    for tf in &plan.target.template_from {
+        let texts: Vec<(String, Vec<u8>, api::TemplateScope)> = match &tf.source {
+            TemplateSource::Literal(l) => {
+                vec![(
+                    l.clone(),
+                    l.as_bytes().to_vec(),
+                    api::TemplateScope::KeysAndValues,
+                )]
+            }
+            source => {
+                let (what, name) = match source {
+                    TemplateSource::ConfigMap(n) => ("configmap", n),
+                    TemplateSource::Secret(n) | TemplateSource::Literal(n) => ("secret", n),
+                };
+                let data = sources.get(source).ok_or_else(|| ExternalError::Invalid {
+                    path: tf.at.clone(),
+                    why: format!("{what} {name} was not read"),
+                })?;
+                tf.items
+                    .iter()
+                    .map(|(key, scope)| {
+                        data.get(key)
+                            .map(|text| (key.clone(), text.clone(), *scope))
+                            .ok_or_else(|| ExternalError::Invalid {
+                                path: tf.at.clone(),
+                                why: format!("error in {what} {name}: missing key {key}"),
+                            })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+        };
+        for (key, text, scope) in texts {
+            let text = String::from_utf8(text).map_err(|_| ExternalError::Template {
+                key: tf.at.clone(),
+                why: format!("the template at key {key:?} is not UTF-8 text"),
+            })?;
+            let rendered = run_template(&tf.at, &text, &input, &mut left)?;
+            let pairs: Vec<(String, Vec<u8>)> = match scope {
+                api::TemplateScope::Values => vec![(key, rendered)],
+                api::TemplateScope::KeysAndValues => {
+                    let map: BTreeMap<String, String> = serde_saphyr::from_slice(&rendered)
+                        .map_err(|_| ExternalError::Template {
+                            key: tf.at.clone(),
+                            why: "the rendered template is not a YAML mapping of strings".into(),
+                        })?;
+                    map.into_iter().map(|(k, v)| (k, v.into_bytes())).collect()
+                }
+            };
+            for (k, v) in pairs {
+                let v = decoding::decode(tf.decoding, &k, SecretBytes::new(v), &tf.at)
+                    .map_err(|e| invalid(tf.at.clone(), e.to_string()))?;
+                match tf.target {
+                    TemplateTarget::Data => {
+                        from_data.insert(k, v);
+                    }
+                    TemplateTarget::Labels | TemplateTarget::Annotations => {
+                        if target_secret::reserved_key(&k) {
+                            return Err(invalid(
+                                tf.at.clone(),
+                                format!(
+                                    "{k:?}: keys under kubernetes.io and k8s.io belong to Kubernetes"
+                                ),
+                            ));
+                        }
+                        let text = String::from_utf8(v.expose().to_vec()).map_err(|_| {
+                            invalid(tf.at.clone(), format!("{k:?}: the value is not UTF-8 text"))
+                        })?;
+                        if tf.target == TemplateTarget::Labels {
+                            labels.insert(k, text);
+                        } else {
+                            annotations.insert(k, text);
+                        }
+                    }
+                }
+            }
+        }
+    }
     {
-        let mut left = MAX_SECRET_BYTES;
         for (what, map, out) in [
             ("labels", &plan.target.labels, &mut labels),
             ("annotations", &plan.target.annotations, &mut annotations),
@@ -1318,7 +1535,7 @@ pub fn render_secret(
             }
         }
     }
-    if !plan.target.template.is_empty() {
+    if !plan.target.template.is_empty() || !plan.target.template_from.is_empty() {
         let fetched = data;
         // mergePolicy Merge keeps the fetched keys; templated keys win.
         let mut out = if plan.target.merge_data {
@@ -1326,7 +1543,7 @@ pub fn render_secret(
         } else {
             BTreeMap::new()
         };
-        let mut left = MAX_SECRET_BYTES;
+        out.extend(from_data);
         for (key, text) in &plan.target.template {
             let path = format!("spec.target.template.data.{key}");
             out.insert(

@@ -961,3 +961,106 @@ fn cluster_store_conditions_are_checked_when_read() {
         }
     }
 }
+
+/// `templateFrom` as External Secrets' `MergeTemplateFrom`: ConfigMap and
+/// Secret items as `Values` (the key is the output key) or `KeysAndValues`
+/// (the rendered YAML mapping gives keys and values), literals, targets
+/// Data, Labels and Annotations, then `template.data` over them
+/// (e2e `TemplateFromConfigmaps`, `JSONDataWithTemplateFromLiteral`).
+#[test]
+fn template_from_config_maps_secrets_and_literals() {
+    let es = json!({"secretStoreRef": {"name": "s"},
+    "data": [{"secretKey": "user", "remoteRef": {"key": "db", "property": "user"}},
+             {"secretKey": "pass", "remoteRef": {"key": "db", "property": "pass"}}],
+    "target": {"template": {
+        "data": {"dsn": "db://{{ .user }}", "over": "data wins"},
+        "templateFrom": [
+            {"configMap": {"name": "tpl", "items": [
+                {"key": "config.yaml"},
+                {"key": "pairs", "templateAs": "KeysAndValues"}]}},
+            {"secret": {"name": "tpl-secret", "items": [{"key": "over"}]}},
+            {"literal": "team: '{{ .user }}-team'", "target": "Labels"},
+            {"literal": "{{ .pass | b64enc }}: x", "target": "Annotations", "valuesDecodingStrategy": "None"},
+        ]}}});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert_eq!(
+        p.template_sources(),
+        [
+            TemplateSource::ConfigMap("tpl".into()),
+            TemplateSource::Secret("tpl-secret".into())
+        ]
+    );
+    let sources: TemplateSources = BTreeMap::from([
+        (
+            TemplateSource::ConfigMap("tpl".into()),
+            BTreeMap::from([
+                ("config.yaml".to_owned(), b"user: {{ .user }}".to_vec()),
+                ("pairs".to_owned(), b"a: '{{ .user }}'\nb: fixed".to_vec()),
+            ]),
+        ),
+        (
+            TemplateSource::Secret("tpl-secret".into()),
+            BTreeMap::from([("over".to_owned(), b"from the secret".to_vec())]),
+        ),
+    ]);
+    let value = [SecretBytes::from(r#"{"user":"u","pass":"p"}"#)];
+    let out = render_secret_with(&p, &value, &[], &sources).unwrap();
+    let text = |k: &str| String::from_utf8(out.data[k].expose().to_vec()).unwrap();
+    assert_eq!(text("config.yaml"), "user: u");
+    assert_eq!(text("a"), "u");
+    assert_eq!(text("b"), "fixed");
+    assert_eq!(text("dsn"), "db://u");
+    assert_eq!(
+        text("over"),
+        "data wins",
+        "template.data wins over templateFrom"
+    );
+    assert!(
+        !out.data.contains_key("user"),
+        "Replace drops the fetched keys"
+    );
+    assert_eq!(out.labels["team"], "u-team");
+    assert_eq!(out.annotations["cA=="], "x");
+    // A missing key, a source not read, and a reserved label are errors.
+    let mut missing = sources.clone();
+    missing
+        .get_mut(&TemplateSource::ConfigMap("tpl".into()))
+        .unwrap()
+        .remove("pairs");
+    let e = render_secret_with(&p, &value, &[], &missing).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("error in configmap tpl: missing key pairs"),
+        "{e}"
+    );
+    assert!(render_secret(&p, &value, &[]).is_err());
+    let es = json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "u", "remoteRef": {"key": "db"}}],
+        "target": {"template": {"templateFrom": [{"literal": "kubernetes.io/x: y", "target": "Labels"}]}}});
+    let p = sync_plan("x", &es, &sm_store()).unwrap();
+    assert!(render_secret(&p, &[SecretBytes::from("v")], &[]).is_err());
+    // Checked when planned: a generic target path, a bad name, no items.
+    for (tf, path) in [
+        (
+            json!({"literal": "a: b", "target": "spec.x"}),
+            "spec.target.template.templateFrom[0].target",
+        ),
+        (
+            json!({"configMap": {"name": "../x", "items": [{"key": "k"}]}}),
+            "spec.target.template.templateFrom[0].configMap.name",
+        ),
+        (
+            json!({"secret": {"name": "s", "items": []}}),
+            "spec.target.template.templateFrom[0].secret.items",
+        ),
+    ] {
+        let es = json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "u", "remoteRef": {"key": "db"}}],
+            "target": {"template": {"templateFrom": [tf]}}});
+        let got = match sync_plan("x", &es, &sm_store()).unwrap_err() {
+            ExternalError::Invalid { path, .. }
+            | ExternalError::Missing { path }
+            | ExternalError::Unsupported { path, .. } => path,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, path);
+    }
+}
