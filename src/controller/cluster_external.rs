@@ -440,7 +440,7 @@ async fn reconcile(c: &Held, ctx: &Ctx) -> Result<Option<Duration>, Error> {
             }
         })
         .collect();
-    let results: Vec<(String, Result<Result<bool, String>, Fenced>)> = futures::stream::iter(work)
+    let results: Vec<(String, Outcome)> = futures::stream::iter(work)
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
@@ -465,16 +465,14 @@ async fn reconcile(c: &Held, ctx: &Ctx) -> Result<Option<Duration>, Error> {
     Ok(refresh)
 }
 
+/// A namespace's provisioning: written or not, or why it failed; or the
+/// Lease lost.
+type Outcome = Result<Result<bool, String>, Fenced>;
+
 /// Applies `desired` as `es_name` in `ns`, unless one of that name that is
 /// not this ClusterExternalSecret's is there, or it already holds it.
 /// The inner error is the namespace's failure.
-async fn provision(
-    ctx: &Ctx,
-    ces_name: &str,
-    ns: &str,
-    es_name: &str,
-    desired: &Value,
-) -> Result<Result<bool, String>, Fenced> {
+async fn provision(ctx: &Ctx, ces_name: &str, ns: &str, es_name: &str, desired: &Value) -> Outcome {
     let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ctx.es);
     let current = match api.get_opt(es_name).await {
         Ok(c) => c,
