@@ -6,6 +6,7 @@
 //! interval (on its store's clock, so one identity's refreshes batch). One
 //! replica syncs; the others wait on a Lease.
 
+mod cluster_external;
 mod fair;
 mod held;
 mod lease;
@@ -156,6 +157,14 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         cluster_secret_store: served(&client, "ClusterSecretStore").await?,
     };
     let (es_store, es_stream) = held_watch(&client, &kinds.external_secret);
+    // ClusterExternalSecrets (when the cluster serves the kind).
+    let cluster_external = cluster_external::run(
+        client.clone(),
+        kinds.external_secret.clone(),
+        es_store.clone(),
+        elector.fence(),
+        args.min_refresh_interval,
+    );
     let (secret_stores, secret_store_stream) = held_watch(&client, &kinds.secret_store);
     let (cluster_stores, cluster_store_stream) = held_watch(&client, &kinds.cluster_secret_store);
     let sdk = crate::commands::aws_config().await;
@@ -278,7 +287,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         )
         .for_each(|_| async {});
     tokio::select! {
-        _ = run => Ok(()),
+        _ = futures::future::join(run, cluster_external) => Ok(()),
         lost = elector.hold() => {
             // Another replica leads now: stop, and start again as a follower.
             Err(anyhow::anyhow!("{lost}; stopping so that one replica syncs"))

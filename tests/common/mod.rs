@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod aws_standin;
 pub mod control_plane;
+pub mod controller;
 pub mod kube;
 pub mod proxy;
 pub mod relay;

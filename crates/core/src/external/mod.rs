@@ -24,6 +24,7 @@ use crate::template::{
 };
 
 pub mod api;
+pub mod cluster;
 pub mod conditions;
 pub mod decoding;
 pub mod go_regexp;
