@@ -41,6 +41,15 @@ pub struct ControllerArgs {
     /// The Lease that elects the active replica.
     #[arg(long, env = "LEASE_NAME", default_value = "aws-secrets-csi-controller")]
     pub lease_name: String,
+    /// Serve ClusterExternalSecrets (they name no controller class: turn
+    /// this off where External Secrets Operator serves them).
+    #[arg(
+        long,
+        env = "CLUSTER_EXTERNAL_SECRETS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub cluster_external_secrets: bool,
     /// Its namespace (the Deployment passes its own).
     #[arg(long, env = "POD_NAMESPACE", default_value = "aws-secrets-csi")]
     pub lease_namespace: String,
@@ -158,13 +167,26 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
     };
     let (es_store, es_stream) = held_watch(&client, &kinds.external_secret);
     // ClusterExternalSecrets (when the cluster serves the kind).
-    let cluster_external = cluster_external::run(
-        client.clone(),
-        kinds.external_secret.clone(),
-        es_store.clone(),
-        elector.fence(),
-        args.min_refresh_interval,
-    );
+    let cluster_external = {
+        let run = cluster_external::run(
+            client.clone(),
+            kinds.external_secret.clone(),
+            es_store.clone(),
+            elector.fence(),
+            args.min_refresh_interval,
+        );
+        let serve = args.cluster_external_secrets;
+        async move {
+            if serve {
+                run.await
+            } else {
+                tracing::info!(
+                    "ClusterExternalSecrets are not served (--cluster-external-secrets=false)"
+                );
+                futures::future::pending().await
+            }
+        }
+    };
     let (secret_stores, secret_store_stream) = held_watch(&client, &kinds.secret_store);
     let (cluster_stores, cluster_store_stream) = held_watch(&client, &kinds.cluster_secret_store);
     let sdk = crate::commands::aws_config().await;

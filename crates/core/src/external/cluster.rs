@@ -41,9 +41,7 @@ use serde_json::{Map, Value, json};
 
 use super::ExternalError;
 use super::api::{self, ClusterExternalSecretSpec, ClusterExternalSecretStatus, NamespaceFailure};
-use super::conditions::{
-    self, ConditionError, LabelSelectorRequirement, NAMESPACE_NAME_LABEL, SelectorOperator,
-};
+use super::conditions::{self, ConditionError, NAMESPACE_NAME_LABEL};
 
 pub const GROUP: &str = "external-secrets.io";
 pub const KIND: &str = "ClusterExternalSecret";
@@ -120,36 +118,6 @@ pub fn refresh(
     Ok(Some(Duration::from_nanos(nanos as u64).max(min)))
 }
 
-fn convert(
-    sel: &api::LabelSelector,
-    path: &str,
-) -> Result<conditions::LabelSelector, ConditionError> {
-    let mut match_expressions = Vec::with_capacity(sel.match_expressions.len());
-    for (i, r) in sel.match_expressions.iter().enumerate() {
-        let operator = match r.operator.as_str() {
-            "In" => SelectorOperator::In,
-            "NotIn" => SelectorOperator::NotIn,
-            "Exists" => SelectorOperator::Exists,
-            "DoesNotExist" => SelectorOperator::DoesNotExist,
-            other => {
-                return Err(ConditionError::InvalidSelector {
-                    path: format!("{path}.matchExpressions[{i}].operator"),
-                    why: format!("{other:?} is not a valid label selector operator"),
-                });
-            }
-        };
-        match_expressions.push(LabelSelectorRequirement {
-            key: r.key.clone(),
-            operator,
-            values: r.values.clone(),
-        });
-    }
-    Ok(conditions::LabelSelector {
-        match_labels: sel.match_labels.clone(),
-        match_expressions,
-    })
-}
-
 /// The selected namespaces, by name, sorted and once each (terminating
 /// ones included: they are neither provisioned nor pruned). Every selector
 /// is checked first, as ESO builds them all before listing.
@@ -171,11 +139,11 @@ pub fn selected<'a>(
     }
     if let Some(s) = &spec.namespace_selector {
         let path = "spec.namespaceSelector".to_owned();
-        selectors.push((convert(s, &path)?, path));
+        selectors.push((s.clone(), path));
     }
     for (i, s) in spec.namespace_selectors.iter().enumerate() {
         let path = format!("spec.namespaceSelectors[{i}]");
-        selectors.push((convert(s, &path)?, path));
+        selectors.push((s.clone(), path));
     }
     let empty = BTreeMap::new();
     for (sel, path) in &selectors {
