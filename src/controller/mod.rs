@@ -6,6 +6,7 @@
 //! interval (on its store's clock, so one identity's refreshes batch). One
 //! replica syncs; the others wait on a Lease.
 
+pub mod crds;
 mod fair;
 mod held;
 mod lease;

@@ -54,6 +54,7 @@ pub struct SecretStoreSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<StoreCondition>,
 }
 
@@ -99,6 +100,7 @@ pub struct AwsProvider {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub additional_roles: Vec<String>,
     #[serde(
         default,
@@ -111,12 +113,14 @@ pub struct AwsProvider {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub session_tags: Vec<Tag>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub transitive_tag_keys: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_tags_policy: Option<SessionTagsPolicy>,
@@ -125,6 +129,7 @@ pub struct AwsProvider {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub custom_session_tags: BTreeMap<String, String>,
     /// Prepended to every key read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +219,7 @@ pub struct ServiceAccountSelector {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub audiences: Vec<String>,
 }
 
@@ -228,6 +234,7 @@ pub struct StoreCondition {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespaces: Vec<String>,
     /// Matched unanchored, as External Secrets Operator does.
     #[serde(
@@ -235,6 +242,7 @@ pub struct StoreCondition {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespace_regexes: Vec<String>,
 }
 
@@ -247,12 +255,14 @@ pub struct LabelSelector {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub match_labels: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -266,6 +276,7 @@ pub struct LabelSelectorRequirement {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub values: Vec<String>,
 }
 
@@ -278,6 +289,7 @@ pub struct SecretStoreStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<String>,
@@ -341,12 +353,14 @@ pub struct ExternalSecretSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub data: Vec<DataSpec>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub data_from: Vec<DataFromSpec>,
 }
 
@@ -459,6 +473,7 @@ pub struct DataFromSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub rewrite: Vec<Rewrite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<SourceRef>,
@@ -476,6 +491,7 @@ pub struct FindSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_strategy: Option<ConversionStrategy>,
@@ -527,6 +543,7 @@ pub struct RewriteMerge {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub priority: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_policy: Option<String>,
@@ -601,12 +618,14 @@ pub struct TemplateSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub data: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub template_from: Vec<TemplateFrom>,
 }
 
@@ -618,18 +637,21 @@ pub struct TemplateMetadata {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub annotations: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub labels: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub finalizers: Vec<String>,
 }
 
@@ -684,6 +706,7 @@ pub struct ExternalSecretStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
@@ -715,12 +738,14 @@ pub struct ClusterExternalSecretSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespace_selectors: Vec<LabelSelector>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespaces: Vec<String>,
     /// How often namespaces are listed again (a Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -735,12 +760,14 @@ pub struct ExternalSecretMetadata {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub annotations: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -755,18 +782,21 @@ pub struct ClusterExternalSecretStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub failed_namespaces: Vec<NamespaceFailure>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub provisioned_namespaces: Vec<String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<Condition>,
 }
 
