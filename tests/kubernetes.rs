@@ -1402,8 +1402,8 @@ spec:
             .filter(|d| d["kind"] == "CustomResourceDefinition"
                 && d["spec"]["group"] == "external-secrets.io")
             .count(),
-        3,
-        "the External Secrets CRDs, where none exist"
+        4,
+        "the External Secrets CRDs (with ClusterExternalSecret), where none exist"
     );
 
     let dir = tempfile::tempdir().unwrap();

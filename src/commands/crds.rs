@@ -10,7 +10,7 @@ use crate::controller::crds as generated;
 #[derive(Debug, clap::Args)]
 pub struct CrdsArgs {
     /// Write each CRD to DIR/crd-<plural>.yaml instead of printing them
-    /// (repeatable: deploy/controller and the chart's copy).
+    /// (repeatable; deploy/controller is what the chart renders).
     #[arg(long = "dir", value_name = "DIR")]
     pub dirs: Vec<PathBuf>,
 }

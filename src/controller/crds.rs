@@ -3,8 +3,8 @@
 //! the typed API the controller reads (`aws_secrets_csi_core::external::api`),
 //! so what the API server validates and what the controller reads are one
 //! definition. Pure: `aws-secrets-csi crds` prints them, and a test checks
-//! that `deploy/controller/crd-*.yaml` and the chart's copies are this
-//! output.
+//! that `deploy/controller/crd-*.yaml` (which the chart renders through its
+//! `controller` link) are this output.
 //!
 //! The schemas are structural (the API server validates every field, prunes
 //! the ones not in them, and `kubectl explain` describes them): schemars'
@@ -32,7 +32,8 @@ pub const GROUP: &str = "external-secrets.io";
 
 /// The command that writes the checked-in copies (named by the test that
 /// compares them).
-pub const REGENERATE: &str = "cargo run -q -- crds --dir deploy/controller --dir deploy/chart/aws-secrets-csi/controller";
+/// (`deploy/chart/aws-secrets-csi/controller` is a link to `deploy/controller`.)
+pub const REGENERATE: &str = "cargo run -q -- crds --dir deploy/controller";
 
 /// The four CRDs, in the order they are printed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -276,10 +277,178 @@ fn tidy(schema: &mut Value) {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
+    /// Each node of a schema with its path.
+    fn walk<'v>(at: String, schema: &'v Value, out: &mut Vec<(String, &'v Value)>) {
+        out.push((at.clone(), schema));
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, property) in properties {
+                walk(format!("{at}.{name}"), property, out);
+            }
+        }
+        if schema["items"].is_object() {
+            walk(format!("{at}[]"), &schema["items"], out);
+        }
+        if schema["additionalProperties"].is_object() {
+            walk(format!("{at}{{}}"), &schema["additionalProperties"], out);
+        }
+    }
+
+    fn nodes(crd: &CustomResourceDefinition) -> Vec<(String, Value)> {
+        let root = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        let mut out = vec![];
+        walk(String::new(), &root, &mut out);
+        out.into_iter().map(|(at, v)| (at, v.clone())).collect()
+    }
+
+    fn node(crd: &CustomResourceDefinition, at: &str) -> Value {
+        nodes(crd)
+            .into_iter()
+            .find(|(path, _)| path == at)
+            .unwrap_or_else(|| panic!("{at} not in the schema"))
+            .1
+    }
+
     #[test]
-    fn dump() {
-        println!("{}", all_yaml());
+    fn the_checked_in_crds_are_the_generated_ones() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["deploy/controller", "deploy/chart/aws-secrets-csi/controller"] {
+            for crd in crds() {
+                let path = root.join(dir).join(file_name(&crd));
+                let found = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(
+                    found == to_yaml(&crd),
+                    "{} is not what `aws-secrets-csi crds` generates from \
+                     crates/core/src/external/api.rs; regenerate it: {REGENERATE}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_schemas_are_structural() {
+        for crd in crds() {
+            let kind = &crd.spec.names.kind;
+            let versions: Vec<_> = crd.spec.versions.iter().map(|v| &v.schema).collect();
+            assert_eq!(versions[0], versions[1], "{kind}: v1beta1 is v1's schema");
+            for (at, schema) in nodes(&crd) {
+                let object = schema.as_object().unwrap();
+                let int_or_string = schema["x-kubernetes-int-or-string"] == true;
+                // Every node has a type (int-or-string has none), and no
+                // keyword a structural schema forbids or a CRD cannot hold.
+                assert!(
+                    schema["type"].is_string() != int_or_string,
+                    "{kind} {at}: {schema}"
+                );
+                for forbidden in [
+                    "$ref", "$defs", "definitions", "const", "oneOf", "anyOf", "allOf", "not",
+                    "title", "uniqueItems",
+                ] {
+                    assert!(!object.contains_key(forbidden), "{kind} {at}: {forbidden}");
+                }
+                // additionalProperties is a map's value schema, never beside
+                // properties and never `false` (pruning drops what the schema
+                // lacks).
+                if let Some(additional) = object.get("additionalProperties") {
+                    assert!(additional.is_object(), "{kind} {at}");
+                    assert!(!object.contains_key("properties"), "{kind} {at}");
+                }
+                if schema["type"] == "object" && !object.contains_key("additionalProperties") {
+                    assert!(
+                        object.contains_key("properties") || at.ends_with(".metadata"),
+                        "{kind} {at}: an object without fields would be pruned empty"
+                    );
+                }
+                if let Some(values) = schema["enum"].as_array() {
+                    assert_eq!(schema["type"], "string", "{kind} {at}");
+                    assert!(
+                        values.iter().all(|v| v.is_string() || (v.is_null() && schema["nullable"] == true)),
+                        "{kind} {at}: {values:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enums_int_or_string_and_nullable_lists_are_kept() {
+        let all = crds();
+        let es = &all[0];
+        let creation = node(es, ".spec.target.creationPolicy");
+        assert_eq!(
+            creation["enum"],
+            json!(["Owner", "Orphan", "Merge", "None", "CreateOrMerge", null])
+        );
+        // Lists serde reads `null` as empty accept null.
+        assert_eq!(node(es, ".spec.data")["nullable"], true);
+        assert_eq!(node(es, ".spec.target.template.data")["nullable"], true);
+        // ... and a required list does not.
+        assert!(node(es, ".spec.syncWindows.windows").get("nullable").is_none());
+        assert_eq!(
+            node(es, ".spec.data[]")["required"],
+            json!(["remoteRef", "secretKey"])
+        );
+        for store in &all[1..3] {
+            let refresh = node(store, ".spec.refreshInterval");
+            assert_eq!(refresh["x-kubernetes-int-or-string"], true);
+            assert_eq!(node(store, ".spec")["required"], json!(["provider"]));
+            assert_eq!(
+                node(store, ".spec.provider.aws.service")["enum"],
+                json!(["SecretsManager", "ParameterStore", "CertificateManager"])
+            );
+        }
+        let ces = &all[3];
+        assert_eq!(
+            node(ces, ".spec.externalSecretSpec.target.creationPolicy"),
+            creation
+        );
+        assert_eq!(crd_scope(&all), ["Namespaced", "Namespaced", "Cluster", "Cluster"]);
+    }
+
+    fn crd_scope(all: &[CustomResourceDefinition]) -> Vec<&str> {
+        all.iter().map(|c| c.spec.scope.as_str()).collect()
+    }
+
+    /// Every field serde reads `null` as empty (`deserialize_with =
+    /// "nullable"`) says so in its schema: the attribute follows it.
+    #[test]
+    fn every_nullable_field_is_nullable_in_the_schema() {
+        let source = include_str!("../../crates/core/src/external/api.rs");
+        let mut pending = false;
+        let (mut fields, mut marked) = (0, 0);
+        for line in source.lines().map(str::trim) {
+            if line.contains(r#"deserialize_with = "nullable""#) {
+                pending = true;
+                fields += 1;
+            } else if pending && line.starts_with("pub ") {
+                panic!("{line}: deserialize_with = \"nullable\" without #[schemars(extend(\"nullable\" = true))]");
+            } else if line == r#"#[schemars(extend("nullable" = true))]"# {
+                assert!(pending, "a nullable mark on a field serde does not read null on");
+                pending = false;
+                marked += 1;
+            }
+        }
+        assert_eq!(fields, marked);
+        assert!(fields > 20, "{fields}");
+    }
+
+    #[test]
+    fn the_yaml_reads_back_as_the_crds() {
+        let docs: Vec<CustomResourceDefinition> =
+            serde_saphyr::from_str_multiple(&all_yaml()).unwrap();
+        assert_eq!(docs, crds());
     }
 }
