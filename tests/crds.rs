@@ -98,16 +98,34 @@ async fn the_generated_crds_are_established_and_explained() {
             "{plural}: {conditions:?}"
         );
     }
-    let explained = cp.kubectl(
-        &["explain", "externalsecret.spec.target.creationPolicy"],
-        None,
-    );
+    // The OpenAPI document is published a moment after Established.
+    let mut explained = String::new();
+    eventually(
+        std::time::Duration::from_secs(20),
+        "kubectl explain",
+        || match cp.try_kubectl(
+            &["explain", "externalsecret.spec.target.creationPolicy"],
+            None,
+        ) {
+            Ok(out) => {
+                explained = out;
+                true
+            }
+            Err(_) => false,
+        },
+    )
+    .await;
+    eprintln!("{explained}");
     assert!(explained.contains("creationPolicy"), "{explained}");
     for value in ["Owner", "Orphan", "Merge", "None", "CreateOrMerge"] {
         assert!(explained.contains(value), "{value} in {explained}");
     }
     let explained = cp.kubectl(
-        &["explain", "secretstore.spec.provider.aws", "--api-version=external-secrets.io/v1beta1"],
+        &[
+            "explain",
+            "secretstore.spec.provider.aws",
+            "--api-version=external-secrets.io/v1beta1",
+        ],
         None,
     );
     for field in ["service", "region", "auth", "role", "sessionTags"] {
@@ -126,6 +144,7 @@ async fn the_api_server_validates_what_the_controller_reads() {
     };
     // An enum value that is not one: refused by the API server, by path.
     let refused = dry_run(cp, &es("{creationPolicy: Sometimes}", "")).unwrap_err();
+    eprintln!("{refused}");
     assert!(
         refused.contains("spec.target.creationPolicy")
             && refused.contains(r#"Unsupported value: "Sometimes""#),
@@ -138,6 +157,25 @@ async fn the_api_server_validates_what_the_controller_reads() {
     )
     .unwrap_err();
     assert!(refused.contains("spec.target.creationPolicy"), "{refused}");
+    // null where serde reads null as absent or empty: an optional enum
+    // (pruned: the API server refuses null for a nullable enum), a list
+    // (kept).
+    let stored = dry_run(
+        cp,
+        &es(
+            "{creationPolicy: null}",
+            "  dataFrom: null\n  refreshPolicy: null\n",
+        ),
+    )
+    .unwrap();
+    assert!(
+        stored["spec"]["target"]
+            .as_object()
+            .is_some_and(|t| t.is_empty())
+            && stored["spec"].get("refreshPolicy").is_none()
+            && stored["spec"].get("dataFrom") == Some(&serde_json::Value::Null),
+        "{stored}"
+    );
     // A wrong type, and a required field missing.
     let refused = dry_run(cp, &es("{immutable: maybe}", "")).unwrap_err();
     assert!(refused.contains("spec.target.immutable"), "{refused}");
@@ -153,6 +191,7 @@ async fn the_api_server_validates_what_the_controller_reads() {
     // (its default) refuses it by path...
     let unknown = es("{creationPolicy: Owner}", "  extra: 1\n");
     let refused = dry_run(cp, &unknown).unwrap_err();
+    eprintln!("{refused}");
     assert!(
         refused.contains(r#"unknown field "spec.extra""#),
         "{refused}"
@@ -187,7 +226,9 @@ async fn the_api_server_validates_what_the_controller_reads() {
     for refresh in ["60", "1h"] {
         let stored = dry_run(cp, &store(refresh)).unwrap();
         assert_eq!(
-            stored["spec"]["refreshInterval"].to_string().trim_matches('"'),
+            stored["spec"]["refreshInterval"]
+                .to_string()
+                .trim_matches('"'),
             refresh
         );
     }
@@ -309,10 +350,9 @@ spec:
                 .unwrap()
                 .trim_start_matches("external-secrets.io/")
         );
-        let stored: serde_json::Value = serde_json::from_str(&cp.kubectl(
-            &["get", &resource, name, "-n", NS, "-o", "json"],
-            None,
-        ))
+        let stored: serde_json::Value = serde_json::from_str(
+            &cp.kubectl(&["get", &resource, name, "-n", NS, "-o", "json"], None),
+        )
         .unwrap();
         assert_eq!(stored["spec"], object["spec"], "{kind} {name}");
     }
@@ -349,14 +389,34 @@ spec:
     assert_eq!(es["status"], status["status"]);
 
     let table = cp.kubectl(&["get", "es", "-n", NS, "my-app-secrets"], None);
-    let header: Vec<&str> = table.lines().next().unwrap().split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap()
+        .split("  ")
+        .filter(|c| !c.is_empty())
+        .map(str::trim)
+        .collect();
     assert_eq!(
         header,
-        ["NAME", "STORE", "REFRESH INTERVAL", "STATUS", "READY", "AGE"],
+        [
+            "NAME",
+            "STORE",
+            "REFRESH INTERVAL",
+            "STATUS",
+            "READY",
+            "AGE"
+        ],
         "{table}"
     );
     let row = table.lines().nth(1).unwrap();
-    for cell in ["my-app-secrets", "aws-secret-store", "1h", "SecretSynced", "True"] {
+    for cell in [
+        "my-app-secrets",
+        "aws-secret-store",
+        "1h",
+        "SecretSynced",
+        "True",
+    ] {
         assert!(row.contains(cell), "{cell} in {table}");
     }
     let table = cp.kubectl(&["get", "ss", "-n", NS], None);
@@ -365,7 +425,10 @@ spec:
         "{table}"
     );
     let table = cp.kubectl(&["get", "css,ces"], None);
-    assert!(table.contains("shared") && table.contains("everywhere"), "{table}");
+    assert!(
+        table.contains("shared") && table.contains("everywhere"),
+        "{table}"
+    );
     // The category lists them all.
     let all = cp.kubectl(&["get", "external-secrets", "-n", NS, "-o", "name"], None);
     for name in [

@@ -10,8 +10,9 @@
 //! the ones not in them, and `kubectl explain` describes them): schemars'
 //! OpenAPI 3 output with subschemas inlined and kube's rewrites (`oneOf`
 //! enums hoisted to `enum`, `additionalProperties: false` of
-//! `deny_unknown_fields` dropped beside `properties`, `Option` as
-//! `nullable`). v1 is stored; v1beta1 is served with the same schema (no
+//! `deny_unknown_fields` dropped beside `properties`, `Option` and the
+//! lists serde reads `null` as empty as `nullable`, except enums: see
+//! [`tidy`]). v1 is stored; v1beta1 is served with the same schema (no
 //! conversion: the fields this controller reads are the same in both).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
@@ -37,7 +38,8 @@ pub const REGENERATE: &str = "cargo run -q -- crds --dir deploy/controller";
 
 /// The four CRDs, in the order they are printed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    let ready = |field: &str| column_at(field, "string", r#".status.conditions[?(@.type=="Ready")]"#);
+    let ready =
+        |field: &str| column_at(field, "string", r#".status.conditions[?(@.type=="Ready")]"#);
     let age = || column("Age", "date", ".metadata.creationTimestamp");
     let store_columns = || {
         vec![
@@ -256,13 +258,23 @@ fn schema_of<T: JsonSchema>() -> Value {
     schema
 }
 
-/// What schemars adds that a CRD schema has no use for (titles, the type
-/// names of the root), recursively.
+/// What schemars adds that a CRD schema has no use for (titles), and
+/// optional enums made non-nullable, recursively.
+///
+/// The API server refuses `null` for a nullable enum even when `null` is
+/// one of its values (kube-apiserver 1.36: `Unsupported value: null`),
+/// while it prunes a `null` of a field that is not nullable. So an
+/// optional enum lists only its values and is not nullable: `null` there
+/// is dropped, which serde reads as absent anyway.
 fn tidy(schema: &mut Value) {
     match schema {
         Value::Object(map) => {
             map.remove("title");
             map.remove("$schema");
+            if let Some(Value::Array(values)) = map.get_mut("enum") {
+                values.retain(|v| !v.is_null());
+                map.remove("nullable");
+            }
             for (key, value) in map.iter_mut() {
                 // An enum's values and a default are data, not schemas.
                 if key != "enum" && key != "default" {
@@ -324,7 +336,10 @@ mod tests {
     #[test]
     fn the_checked_in_crds_are_the_generated_ones() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for dir in ["deploy/controller", "deploy/chart/aws-secrets-csi/controller"] {
+        for dir in [
+            "deploy/controller",
+            "deploy/chart/aws-secrets-csi/controller",
+        ] {
             for crd in crds() {
                 let path = root.join(dir).join(file_name(&crd));
                 let found = std::fs::read_to_string(&path).unwrap_or_default();
@@ -354,8 +369,16 @@ mod tests {
                     "{kind} {at}: {schema}"
                 );
                 for forbidden in [
-                    "$ref", "$defs", "definitions", "const", "oneOf", "anyOf", "allOf", "not",
-                    "title", "uniqueItems",
+                    "$ref",
+                    "$defs",
+                    "definitions",
+                    "const",
+                    "oneOf",
+                    "anyOf",
+                    "allOf",
+                    "not",
+                    "title",
+                    "uniqueItems",
                 ] {
                     assert!(!object.contains_key(forbidden), "{kind} {at}: {forbidden}");
                 }
@@ -374,8 +397,9 @@ mod tests {
                 }
                 if let Some(values) = schema["enum"].as_array() {
                     assert_eq!(schema["type"], "string", "{kind} {at}");
+                    // Not nullable: see tidy.
                     assert!(
-                        values.iter().all(|v| v.is_string() || (v.is_null() && schema["nullable"] == true)),
+                        values.iter().all(Value::is_string) && schema.get("nullable").is_none(),
                         "{kind} {at}: {values:?}"
                     );
                 }
@@ -390,13 +414,18 @@ mod tests {
         let creation = node(es, ".spec.target.creationPolicy");
         assert_eq!(
             creation["enum"],
-            json!(["Owner", "Orphan", "Merge", "None", "CreateOrMerge", null])
+            json!(["Owner", "Orphan", "Merge", "None", "CreateOrMerge"])
         );
+        assert!(creation.get("nullable").is_none());
         // Lists serde reads `null` as empty accept null.
         assert_eq!(node(es, ".spec.data")["nullable"], true);
         assert_eq!(node(es, ".spec.target.template.data")["nullable"], true);
         // ... and a required list does not.
-        assert!(node(es, ".spec.syncWindows.windows").get("nullable").is_none());
+        assert!(
+            node(es, ".spec.syncWindows.windows")
+                .get("nullable")
+                .is_none()
+        );
         assert_eq!(
             node(es, ".spec.data[]")["required"],
             json!(["remoteRef", "secretKey"])
@@ -415,7 +444,10 @@ mod tests {
             node(ces, ".spec.externalSecretSpec.target.creationPolicy"),
             creation
         );
-        assert_eq!(crd_scope(&all), ["Namespaced", "Namespaced", "Cluster", "Cluster"]);
+        assert_eq!(
+            crd_scope(&all),
+            ["Namespaced", "Namespaced", "Cluster", "Cluster"]
+        );
     }
 
     fn crd_scope(all: &[CustomResourceDefinition]) -> Vec<&str> {
@@ -434,9 +466,14 @@ mod tests {
                 pending = true;
                 fields += 1;
             } else if pending && line.starts_with("pub ") {
-                panic!("{line}: deserialize_with = \"nullable\" without #[schemars(extend(\"nullable\" = true))]");
+                panic!(
+                    "{line}: deserialize_with = \"nullable\" without #[schemars(extend(\"nullable\" = true))]"
+                );
             } else if line == r#"#[schemars(extend("nullable" = true))]"# {
-                assert!(pending, "a nullable mark on a field serde does not read null on");
+                assert!(
+                    pending,
+                    "a nullable mark on a field serde does not read null on"
+                );
                 pending = false;
                 marked += 1;
             }

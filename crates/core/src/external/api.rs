@@ -88,10 +88,15 @@ pub enum SessionTagsPolicy {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsProvider {
+    /// The AWS service read: `SecretsManager` or `ParameterStore`.
     pub service: AwsService,
+    /// The AWS region of the service.
     pub region: String,
+    /// The identity: a ServiceAccount's token (`jwt`, IRSA) or access keys in a
+    /// Secret (`secretRef`); none: the controller's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AwsAuth>,
+    /// An IAM role assumed with that identity before reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Assumed in order before `role`.
@@ -102,12 +107,14 @@ pub struct AwsProvider {
     )]
     #[schemars(extend("nullable" = true))]
     pub additional_roles: Vec<String>,
+    /// The external ID of `role`'s assumption.
     #[serde(
         default,
         rename = "externalID",
         skip_serializing_if = "Option::is_none"
     )]
     pub external_id: Option<String>,
+    /// Session tags of `role`'s session.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -115,6 +122,7 @@ pub struct AwsProvider {
     )]
     #[schemars(extend("nullable" = true))]
     pub session_tags: Vec<Tag>,
+    /// Keys of `sessionTags` passed on to roles chained after `role`.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -122,8 +130,12 @@ pub struct AwsProvider {
     )]
     #[schemars(extend("nullable" = true))]
     pub transitive_tag_keys: Vec<String>,
+    /// `None` (default): only `sessionTags`; `Simple`: also `esoNamespace`,
+    /// `esoStoreName`, `esoStoreKind` of the sync; `Custom`: those and
+    /// `customSessionTags`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_tags_policy: Option<SessionTagsPolicy>,
+    /// Tags of `role`'s session with `sessionTagsPolicy: Custom`.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -337,17 +349,22 @@ pub enum RefreshPolicy {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretSpec {
+    /// The store the values are read through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_store_ref: Option<StoreRefSpec>,
+    /// The Secret written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetSpec>,
     /// A Go duration (`1h0m0s`); `0` syncs once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<String>,
+    /// `Periodic` (default: every `refreshInterval`), `CreatedOnce`, or
+    /// `OnChange` (when the ExternalSecret changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_policy: Option<RefreshPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_windows: Option<SyncWindows>,
+    /// One key of the Secret per entry.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -355,6 +372,8 @@ pub struct ExternalSecretSpec {
     )]
     #[schemars(extend("nullable" = true))]
     pub data: Vec<DataSpec>,
+    /// Many keys: every key of a JSON secret (`extract`), or the secrets a
+    /// `find` matches.
     #[serde(
         default,
         deserialize_with = "nullable",
@@ -389,7 +408,9 @@ pub struct SyncWindow {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSpec {
+    /// The key in the Secret.
     pub secret_key: String,
+    /// What is read.
     pub remote_ref: RemoteRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<SourceRef>,
@@ -426,6 +447,7 @@ pub enum NullBytePolicy {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemoteRef {
+    /// The secret's name or ARN, or the parameter's name.
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
@@ -575,8 +597,13 @@ pub enum DeletionPolicyName {
 pub struct TargetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Who owns the Secret: `Owner` (default: created and owned by the
+    /// ExternalSecret), `Orphan` (created, not owned), `Merge` (an existing
+    /// Secret is updated), `CreateOrMerge`, `None` (nothing written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_policy: Option<CreationPolicyName>,
+    /// What happens to the Secret when its values are gone: `Retain`
+    /// (default), `Delete`, `Merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicyName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -584,6 +611,7 @@ pub struct TargetSpec {
     /// A target that is not a Secret (generic targets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestRef>,
+    /// The Secret is written immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
 }
