@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use super::ExternalError;
 
-/// A list or map field: absent and `null` both read as empty (an object
-/// applied with `field: null` keeps the null under a schema that preserves
-/// unknown fields).
+/// A list or map field: absent and `null` both read as empty (such a field
+/// is marked `nullable` in the generated CRD schema, so the API server
+/// keeps a `null` written there).
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
