@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use aws_secrets_csi::commands::{self, CheckArgs, DiagnoseArgs, MountArgs, ServeArgs};
+use aws_secrets_csi::commands::{self, CheckArgs, CrdsArgs, DiagnoseArgs, MountArgs, ServeArgs};
 use aws_secrets_csi::telemetry::{self, LogFormat};
 
 /// CSI node driver that mounts AWS Secrets Manager and SSM Parameter Store
@@ -35,6 +35,10 @@ enum Command {
     /// Walk what a publish for a pod would do, against the cluster and AWS,
     /// writing nothing; each step OK or its cause and fix.
     Diagnose(DiagnoseArgs),
+    /// Print the External Secrets CRDs (ExternalSecret, SecretStore,
+    /// ClusterSecretStore, ClusterExternalSecret), generated from the types
+    /// the controller reads: `aws-secrets-csi crds | kubectl apply --server-side -f -`.
+    Crds(CrdsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +89,7 @@ fn main() -> std::process::ExitCode {
             Command::Mount(args) => commands::mount(args).await,
             Command::Diagnose(args) => commands::diagnose(args).await,
             Command::Controller(args) => aws_secrets_csi::controller::run(args).await,
+            Command::Crds(args) => commands::crds(args),
         }
     });
     match result {

@@ -1,12 +1,15 @@
 //! The subcommands: `serve` (the DaemonSet), `check` and `mount` (the same
-//! pipeline from the command line, without Kubernetes).
+//! pipeline from the command line, without Kubernetes), `crds` (the
+//! External Secrets CRDs).
 
 mod check;
+mod crds;
 mod diagnose;
 mod mount;
 mod serve;
 
 pub use check::{CheckArgs, check};
+pub use crds::{CrdsArgs, crds};
 pub use diagnose::{DiagnoseArgs, diagnose};
 pub use mount::{MountArgs, mount};
 pub use serve::{ServeArgs, parse_size, serve};

@@ -7,6 +7,7 @@
 //! replica syncs; the others wait on a Lease.
 
 mod cluster_external;
+pub mod crds;
 mod fair;
 mod held;
 mod lease;

@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use super::ExternalError;
 
-/// A list or map field: absent and `null` both read as empty (an object
-/// applied with `field: null` keeps the null under a schema that preserves
-/// unknown fields).
+/// A list or map field: absent and `null` both read as empty (such a field
+/// is marked `nullable` in the generated CRD schema, so the API server
+/// keeps a `null` written there).
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -54,6 +54,7 @@ pub struct SecretStoreSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<StoreCondition>,
 }
 
@@ -87,10 +88,15 @@ pub enum SessionTagsPolicy {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsProvider {
+    /// The AWS service read: `SecretsManager` or `ParameterStore`.
     pub service: AwsService,
+    /// The AWS region of the service.
     pub region: String,
+    /// The identity: a ServiceAccount's token (`jwt`, IRSA) or access keys in a
+    /// Secret (`secretRef`); none: the controller's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AwsAuth>,
+    /// An IAM role assumed with that identity before reading.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Assumed in order before `role`.
@@ -99,32 +105,43 @@ pub struct AwsProvider {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub additional_roles: Vec<String>,
+    /// The external ID of `role`'s assumption.
     #[serde(
         default,
         rename = "externalID",
         skip_serializing_if = "Option::is_none"
     )]
     pub external_id: Option<String>,
+    /// Session tags of `role`'s session.
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub session_tags: Vec<Tag>,
+    /// Keys of `sessionTags` passed on to roles chained after `role`.
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub transitive_tag_keys: Vec<String>,
+    /// `None` (default): only `sessionTags`; `Simple`: also `esoNamespace`,
+    /// `esoStoreName`, `esoStoreKind` of the sync; `Custom`: those and
+    /// `customSessionTags`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_tags_policy: Option<SessionTagsPolicy>,
+    /// Tags of `role`'s session with `sessionTagsPolicy: Custom`.
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub custom_session_tags: BTreeMap<String, String>,
     /// Prepended to every key read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +231,7 @@ pub struct ServiceAccountSelector {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub audiences: Vec<String>,
 }
 
@@ -228,6 +246,7 @@ pub struct StoreCondition {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespaces: Vec<String>,
     /// Matched unanchored, as External Secrets Operator does.
     #[serde(
@@ -235,6 +254,7 @@ pub struct StoreCondition {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespace_regexes: Vec<String>,
 }
 
@@ -247,12 +267,14 @@ pub struct LabelSelector {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub match_labels: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -266,6 +288,7 @@ pub struct LabelSelectorRequirement {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub values: Vec<String>,
 }
 
@@ -286,6 +309,7 @@ pub struct SecretStoreStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<String>,
@@ -333,28 +357,37 @@ pub enum RefreshPolicy {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretSpec {
+    /// The store the values are read through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_store_ref: Option<StoreRefSpec>,
+    /// The Secret written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetSpec>,
     /// A Go duration (`1h0m0s`); `0` syncs once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<String>,
+    /// `Periodic` (default: every `refreshInterval`), `CreatedOnce`, or
+    /// `OnChange` (when the ExternalSecret changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_policy: Option<RefreshPolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_windows: Option<SyncWindows>,
+    /// One key of the Secret per entry.
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub data: Vec<DataSpec>,
+    /// Many keys: every key of a JSON secret (`extract`), or the secrets a
+    /// `find` matches.
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub data_from: Vec<DataFromSpec>,
 }
 
@@ -363,6 +396,7 @@ pub struct ExternalSecretSpec {
 pub struct SyncWindows {
     pub kind: SyncWindowKind,
     #[serde(default, deserialize_with = "nullable")]
+    #[schemars(extend("nullable" = true))]
     pub windows: Vec<SyncWindow>,
 }
 
@@ -386,7 +420,9 @@ pub struct SyncWindow {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSpec {
+    /// The key in the Secret.
     pub secret_key: String,
+    /// What is read.
     pub remote_ref: RemoteRef,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<SourceRef>,
@@ -431,6 +467,7 @@ pub enum NullBytePolicy {
 #[derive(Deserialize, Serialize, JsonSchema, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RemoteRef {
+    /// The secret's name or ARN, or the parameter's name.
     pub key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<String>,
@@ -478,6 +515,7 @@ pub struct DataFromSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub rewrite: Vec<Rewrite>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<SourceRef>,
@@ -495,6 +533,7 @@ pub struct FindSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_strategy: Option<ConversionStrategy>,
@@ -547,6 +586,7 @@ pub struct RewriteMerge {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub priority: Vec<String>,
     #[serde(default)]
     pub priority_policy: PriorityPolicy,
@@ -605,8 +645,13 @@ pub enum DeletionPolicyName {
 pub struct TargetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Who owns the Secret: `Owner` (default: created and owned by the
+    /// ExternalSecret), `Orphan` (created, not owned), `Merge` (an existing
+    /// Secret is updated), `CreateOrMerge`, `None` (nothing written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_policy: Option<CreationPolicyName>,
+    /// What happens to the Secret when its values are gone: `Retain`
+    /// (default), `Delete`, `Merge`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicyName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -614,6 +659,7 @@ pub struct TargetSpec {
     /// A target that is not a Secret (generic targets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestRef>,
+    /// The Secret is written immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable: Option<bool>,
 }
@@ -648,12 +694,14 @@ pub struct TemplateSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub data: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub template_from: Vec<TemplateFrom>,
 }
 
@@ -665,18 +713,21 @@ pub struct TemplateMetadata {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub annotations: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub labels: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub finalizers: Vec<String>,
 }
 
@@ -731,6 +782,7 @@ pub struct ExternalSecretStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<Binding>,
@@ -762,12 +814,14 @@ pub struct ClusterExternalSecretSpec {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespace_selectors: Vec<LabelSelector>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub namespaces: Vec<String>,
     /// How often namespaces are listed again (a Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -782,12 +836,14 @@ pub struct ExternalSecretMetadata {
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub annotations: BTreeMap<String, String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -802,18 +858,21 @@ pub struct ClusterExternalSecretStatus {
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub failed_namespaces: Vec<NamespaceFailure>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub provisioned_namespaces: Vec<String>,
     #[serde(
         default,
         deserialize_with = "nullable",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[schemars(extend("nullable" = true))]
     pub conditions: Vec<Condition>,
 }
 
