@@ -422,7 +422,7 @@ mod tests {
         assert_eq!(node(es, ".spec.target.template.data")["nullable"], true);
         // ... and a required list does not.
         assert!(
-            node(es, ".spec.syncWindows.windows")
+            node(es, ".spec.target.template.templateFrom[].configMap.items")
                 .get("nullable")
                 .is_none()
         );
