@@ -1336,11 +1336,12 @@ async fn external_secrets_operators_own_tests() {
         "crd-externalsecrets.yaml",
         "crd-secretstores.yaml",
         "crd-clustersecretstores.yaml",
+        "crd-clusterexternalsecrets.yaml",
     ]
     .iter()
     .map(|f| deploy.join(f))
     .collect();
-    install_crds(cp, &ours, &CRD_NAMES[..3]);
+    install_crds(cp, &ours, &CRD_NAMES);
     let our_score = play_set(cp, &kube, "o", dir.path(), &defaults).await;
     println!("{}", our_score.line(" (our CRDs)"));
 

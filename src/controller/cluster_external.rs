@@ -462,6 +462,12 @@ async fn reconcile(c: &Held, ctx: &Ctx) -> Result<Option<Duration>, Error> {
     }
     let new = cluster::status_after(&old, &plan.es_name, &provisioned, &failed);
     write_status(ctx, &name, &old, &new).await?;
+    // A namespace that failed (a foreign ExternalSecret of that name) is
+    // looked at again soon: the one in the way is not watched, so its
+    // deletion would otherwise wait for the refresh.
+    if !failed.is_empty() {
+        return Ok(Some(refresh.map_or(RETRY, |r| r.min(RETRY))));
+    }
     Ok(refresh)
 }
 

@@ -1016,8 +1016,11 @@ impl Syncer {
                 .cloned()
                 .unwrap_or(Value::Null)
         };
+        // The Secret, for servicebinding.io: only one that was synced (not
+        // with creationPolicy None, nor a Merge target that is missing).
+        let writes = es.data["spec"]["target"]["creationPolicy"].as_str() != Some("None");
         let binding = match self.target_name(es) {
-            Some(name) if ready => json!({"name": name}),
+            Some(name) if reason == "SecretSynced" && writes => json!({"name": name}),
             _ => old.get("binding").cloned().unwrap_or(Value::Null),
         };
         let unchanged = old_ready["status"] == status_text
@@ -1031,31 +1034,39 @@ impl Syncer {
             return Ok(());
         }
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        let transition = if old_ready["status"] == status_text {
-            old_ready["lastTransitionTime"].clone()
-        } else {
-            json!(now)
+        let transition = match &old_ready["lastTransitionTime"] {
+            Value::String(t) if old_ready["status"] == status_text => json!(t),
+            _ => json!(now),
         };
         let refresh_time = if ready && refreshed {
             json!(now)
         } else {
             old.get("refreshTime").cloned().unwrap_or(Value::Null)
         };
+        let mut status = json!({
+            "conditions": [{
+                "type": "Ready",
+                "status": status_text,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": transition,
+            }],
+        });
+        // A field not known yet is left out, not sent as null: a schema
+        // that types it (External Secrets' CRDs, ours) refuses a null.
+        for (field, value) in [
+            ("refreshTime", refresh_time),
+            ("syncedResourceVersion", version),
+            ("binding", binding),
+        ] {
+            if !value.is_null() {
+                status[field] = value;
+            }
+        }
         let patch = json!({
             "apiVersion": self.kinds.external_secret.api_version,
             "kind": "ExternalSecret",
-            "status": {
-                "conditions": [{
-                    "type": "Ready",
-                    "status": status_text,
-                    "reason": reason,
-                    "message": message,
-                    "lastTransitionTime": transition,
-                }],
-                "refreshTime": refresh_time,
-                "syncedResourceVersion": version,
-                "binding": binding,
-            }
+            "status": status,
         });
         // The answer decoded as held: an object nested too deep for the
         // JSON parser still gets its status.
