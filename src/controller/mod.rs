@@ -253,11 +253,55 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
         }
     };
+    // A Secret the controller wrote that is deleted or edited syncs its
+    // ExternalSecret at once (External Secrets repairs them the same way):
+    // found by its controller reference (Owner) or by the ExternalSecret's
+    // own field manager (Orphan, CreateOrMerge). Metadata only: the
+    // controller holds no Secret's data.
+    let by_secret = {
+        let store = es_store.clone();
+        let resource = kinds.external_secret.clone();
+        move |s: kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| {
+            let uids: Vec<String> = s
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .filter(|o| o.kind == "ExternalSecret")
+                .map(|o| o.uid.clone())
+                .chain(s.metadata.managed_fields.iter().flatten().filter_map(|f| {
+                    f.manager
+                        .as_deref()?
+                        .strip_prefix(MANAGER)?
+                        .strip_prefix('/')
+                        .map(str::to_owned)
+                }))
+                .collect();
+            if uids.is_empty() {
+                return Vec::new();
+            }
+            let namespace = s.metadata.namespace.clone();
+            store
+                .state()
+                .into_iter()
+                .filter(|es| {
+                    es.namespace() == namespace
+                        && es.object.metadata.uid.as_ref().is_some_and(|u| uids.contains(u))
+                })
+                .map(|es| ObjectRef::from_obj_with(es.as_ref(), resource.clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let secrets = watcher(
+        Api::<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Secret>>::all(
+            client.clone(),
+        ),
+        watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
+    )
+    .default_backoff()
+    .touched_objects();
     let controller = controller
-        .owns(
-            Api::<k8s_openapi::api::core::v1::Secret>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true")),
-        )
+        .watches_stream_with(secrets, by_secret, ())
         .watches_stream_with(
             secret_store_stream,
             by_store("SecretStore"),

@@ -216,7 +216,7 @@ impl Syncer {
                 let outcome = Outcome {
                     ready: true,
                     reason: "SecretMissing",
-                    message: "the Secret does not exist and creationPolicy Merge does not create it",
+                    message: "secret will not be created, creation policy is Merge",
                     written: false,
                     refreshed: true,
                 };

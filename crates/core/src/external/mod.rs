@@ -589,6 +589,27 @@ impl Store {
     /// by them); those tags make the identity one of its own.
     pub fn for_sync(&self, namespace: &str, store_name: &str, kind: StoreKind) -> Store {
         let mut store = self.clone();
+        // Referent auth: the ExternalSecret's namespace.
+        let referent = |ns: &mut String| {
+            if ns.is_empty() {
+                *ns = namespace.to_owned();
+            }
+        };
+        match &mut store.auth {
+            StoreAuth::Jwt { namespace, .. } => referent(namespace),
+            StoreAuth::Keys {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => {
+                referent(&mut access_key_id.namespace);
+                referent(&mut secret_access_key.namespace);
+                if let Some(t) = session_token {
+                    referent(&mut t.namespace);
+                }
+            }
+            StoreAuth::Controller => {}
+        }
         if self.tags_policy == api::SessionTagsPolicy::None {
             return store;
         }
@@ -626,9 +647,10 @@ fn store_auth(auth: &api::AwsAuth, namespace: Option<&str>) -> Result<StoreAuth,
                 format!("{here}.namespace"),
                 "a SecretStore may only refer to its own namespace",
             )),
-            (None, None) => Err(ExternalError::Missing {
-                path: format!("{here}.namespace"),
-            }),
+            // A ClusterSecretStore's ref without a namespace is "referent":
+            // each ExternalSecret's own namespace (filled in by
+            // `Store::for_sync`).
+            (None, None) => Ok(String::new()),
         }
     };
     if let Some(jwt) = &auth.jwt {

@@ -320,9 +320,18 @@ fn store_rules() {
         &json!({"provider": {"aws": {"service": "SecretsManager", "region": "r", "auth": keys}}}),
         None,
     );
+    // A ClusterSecretStore ref without a namespace is referent: the
+    // ExternalSecret's own namespace, at each sync.
+    let cluster = cluster.unwrap();
     assert!(
-        matches!(cluster, Err(ExternalError::Missing { .. })),
+        matches!(&cluster.auth, StoreAuth::Keys { secret_access_key, .. } if secret_access_key.namespace.is_empty()),
         "{cluster:?}"
+    );
+    let synced = cluster.for_sync("apps", "store", StoreKind::ClusterSecretStore);
+    assert!(
+        matches!(&synced.auth, StoreAuth::Keys { access_key_id, secret_access_key, .. }
+            if access_key_id.namespace == "other" && secret_access_key.namespace == "apps"),
+        "{synced:?}"
     );
     let s = with(
         json!({"service": "SecretsManager", "region": "r", "auth": {"secretRef": {
