@@ -286,7 +286,12 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                 .into_iter()
                 .filter(|es| {
                     es.namespace() == namespace
-                        && es.object.metadata.uid.as_ref().is_some_and(|u| uids.contains(u))
+                        && es
+                            .object
+                            .metadata
+                            .uid
+                            .as_ref()
+                            .is_some_and(|u| uids.contains(u))
                 })
                 .map(|es| ObjectRef::from_obj_with(es.as_ref(), resource.clone()))
                 .collect::<Vec<_>>()

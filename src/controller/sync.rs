@@ -401,7 +401,14 @@ impl Syncer {
                     .and_then(|t| t.duration_since(now).ok());
             }
         }
-        if !due && existing.as_ref().is_some_and(|s| intact(s, &plan)) {
+        // External Secrets' isSecretValid: an Orphan target (or none) is
+        // always as written, even deleted (CreatedOnce does not bring it
+        // back); any other must exist, marked and unedited.
+        let valid = match plan.target.creation {
+            CreationPolicy::Orphan | CreationPolicy::None => true,
+            _ => existing.as_ref().is_some_and(|s| intact(s, &plan)),
+        };
+        if !due && valid {
             // CreatedOnce, interval 0 or OnChange with nothing changed, and
             // the Secret as written: nothing to read or write.
             let next = match plan.refresh {
