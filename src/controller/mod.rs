@@ -326,9 +326,9 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                 async move {
                     let namespace = es.namespace().unwrap_or_default();
                     let id = format!("{namespace}/{}", es.name_any());
-                    let _slot = slots.take(&namespace).await;
+                    let slot = slots.take(&namespace).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
-                    match syncer.sync(&es).await {
+                    match syncer.sync(&es, slot).await {
                         Ok(Synced::Done { written, next, .. }) => {
                             failures.succeeded(&id);
                             if written {
