@@ -930,6 +930,12 @@ impl Syncer {
             return Ok(false);
         }
         if existing.as_ref().is_some_and(|s| s.immutable == Some(true)) {
+            // An immutable target that exists keeps its data while the
+            // ExternalSecret asks for immutable too (External Secrets does
+            // not touch it); delete it to have it written again.
+            if target.immutable {
+                return Ok(false);
+            }
             return Err(secret_error(
                 "is immutable and its data changed; delete it to let it be created again".into(),
             ));
