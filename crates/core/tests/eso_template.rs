@@ -89,7 +89,7 @@ fn external_secrets_v2_9_0_template_conformance() {
     let text = std::fs::read_to_string(path).expect("conformance table");
     let doc: J = serde_saphyr::from_str(&text).expect("conformance YAML");
     let cases = doc["cases"].as_array().expect("cases");
-    let (mut equal, mut waiting, mut failed) = (0, 0, Vec::new());
+    let (mut equal, mut waiting, mut skipped, mut failed) = (0, 0, 0, Vec::new());
     for c in cases {
         let name = format!(
             "{} ({})",
@@ -102,9 +102,13 @@ fn external_secrets_v2_9_0_template_conformance() {
             .map(|a| a.iter().filter_map(J::as_str).collect())
             .unwrap_or_default();
         let funcs = Options::default().funcs;
-        if c.get("skip").and_then(J::as_bool) == Some(true)
-            || needs.iter().any(|n| !funcs.contains(n))
-        {
+        // `skip`: a case that cannot be data (its input is made at run
+        // time); `needs`: a function not offered yet.
+        if c.get("skip").and_then(J::as_bool) == Some(true) {
+            skipped += 1;
+            continue;
+        }
+        if needs.iter().any(|n| !funcs.contains(n)) {
             waiting += 1;
             continue;
         }
@@ -163,7 +167,7 @@ fn external_secrets_v2_9_0_template_conformance() {
         }
     }
     println!(
-        "External Secrets v2.9.0 template conformance: {equal} of {} equal, {waiting} waiting for certificate functions, {} failed",
+        "External Secrets v2.9.0 template conformance: {equal} of {} equal, {skipped} not portable as data, {waiting} waiting for a function, {} failed",
         cases.len(),
         failed.len()
     );
