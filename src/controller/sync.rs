@@ -62,6 +62,10 @@ pub enum SyncError {
     /// The flood gate: the store's status is Ready=False.
     #[error("{kind} {name} is not ready (its status condition Ready is False)")]
     StoreNotReady { kind: &'static str, name: String },
+    /// The ExternalSecret's namespace could not be read (its labels decide
+    /// a ClusterSecretStore's conditions).
+    #[error("Namespace {namespace}: {message}")]
+    Namespace { namespace: String, message: String },
     /// A ClusterSecretStore's conditions leave this namespace out.
     #[error("{0}")]
     Denied(String),
@@ -414,10 +418,11 @@ impl Syncer {
             // External Secrets' isSecretValid: an Orphan target (or none)
             // is always as written, even deleted (CreatedOnce does not
             // bring it back); any other must exist, marked and unedited.
-            let valid = match plan.target.creation {
-                CreationPolicy::Orphan | CreationPolicy::None => true,
-                _ => existing.as_ref().is_some_and(|s| intact(s, &plan)),
-            };
+            let valid = existing.as_ref().is_some_and(|s| intact(s, &plan))
+                || matches!(
+                    plan.target.creation,
+                    CreationPolicy::Orphan | CreationPolicy::None
+                );
             if valid {
                 // CreatedOnce, interval 0 or OnChange with nothing changed
                 // (or a closed window), and the Secret as written: nothing
@@ -728,9 +733,8 @@ impl Syncer {
         let ns = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
             .get(namespace)
             .await
-            .map_err(|e| SyncError::Secret {
+            .map_err(|e| SyncError::Namespace {
                 namespace: namespace.to_owned(),
-                name: "(namespace)".into(),
                 message: e.to_string(),
             })?;
         let labels = ns.metadata.labels.unwrap_or_default();
@@ -1203,14 +1207,16 @@ fn version_of(es: &DynamicObject) -> String {
 }
 
 /// Whether a Secret still holds what this ExternalSecret wrote (External
-/// Secrets' `isSecretValid`): an Orphan one always; otherwise it carries
-/// the managed label and its data matches the data-hash annotation. A
+/// Secrets' `isSecretValid`, less its Orphan rule, which the caller
+/// applies): it carries the managed label and its data matches the
+/// data-hash annotation. A
 /// Merge target is not labelled by this controller: it is intact when
 /// it exists.
 fn intact(s: &Secret, plan: &SyncPlan) -> bool {
     match plan.target.creation {
-        CreationPolicy::Orphan | CreationPolicy::Merge | CreationPolicy::None => true,
-        CreationPolicy::Owner | CreationPolicy::CreateOrMerge => {
+        // Not labelled by this controller: as written when it exists.
+        CreationPolicy::Merge => true,
+        _ => {
             let labelled = s
                 .metadata
                 .labels

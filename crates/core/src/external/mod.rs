@@ -1324,9 +1324,24 @@ fn data_from_keys(
     map: rewrite::SecretMap,
     source: &str,
 ) -> Result<rewrite::SecretMap, ExternalError> {
+    // Each transform template is parsed once for all the keys it renames
+    // (a find brings up to 100 keys).
+    let parsed: BTreeMap<&str, Result<Template, String>> = rules
+        .rewrite
+        .iter()
+        .filter_map(|r| r.transform.as_ref())
+        .map(|t| {
+            let template = Template::parse("transform", &t.template, &TemplateOptions::default())
+                .map_err(|e| e.message);
+            (t.template.as_str(), template)
+        })
+        .collect();
     let transform = |text: &str, key: &str| -> Result<String, String> {
-        let template = Template::parse("transform", text, &TemplateOptions::default())
-            .map_err(|e| e.message)?;
+        let template = match parsed.get(text) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => return Err(e.clone()),
+            None => return Err("internal: transform not parsed".into()),
+        };
         let input = TemplateValue::from_secret_data(&BTreeMap::from([(
             "value".to_owned(),
             key.as_bytes().to_vec(),
