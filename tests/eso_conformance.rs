@@ -1246,12 +1246,12 @@ async fn play_set(
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let theirs = set == "t";
     let controller = start_controller(cp, dir, set);
-    // ESO_CONFORMANCE_ONLY=TEXT plays only the cases whose label holds TEXT
+    // ESO_CONFORMANCE_ONLY=TEXT[,TEXT] plays only the cases whose label holds a TEXT
     // (a debugging aid; the score then covers those alone).
     let only = std::env::var("ESO_CONFORMANCE_ONLY").unwrap_or_default();
     let runs: Vec<Run> = runs(root, set)
         .into_iter()
-        .filter(|r| r.label.contains(&only))
+        .filter(|r| only.split(',').any(|o| r.label.contains(o)))
         .collect();
     let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     let mut tasks = Vec::new();

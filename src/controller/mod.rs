@@ -329,6 +329,12 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
                     let slot = slots.take(&namespace).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
                     match syncer.sync(&es, slot).await {
+                        Ok(Synced::Retained { next } | Synced::Deleted { next }) => {
+                            failures.succeeded(&id);
+                            Ok(next.map_or_else(Action::await_change, |d| {
+                                Action::requeue(d.min(MAX_REQUEUE))
+                            }))
+                        }
                         Ok(Synced::Done { written, next, .. }) => {
                             failures.succeeded(&id);
                             if written {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use aws_credential_types::Credentials;
 use aws_secrets_csi_core::external::{
-    self, CreationPolicy, ExternalError, Refresh, Store, StoreAuth, StoreKind, SyncPlan,
+    self, CreationPolicy, DeletionPolicy, ExternalError, Refresh, Store, StoreAuth, StoreKind,
+    SyncPlan,
 };
 use aws_secrets_csi_core::target_secret::{self, Existing, Policy};
 use k8s_openapi::ByteString;
@@ -24,7 +25,7 @@ use super::lease::{Fence, Fenced};
 
 use crate::aws::{AwsIdentity, IdentityKey};
 use crate::cluster::{Cluster, ClusterError};
-use crate::fetch::{FetchError, Fetcher, Priority, Sharing};
+use crate::fetch::{FailureKind, FetchError, Fetcher, Priority, Sharing};
 use crate::identity::{Identities, IdentityError, IdentityRequest, Source};
 use crate::secret::Token;
 
@@ -87,6 +88,12 @@ pub enum Synced {
     /// `creationPolicy: Merge` and the Secret does not exist (yet):
     /// nothing is created, as External Secrets does.
     Missing { next: Option<Duration> },
+    /// AWS had none of the secrets and `deletionPolicy` is Retain: the
+    /// Secret keeps its last data.
+    Retained { next: Option<Duration> },
+    /// AWS had none of the secrets and `deletionPolicy` is Delete: the
+    /// Secret is gone.
+    Deleted { next: Option<Duration> },
 }
 
 /// The API resources of the External Secrets kinds, at the version the
@@ -225,6 +232,26 @@ impl Syncer {
                     ready: true,
                     reason: "SecretMissing",
                     message: "secret will not be created, creation policy is Merge",
+                    written: false,
+                    refreshed: true,
+                };
+                self.status(es, &outcome).await?;
+            }
+            Ok(Synced::Retained { .. }) => {
+                let outcome = Outcome {
+                    ready: true,
+                    reason: "SecretSynced",
+                    message: "secret retained due to DeletionPolicy=Retain",
+                    written: false,
+                    refreshed: true,
+                };
+                self.status(es, &outcome).await?;
+            }
+            Ok(Synced::Deleted { .. }) => {
+                let outcome = Outcome {
+                    ready: true,
+                    reason: "SecretDeleted",
+                    message: "secret deleted due to DeletionPolicy=Delete",
                     written: false,
                     refreshed: true,
                 };
@@ -467,16 +494,30 @@ impl Syncer {
             max_age,
             priority: Priority::FirstMount,
         };
-        let values = self
-            .fetcher
-            .fetch(&plan.objects, &identity, &[], &sharing)
-            .await?;
-        let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
+        let values = self.values(es, &plan, &identity, &sharing).await?;
         let found = self.find(&plan, &store, &identity, &sharing).await?;
         let existing = match early {
             Some(existing) => existing,
             None => get_secret().await?,
         };
+        let data = external::provider_data(&plan, &values, &found)
+            .map_err(spec_error("ExternalSecret", &es_id))?;
+        let next = match refresh {
+            Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
+            Refresh::Once | Refresh::OnChange => None,
+        };
+        // AWS has none of the secrets: the deletion policy decides, before
+        // any template runs (as External Secrets does).
+        if data.is_empty() {
+            match plan.target.deletion {
+                DeletionPolicy::Retain => return Ok(Synced::Retained { next }),
+                DeletionPolicy::Delete => {
+                    self.delete_target(es, &plan, existing).await?;
+                    return Ok(Synced::Deleted { next });
+                }
+                DeletionPolicy::Merge => {}
+            }
+        }
         if plan.target.creation == CreationPolicy::Merge && existing.is_none() {
             return Ok(Synced::Missing {
                 next: match plan.refresh {
@@ -486,20 +527,119 @@ impl Syncer {
             });
         }
         let sources = self.template_sources(&ns, &plan).await?;
-        let rendered = external::render_secret_with(&plan, &bytes, &found, &sources)
+        let rendered = external::render_target(&plan, data, &sources)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let written = self
             .write_secret(es, &ns, &plan, rendered, existing)
             .await?;
-        let next = match refresh {
-            Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
-            Refresh::Once | Refresh::OnChange => None,
-        };
         Ok(Synced::Done {
             written,
             refreshed: true,
             next,
         })
+    }
+
+    /// The values of the plan's objects, in plan order, from the shared
+    /// fetch. Under `deletionPolicy` Delete or Merge a secret that is gone
+    /// is skipped (None, with an event naming its entry); under Retain it
+    /// fails the sync.
+    async fn values(
+        &self,
+        es: &DynamicObject,
+        plan: &SyncPlan,
+        identity: &AwsIdentity,
+        sharing: &Sharing,
+    ) -> Result<Vec<Option<crate::secret::SecretBytes>>, SyncError> {
+        let outcomes = self
+            .fetcher
+            .fetch_each(&plan.objects, identity, &[], sharing)
+            .await;
+        let skip_missing = plan.target.deletion != DeletionPolicy::Retain;
+        let mut values = Vec::with_capacity(outcomes.len());
+        let mut failures = Vec::new();
+        let mut missing = Vec::new();
+        for (index, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(v) => values.push(Some(v.bytes)),
+                Err(f) if skip_missing && f.kind() == FailureKind::NotFound => {
+                    missing.push(index);
+                    values.push(None);
+                }
+                Err(f) => failures.push(f),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(FetchError { failures }.into());
+        }
+        for index in missing {
+            let name = plan.objects.objects[index].name();
+            for entry in plan.entries_reading(index) {
+                let message =
+                    format!("secret does not exist at provider using {entry} (key={name})");
+                self.event(es, "Normal", "MissingProviderSecret", &message)
+                    .await;
+            }
+        }
+        Ok(values)
+    }
+
+    /// `deletionPolicy: Delete` with nothing left in AWS: the Secret goes,
+    /// if this ExternalSecret controls it (never one it does not own).
+    async fn delete_target(
+        &self,
+        es: &DynamicObject,
+        plan: &SyncPlan,
+        existing: Option<Secret>,
+    ) -> Result<(), SyncError> {
+        let ns = es.metadata.namespace.clone().unwrap_or_default();
+        let secret_error = |message: String| SyncError::Secret {
+            namespace: ns.clone(),
+            name: plan.target.name.clone(),
+            message,
+        };
+        if plan.target.creation != CreationPolicy::Owner {
+            return Err(secret_error(
+                "not deleted: deletionPolicy Delete needs creationPolicy Owner".into(),
+            ));
+        }
+        let Some(secret) = existing else {
+            return Ok(());
+        };
+        let ours = secret
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.controller == Some(true) && Some(&o.uid) == es.metadata.uid.as_ref());
+        if !ours {
+            return Err(secret_error(
+                "not deleted: this ExternalSecret does not own it".into(),
+            ));
+        }
+        self.fence.check()?;
+        // The UID precondition: a Secret made anew under the same name
+        // since it was read is not ours to delete.
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: secret.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let api = Api::<Secret>::namespaced(self.client.clone(), &ns);
+        match api.delete(&plan.target.name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+            Err(e) => return Err(secret_error(e.to_string())),
+        }
+        self.event(
+            es,
+            "Normal",
+            "Deleted",
+            "secret deleted due to DeletionPolicy=Delete",
+        )
+        .await;
+        Ok(())
     }
 
     /// The objects `dataFrom.find` selects (listed, filtered, at most
@@ -534,12 +674,26 @@ impl Syncer {
         }
         let names: Vec<String> = wanted.iter().map(|(_, n)| n.clone()).collect();
         let objects = external::found_plan(plan, store.service, &names);
-        let values = self.fetcher.fetch(&objects, identity, &[], sharing).await?;
-        Ok(wanted
-            .into_iter()
-            .zip(values)
-            .map(|((index, name), value)| (index, name, value.bytes))
-            .collect())
+        let outcomes = self
+            .fetcher
+            .fetch_each(&objects, identity, &[], sharing)
+            .await;
+        let mut out = Vec::with_capacity(wanted.len());
+        let mut failures = Vec::new();
+        for ((index, name), outcome) in wanted.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(value) => out.push((index, name, value.bytes)),
+                // Listed, then deleted before its value was read: it is
+                // not found, as if listed a moment later.
+                Err(f) if f.kind() == FailureKind::NotFound => {}
+                Err(f) => failures.push(f),
+            }
+        }
+        if failures.is_empty() {
+            Ok(out)
+        } else {
+            Err(FetchError { failures }.into())
+        }
     }
 
     /// The credentials of a store, and the scope values are shared in.
@@ -1290,15 +1444,32 @@ fn holds(current: &Secret, desired: &Secret, manager: &str) -> bool {
         .iter()
         .flat_map(|d| d.iter())
         .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v));
-    let stale = applied_by(current, manager)
-        .and_then(|f| f.get("f:data"))
-        .and_then(Value::as_object)
-        .is_some_and(|keys| {
-            keys.keys().any(|k| {
-                k.strip_prefix("f:")
-                    .is_some_and(|k| !want.is_some_and(|d| d.contains_key(k)))
-            })
-        });
+    // A key the manager applied before and no longer wants: the apply
+    // that drops it must be made (data, and labels or annotations taken
+    // from the ExternalSecret and since removed from it).
+    let applied = applied_by(current, manager);
+    let stale_in = |fields: Option<&Value>, wanted: &dyn Fn(&str) -> bool| {
+        fields.and_then(Value::as_object).is_some_and(|keys| {
+            keys.keys()
+                .any(|k| k.strip_prefix("f:").is_some_and(|k| !wanted(k)))
+        })
+    };
+    let metadata = applied.and_then(|f| f.get("f:metadata"));
+    let stale = stale_in(applied.and_then(|f| f.get("f:data")), &|k| {
+        want.is_some_and(|d| d.contains_key(k))
+    }) || stale_in(metadata.and_then(|m| m.get("f:labels")), &|k| {
+        desired
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(k))
+    }) || stale_in(metadata.and_then(|m| m.get("f:annotations")), &|k| {
+        desired
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(k))
+    });
     let subset = |want: &Option<BTreeMap<String, String>>,
                   have: &Option<BTreeMap<String, String>>| {
         want.iter()
@@ -1453,6 +1624,24 @@ mod tests {
         let mut current = secret(&[("a", "1")], Some((me, &["a"])));
         assert!(!holds(&current, &desired, me));
         current.metadata.owner_references = desired.metadata.owner_references.clone();
+        assert!(holds(&current, &desired, me));
+        // A label we applied and no longer want (dropped from the
+        // ExternalSecret): write, so it goes away.
+        let mut current = secret(&[("a", "1")], None);
+        current.metadata.owner_references = desired.metadata.owner_references.clone();
+        current.metadata.labels = Some([("gone".to_string(), "x".to_string())].into());
+        current.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some(me.into()),
+                operation: Some("Apply".into()),
+                fields_v1: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1(
+                    json!({"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:gone": {}}}}),
+                )),
+                ..Default::default()
+            },
+        ]);
+        assert!(!holds(&current, &desired, me));
+        desired.metadata.labels = Some([("gone".to_string(), "x".to_string())].into());
         assert!(holds(&current, &desired, me));
     }
 

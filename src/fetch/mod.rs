@@ -159,6 +159,32 @@ impl Fetcher {
         known: &[Option<FetchedValue>],
         sharing: &Sharing,
     ) -> Result<Vec<FetchedValue>, FetchError> {
+        let outcomes = self.fetch_each(plan, identity, known, sharing).await;
+        let mut values = Vec::with_capacity(outcomes.len());
+        let mut failures = Vec::new();
+        for outcome in outcomes {
+            match outcome {
+                Ok(v) => values.push(v),
+                Err(f) => failures.push(f),
+            }
+        }
+        if failures.is_empty() {
+            Ok(values)
+        } else {
+            Err(FetchError { failures })
+        }
+    }
+
+    /// [`Fetcher::fetch`], one outcome per object of `plan`: for a caller
+    /// that goes on without some objects (the controller's deletion
+    /// policies skip a secret that is gone).
+    pub async fn fetch_each(
+        &self,
+        plan: &MountPlan,
+        identity: &AwsIdentity,
+        known: &[Option<FetchedValue>],
+        sharing: &Sharing,
+    ) -> Vec<Result<FetchedValue, ObjectFailure>> {
         let known_at = |i: usize| known.get(i).and_then(Option::as_ref);
         let primary: Vec<Wanted<'_>> = plan
             .objects
@@ -217,19 +243,7 @@ impl Fetcher {
             }
         }
 
-        let mut values = Vec::with_capacity(outcomes.len());
-        let mut failures = Vec::new();
-        for outcome in outcomes {
-            match outcome {
-                Ok(v) => values.push(v),
-                Err(f) => failures.push(f),
-            }
-        }
-        if failures.is_empty() {
-            Ok(values)
-        } else {
-            Err(FetchError { failures })
-        }
+        outcomes
     }
 
     /// The SDK configuration for calls in `region` as `identity`.

@@ -162,11 +162,27 @@ pub enum CreationPolicy {
     CreateOrMerge,
 }
 
+/// `target.deletionPolicy`: what a sync does when AWS no longer has the
+/// ExternalSecret's secrets (External Secrets' semantics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeletionPolicy {
+    /// A missing secret fails the sync; when a `find` finds nothing, the
+    /// Secret keeps its last data.
+    #[default]
+    Retain,
+    /// Missing secrets are skipped; when none is left, the Secret is
+    /// deleted (an Owner target only).
+    Delete,
+    /// Missing secrets are skipped and their keys leave the Secret.
+    Merge,
+}
+
 /// The Kubernetes Secret to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
     pub creation: CreationPolicy,
+    pub deletion: DeletionPolicy,
     pub immutable: bool,
     pub type_: Option<String>,
     /// `template.metadata` labels and annotations (templates).
@@ -234,6 +250,23 @@ impl SyncPlan {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The entries that read plan object `object` (`spec.dataFrom[j]`,
+    /// `spec.data[i]`): what an event about a missing secret names.
+    pub fn entries_reading(&self, object: usize) -> Vec<String> {
+        let from = self
+            .extracts
+            .iter()
+            .filter(|e| e.object == object)
+            .map(|e| e.keys.at.clone());
+        let data = self
+            .data
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.object == object)
+            .map(|(i, _)| format!("spec.data[{i}]"));
+        from.chain(data).collect()
     }
 }
 
@@ -1136,6 +1169,7 @@ fn target(es_name: &str, t: Option<&api::TargetSpec>) -> Result<Target, External
     let mut target = Target {
         name: es_name.to_owned(),
         creation: CreationPolicy::Owner,
+        deletion: DeletionPolicy::Retain,
         immutable: false,
         type_: None,
         labels: BTreeMap::new(),
@@ -1166,16 +1200,30 @@ fn target(es_name: &str, t: Option<&api::TargetSpec>) -> Result<Target, External
         Some(api::CreationPolicyName::None) => CreationPolicy::None,
         Some(api::CreationPolicyName::CreateOrMerge) => CreationPolicy::CreateOrMerge,
     };
-    match t.deletion_policy {
-        // What happens to the Secret when the remote value is gone: we keep
-        // the last good data, which is Retain.
-        None | Some(api::DeletionPolicyName::Retain) => {}
-        Some(_) => {
-            return Err(unsupported(
+    target.deletion = match t.deletion_policy {
+        None | Some(api::DeletionPolicyName::Retain) => DeletionPolicy::Retain,
+        Some(api::DeletionPolicyName::Delete) => DeletionPolicy::Delete,
+        Some(api::DeletionPolicyName::Merge) => DeletionPolicy::Merge,
+    };
+    // External Secrets' webhook rules: only a Secret the ExternalSecret
+    // owns may be deleted, and Merge needs a Secret to merge with.
+    match (target.deletion, target.creation) {
+        (
+            DeletionPolicy::Delete,
+            CreationPolicy::Merge | CreationPolicy::None | CreationPolicy::CreateOrMerge,
+        ) => {
+            return Err(invalid(
                 format!("{at}.deletionPolicy"),
-                "only Retain is supported: the last good data is kept",
+                "Delete needs creationPolicy Owner: only a Secret the ExternalSecret owns is deleted",
             ));
         }
+        (DeletionPolicy::Merge, CreationPolicy::None) => {
+            return Err(invalid(
+                format!("{at}.deletionPolicy"),
+                "Merge cannot be used with creationPolicy None: there is no Secret to merge with",
+            ));
+        }
+        _ => {}
     }
     target.immutable = t.immutable.unwrap_or(false);
     let Some(template) = &t.template else {
@@ -1391,8 +1439,21 @@ pub fn render_secret_with(
     found: &[(usize, String, SecretBytes)],
     sources: &TemplateSources,
 ) -> Result<Rendered, ExternalError> {
-    let mut labels = BTreeMap::new();
-    let mut annotations = BTreeMap::new();
+    let present: Vec<Option<SecretBytes>> = values.iter().cloned().map(Some).collect();
+    let data = provider_data(plan, &present, found)?;
+    render_target(plan, data, sources)
+}
+
+/// The keys AWS gave, before templates: `dataFrom` entries in order, then
+/// `data[]`. A value that is None (the secret is gone, and the deletion
+/// policy skips it) contributes no key. When this is empty, the deletion
+/// policy decides what happens to the Secret (External Secrets decides
+/// there, before any template runs).
+pub fn provider_data(
+    plan: &SyncPlan,
+    values: &[Option<SecretBytes>],
+    found: &[(usize, String, SecretBytes)],
+) -> Result<BTreeMap<String, SecretBytes>, ExternalError> {
     // Each dataFrom entry's keys, made by its rewrite or conversion, in
     // dataFrom order (a later entry's key wins), then data[] over them.
     let mut from: Vec<(usize, rewrite::SecretMap)> = Vec::new();
@@ -1408,9 +1469,11 @@ pub fn render_secret_with(
         from.push((find.keys.position, data_from_keys(&find.keys, map, "find")?));
     }
     let key_name = |i: usize| plan.objects.objects[i].name().to_owned();
-    let value_of = |i: usize| values.get(i).cloned().unwrap_or_default();
+    let value_of = |i: usize| values.get(i).cloned().flatten();
     for extract in &plan.extracts {
-        let value = value_of(extract.object);
+        let Some(value) = value_of(extract.object) else {
+            continue;
+        };
         let key = key_name(extract.object);
         let json = parse_json(&value).ok_or_else(|| ExternalError::NotJson {
             key: key.clone(),
@@ -1448,7 +1511,9 @@ pub fn render_secret_with(
         data.extend(map);
     }
     for item in &plan.data {
-        let value = value_of(item.object);
+        let Some(value) = value_of(item.object) else {
+            continue;
+        };
         let key = key_name(item.object);
         let bytes = match &item.property {
             None => value,
@@ -1470,6 +1535,19 @@ pub fn render_secret_with(
         }
         data.insert(item.secret_key.clone(), value);
     }
+    Ok(data)
+}
+
+/// The Secret's data and templated metadata from the keys AWS gave
+/// ([`provider_data`]) and the `templateFrom` sources, within
+/// [`MAX_SECRET_BYTES`].
+pub fn render_target(
+    plan: &SyncPlan,
+    mut data: BTreeMap<String, SecretBytes>,
+    sources: &TemplateSources,
+) -> Result<Rendered, ExternalError> {
+    let mut labels = BTreeMap::new();
+    let mut annotations = BTreeMap::new();
     let input = TemplateValue::from_secret_data(
         &data
             .iter()

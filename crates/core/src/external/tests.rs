@@ -240,10 +240,6 @@ fn unsupported_fields_are_refused_by_their_path() {
             "spec.data[0].remoteRef.nope",
         ),
         (
-            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}], "target": {"deletionPolicy": "Delete"}}),
-            "spec.target.deletionPolicy",
-        ),
-        (
             json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}], "target": {"template": {"engineVersion": "v1"}}}),
             "spec.target.template.engineVersion",
         ),
@@ -1072,4 +1068,62 @@ fn template_from_config_maps_secrets_and_literals() {
         };
         assert_eq!(got, path);
     }
+}
+
+#[test]
+fn deletion_policies_skip_missing_secrets_and_guard_what_they_delete() {
+    let s = sm_store();
+    let es = |target: Value| {
+        json!({
+            "secretStoreRef": {"name": "s"},
+            "data": [{"secretKey": "a", "remoteRef": {"key": "one"}}],
+            "dataFrom": [{"extract": {"key": "map"}}],
+            "target": target,
+        })
+    };
+    let plan = sync_plan("x", &es(json!({})), &s).unwrap();
+    assert_eq!(plan.target.deletion, DeletionPolicy::Retain);
+    for (policy, creation, want) in [
+        ("Delete", "Owner", Ok(DeletionPolicy::Delete)),
+        ("Delete", "Orphan", Ok(DeletionPolicy::Delete)),
+        ("Delete", "Merge", Err(())),
+        ("Delete", "None", Err(())),
+        ("Delete", "CreateOrMerge", Err(())),
+        ("Merge", "Merge", Ok(DeletionPolicy::Merge)),
+        ("Merge", "None", Err(())),
+        ("Retain", "None", Ok(DeletionPolicy::Retain)),
+    ] {
+        let got = sync_plan(
+            "x",
+            &es(json!({"deletionPolicy": policy, "creationPolicy": creation})),
+            &s,
+        );
+        match (got, want) {
+            (Ok(p), Ok(w)) => assert_eq!(p.target.deletion, w, "{policy}/{creation}"),
+            (Err(ExternalError::Invalid { path, .. }), Err(())) => {
+                assert_eq!(path, "spec.target.deletionPolicy", "{policy}/{creation}")
+            }
+            (got, _) => panic!("{policy}/{creation}: {got:?}"),
+        }
+    }
+    // A secret that is gone gives no key; the others still do.
+    let values: Vec<Option<SecretBytes>> = plan
+        .objects
+        .objects
+        .iter()
+        .map(|o| match o.name() {
+            "one" => None,
+            _ => Some(SecretBytes::from(r#"{"k":"v"}"#)),
+        })
+        .collect();
+    let data = provider_data(&plan, &values, &[]).unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["k"]);
+    let one = plan.data[0].object;
+    assert_eq!(plan.entries_reading(one), ["spec.data[0]"]);
+    assert_eq!(
+        plan.entries_reading(plan.extracts[0].object),
+        ["spec.dataFrom[0]"]
+    );
+    let none: Vec<Option<SecretBytes>> = vec![None; values.len()];
+    assert!(provider_data(&plan, &none, &[]).unwrap().is_empty());
 }
