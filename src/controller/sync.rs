@@ -475,8 +475,11 @@ impl Syncer {
         }
         let (identity, scope) = self.identity(&store, &store_id, &name).await?;
         // ExternalSecrets of one identity that read one secret share one
-        // value fetched at their common tick (see `until_next_tick`): a
-        // tenth of the interval, so every tick still asks AWS once.
+        // value fetched at their common tick (see `until_next_tick`) for a
+        // quarter of the interval: long enough for a tick's syncs, which
+        // their status writes spread over seconds, to reach the fetch
+        // (a tenth gave a second batch per tick), short enough that every
+        // tick still asks AWS once.
         // The operator's floor on refresh intervals.
         let refresh = match plan.refresh {
             Refresh::Every(d) => Refresh::Every(d.max(self.policies.min_refresh)),
@@ -486,7 +489,7 @@ impl Syncer {
         // such as `force-sync`) reads AWS afresh.
         let changed = synced.is_some_and(|s| s != version);
         let max_age = match refresh {
-            Refresh::Every(d) if !changed => (d / 10).max(Duration::from_secs(1)),
+            Refresh::Every(d) if !changed => (d / 4).max(Duration::from_secs(1)),
             _ => Duration::ZERO,
         };
         let sharing = Sharing {
