@@ -72,6 +72,13 @@ pub enum SyncError {
     Denied(String),
 }
 
+/// A store, checked for an ExternalSecret of its namespace.
+struct Resolved {
+    store: Store,
+    /// `namespace/name`, or the name of a ClusterSecretStore.
+    store_id: String,
+}
+
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Synced {
@@ -341,67 +348,28 @@ impl Syncer {
         };
         let es_id = format!("{ns}/{name}");
         let store_ref = external::store_ref(&spec).map_err(spec_error("ExternalSecret", &es_id))?;
-        let (store_ns, store_kind): (Option<&str>, &'static str) = match store_ref.kind {
-            StoreKind::SecretStore => (Some(ns.as_str()), "SecretStore"),
-            StoreKind::ClusterSecretStore => (None, "ClusterSecretStore"),
-        };
-        let store_obj = self
-            .store_object(store_ref.kind, &ns, &store_ref.name)
-            .await?;
-        let store_id = match store_ns {
-            Some(n) => format!("{n}/{}", store_ref.name),
-            None => store_ref.name.clone(),
-        };
-        if let Some(refusal) = &store_obj.refusal {
-            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
-                path: "spec".into(),
-                why: refusal.to_string(),
-            }));
-        }
-        // The flood gate: a store whose status says it is not ready (its
-        // controller found it invalid) is not used.
-        let store_ready = store_obj.object.data["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .map(|c| c["status"].as_str() == Some("True"));
-        if store_ready == Some(false) {
-            return Err(SyncError::StoreNotReady {
-                kind: store_kind,
-                name: store_id.clone(),
-            });
-        }
-        let store_spec = store_obj
-            .object
-            .data
-            .get("spec")
-            .cloned()
-            .unwrap_or(Value::Null);
-        if !external::served_by(&store_spec, &self.class) {
+        let Some(Resolved { store, store_id }) = self.resolve_store(&ns, &store_ref).await? else {
             return Ok(Synced::NotOurs);
-        }
-        let store = external::store(&store_spec, store_ns)
-            .map_err(spec_error(store_kind, &store_id))?
-            .for_sync(&ns, &store_ref.name, store_ref.kind);
-        if !store.conditions.is_empty() {
-            let labels = self.namespace_labels(&ns).await?;
-            external::conditions::check_namespace(
-                &store_ref.name,
-                &store.conditions,
-                external::conditions::Namespace {
-                    name: &ns,
-                    labels: &labels,
-                },
-            )
-            .map_err(|e| SyncError::Denied(e.to_string()))?;
-        }
-        if store.auth == StoreAuth::Controller
-            && store_ns.is_some()
-            && !self.policies.namespaced_stores_use_controller_identity
-        {
-            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
-                path: "spec.provider.aws.auth".into(),
-                why: "is required: a SecretStore without auth would lend the controller's own AWS identity to its namespace (allowed only with --namespaced-stores-use-controller-identity; a ClusterSecretStore may use it)".into(),
-            }));
+        };
+        // The stores entries name in `sourceRef.storeRef`: each is checked
+        // as the ExternalSecret's own store is, before anything is fetched.
+        let source_stores =
+            external::source_stores(&spec).map_err(spec_error("ExternalSecret", &es_id))?;
+        let mut parts = Vec::with_capacity(source_stores.len());
+        for r in source_stores {
+            let kind = match r.kind {
+                StoreKind::SecretStore => "SecretStore",
+                StoreKind::ClusterSecretStore => "ClusterSecretStore",
+            };
+            match self.resolve_store(&ns, &r).await? {
+                Some(resolved) => parts.push((r, resolved)),
+                None => {
+                    return Err(SyncError::Denied(format!(
+                        "{kind} {} (a sourceRef.storeRef) is served by another controller",
+                        r.name
+                    )));
+                }
+            }
         }
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
@@ -499,12 +467,22 @@ impl Syncer {
         };
         let values = self.values(es, &plan, &identity, &sharing).await?;
         let found = self.find(&plan, &store, &identity, &sharing).await?;
+        let mut entries = external::provider_entries(&plan, &values, &found)
+            .map_err(spec_error("ExternalSecret", &es_id))?;
+        // The entries read through other stores, each with its own
+        // identity, fetched together.
+        let others = futures::future::try_join_all(
+            parts
+                .iter()
+                .map(|(r, part)| self.part_entries(es, &spec, r, part, max_age)),
+        )
+        .await?;
+        entries.extend(others.into_iter().flatten());
         let existing = match early {
             Some(existing) => existing,
             None => get_secret().await?,
         };
-        let data = external::provider_data(&plan, &values, &found)
-            .map_err(spec_error("ExternalSecret", &es_id))?;
+        let data = external::merge_entries(entries);
         let next = match refresh {
             Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
             Refresh::Once | Refresh::OnChange => None,
@@ -540,6 +518,123 @@ impl Syncer {
             refreshed: true,
             next,
         })
+    }
+
+    /// A store an ExternalSecret reads through, checked: it exists and is
+    /// valid, not held back by the flood gate, served by this controller
+    /// (None when not), its conditions admit the namespace, and a
+    /// namespaced store without auth is allowed to lend the controller's
+    /// identity.
+    async fn resolve_store(
+        &self,
+        ns: &str,
+        store_ref: &external::StoreRef,
+    ) -> Result<Option<Resolved>, SyncError> {
+        let spec_error = |kind, name: &str| {
+            let name = name.to_owned();
+            move |source| SyncError::Spec { kind, name, source }
+        };
+        let (store_ns, store_kind): (Option<&str>, &'static str) = match store_ref.kind {
+            StoreKind::SecretStore => (Some(ns), "SecretStore"),
+            StoreKind::ClusterSecretStore => (None, "ClusterSecretStore"),
+        };
+        let store_obj = self
+            .store_object(store_ref.kind, ns, &store_ref.name)
+            .await?;
+        let store_id = match store_ns {
+            Some(n) => format!("{n}/{}", store_ref.name),
+            None => store_ref.name.clone(),
+        };
+        if let Some(refusal) = &store_obj.refusal {
+            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
+                path: "spec".into(),
+                why: refusal.to_string(),
+            }));
+        }
+        // The flood gate: a store whose status says it is not ready (its
+        // controller found it invalid) is not used.
+        let store_ready = store_obj.object.data["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+            .map(|c| c["status"].as_str() == Some("True"));
+        if store_ready == Some(false) {
+            return Err(SyncError::StoreNotReady {
+                kind: store_kind,
+                name: store_id.clone(),
+            });
+        }
+        let store_spec = store_obj
+            .object
+            .data
+            .get("spec")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if !external::served_by(&store_spec, &self.class) {
+            return Ok(None);
+        }
+        let store = external::store(&store_spec, store_ns)
+            .map_err(spec_error(store_kind, &store_id))?
+            .for_sync(ns, &store_ref.name, store_ref.kind);
+        if !store.conditions.is_empty() {
+            let labels = self.namespace_labels(ns).await?;
+            external::conditions::check_namespace(
+                &store_ref.name,
+                &store.conditions,
+                external::conditions::Namespace {
+                    name: ns,
+                    labels: &labels,
+                },
+            )
+            .map_err(|e| SyncError::Denied(e.to_string()))?;
+        }
+        if store.auth == StoreAuth::Controller
+            && store_ns.is_some()
+            && !self.policies.namespaced_stores_use_controller_identity
+        {
+            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
+                path: "spec.provider.aws.auth".into(),
+                why: "is required: a SecretStore without auth would lend the controller's own AWS identity to its namespace (allowed only with --namespaced-stores-use-controller-identity; a ClusterSecretStore may use it)".into(),
+            }));
+        }
+        Ok(Some(Resolved { store, store_id }))
+    }
+
+    /// The keys of the entries whose `sourceRef.storeRef` names `store_ref`,
+    /// read through that store with its own identity.
+    async fn part_entries(
+        &self,
+        es: &DynamicObject,
+        spec: &Value,
+        store_ref: &external::StoreRef,
+        part: &Resolved,
+        max_age: Duration,
+    ) -> Result<external::EntryKeys, SyncError> {
+        let name = es.metadata.name.clone().unwrap_or_default();
+        let es_id = format!(
+            "{}/{name}",
+            es.metadata.namespace.as_deref().unwrap_or_default()
+        );
+        let spec_error = |source| SyncError::Spec {
+            kind: "ExternalSecret",
+            name: es_id.clone(),
+            source,
+        };
+        let plan = external::sync_plan_part(
+            &name,
+            spec,
+            &part.store,
+            &external::Part::Store(store_ref.clone()),
+        )
+        .map_err(spec_error)?;
+        let (identity, scope) = self.identity(&part.store, &part.store_id, &name).await?;
+        let sharing = Sharing {
+            scope: Some(scope),
+            max_age,
+            priority: Priority::FirstMount,
+        };
+        let values = self.values(es, &plan, &identity, &sharing).await?;
+        let found = self.find(&plan, &part.store, &identity, &sharing).await?;
+        external::provider_entries(&plan, &values, &found).map_err(spec_error)
     }
 
     /// The values of the plan's objects, in plan order, from the shared

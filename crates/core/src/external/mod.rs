@@ -281,6 +281,8 @@ pub enum Decoding {
 /// One `data[]` entry: a key of the Secret from one remote value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataItem {
+    /// Its place in `spec.data` (a later entry's key wins).
+    pub position: usize,
     pub secret_key: String,
     /// Index into the plan's objects.
     pub object: usize,
@@ -417,15 +419,73 @@ pub fn store_ref(spec: &Value) -> Result<StoreRef, ExternalError> {
         }
         Some(r) => api::parse(&r, "spec.secretStoreRef")?,
     };
-    let name = r.name.ok_or(ExternalError::Missing {
-        path: "spec.secretStoreRef.name".into(),
+    store_ref_at(&r, "spec.secretStoreRef")
+}
+
+fn store_ref_at(r: &api::StoreRefSpec, at: &str) -> Result<StoreRef, ExternalError> {
+    let name = r.name.clone().ok_or(ExternalError::Missing {
+        path: format!("{at}.name"),
     })?;
-    check_name(&name, "spec.secretStoreRef.name", NameKind::Subdomain)?;
+    check_name(&name, &format!("{at}.name"), NameKind::Subdomain)?;
     let kind = match r.kind {
         None | Some(api::StoreKindName::SecretStore) => StoreKind::SecretStore,
         Some(api::StoreKindName::ClusterSecretStore) => StoreKind::ClusterSecretStore,
     };
     Ok(StoreRef { kind, name })
+}
+
+/// Which entries of an ExternalSecret a plan covers: those read through
+/// its own store (`secretStoreRef`), or those whose `sourceRef.storeRef`
+/// names a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Own,
+    Store(StoreRef),
+}
+
+/// The part an entry belongs to, from its `sourceRef` (checked).
+fn part_of(source: Option<&api::SourceRef>, at: &str) -> Result<Part, ExternalError> {
+    let Some(source) = source else {
+        return Ok(Part::Own);
+    };
+    let at = format!("{at}.sourceRef");
+    if source.generator_ref.is_some() {
+        return Err(unsupported(
+            format!("{at}.generatorRef"),
+            "generators are not supported yet",
+        ));
+    }
+    match &source.store_ref {
+        Some(r) => Ok(Part::Store(store_ref_at(r, &format!("{at}.storeRef"))?)),
+        None => Err(ExternalError::Missing {
+            path: format!("{at}.storeRef"),
+        }),
+    }
+}
+
+/// The stores that entries name in `sourceRef.storeRef`, each once, in
+/// the order first named: each is a [`Part`] planned with its own store.
+pub fn source_stores(spec: &Value) -> Result<Vec<StoreRef>, ExternalError> {
+    let spec: api::ExternalSecretSpec = api::parse(spec, "spec")?;
+    let data = spec
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| part_of(d.source_ref.as_ref(), &format!("spec.data[{i}]")));
+    let from = spec
+        .data_from
+        .iter()
+        .enumerate()
+        .map(|(i, d)| part_of(d.source_ref.as_ref(), &format!("spec.dataFrom[{i}]")));
+    let mut out: Vec<StoreRef> = Vec::new();
+    for part in from.chain(data) {
+        if let Part::Store(r) = part?
+            && !out.contains(&r)
+        {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// Whether the controller of `class` serves a store: its `spec.controller`
@@ -749,8 +809,21 @@ fn store_auth(auth: &api::AwsAuth, namespace: Option<&str>) -> Result<StoreAuth,
     })
 }
 
-/// An ExternalSecret's spec (named `name`) against its store.
+/// An ExternalSecret's spec (named `name`) against its store: the entries
+/// read through its own store ([`Part::Own`]).
 pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, ExternalError> {
+    sync_plan_part(name, spec, store, &Part::Own)
+}
+
+/// [`sync_plan`] for the entries of one [`Part`], against that part's
+/// store. Entries keep their places in `data` and `dataFrom`, so the keys
+/// of all parts merge in External Secrets' order ([`merge_entries`]).
+pub fn sync_plan_part(
+    name: &str,
+    spec: &Value,
+    store: &Store,
+    part: &Part,
+) -> Result<SyncPlan, ExternalError> {
     let spec: api::ExternalSecretSpec = api::parse(spec, "spec")?;
     let windows = match &spec.sync_windows {
         None => None,
@@ -791,14 +864,12 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
     let mut data = Vec::new();
     for (i, item) in spec.data.iter().enumerate() {
         let at = format!("spec.data[{i}]");
-        if item.source_ref.is_some() {
-            return Err(unsupported(
-                format!("{at}.sourceRef"),
-                "values come from this ExternalSecret's own store",
-            ));
+        if part_of(item.source_ref.as_ref(), &at)? != *part {
+            continue;
         }
         let r = remote_ref(&item.remote_ref, &format!("{at}.remoteRef"), false)?;
         data.push(DataItem {
+            position: i,
             secret_key: item.secret_key.clone(),
             object: object_of(&item.remote_ref.key, r.version)?,
             key: item.remote_ref.key.clone(),
@@ -811,11 +882,8 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
     let mut finds = Vec::new();
     for (i, item) in spec.data_from.iter().enumerate() {
         let at = format!("spec.dataFrom[{i}]");
-        if item.source_ref.is_some() {
-            return Err(unsupported(
-                format!("{at}.sourceRef"),
-                "values come from this ExternalSecret's own store",
-            ));
+        if part_of(item.source_ref.as_ref(), &at)? != *part {
+            continue;
         }
         for (j, step) in item.rewrite.iter().enumerate() {
             check_rewrite(step, &format!("{at}.rewrite[{j}]"))?;
@@ -868,7 +936,7 @@ pub fn sync_plan(name: &str, spec: &Value, store: &Store) -> Result<SyncPlan, Ex
             }
         }
     }
-    if data.is_empty() && extracts.is_empty() && finds.is_empty() && target.template.is_empty() {
+    if spec.data.is_empty() && spec.data_from.is_empty() && target.template.is_empty() {
         return Err(ExternalError::Missing {
             path: "spec.data or spec.dataFrom".into(),
         });
@@ -1454,6 +1522,38 @@ pub fn provider_data(
     values: &[Option<SecretBytes>],
     found: &[(usize, String, SecretBytes)],
 ) -> Result<BTreeMap<String, SecretBytes>, ExternalError> {
+    Ok(merge_entries(provider_entries(plan, values, found)?))
+}
+
+/// Where an entry's keys go in the merge: `dataFrom` entries in order,
+/// then `data[]` entries in order; a later one's key wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryOrder {
+    DataFrom(usize),
+    Data(usize),
+}
+
+/// The keys each entry of one plan gave, with its place in the merge.
+pub type EntryKeys = Vec<(EntryOrder, BTreeMap<String, SecretBytes>)>;
+
+/// The keys of the entries of every part, merged in External Secrets'
+/// order.
+pub fn merge_entries(mut entries: EntryKeys) -> BTreeMap<String, SecretBytes> {
+    entries.sort_by_key(|(order, _)| *order);
+    let mut data = BTreeMap::new();
+    for (_, map) in entries {
+        data.extend(map);
+    }
+    data
+}
+
+/// [`provider_data`] entry by entry, not yet merged: a plan of one
+/// [`Part`] gives its entries to merge with the other parts'.
+pub fn provider_entries(
+    plan: &SyncPlan,
+    values: &[Option<SecretBytes>],
+    found: &[(usize, String, SecretBytes)],
+) -> Result<EntryKeys, ExternalError> {
     // Each dataFrom entry's keys, made by its rewrite or conversion, in
     // dataFrom order (a later entry's key wins), then data[] over them.
     let mut from: Vec<(usize, rewrite::SecretMap)> = Vec::new();
@@ -1505,11 +1605,10 @@ pub fn provider_data(
             data_from_keys(&extract.keys, map, "extract")?,
         ));
     }
-    from.sort_by_key(|(position, _)| *position);
-    let mut data: BTreeMap<String, SecretBytes> = BTreeMap::new();
-    for (_, map) in from {
-        data.extend(map);
-    }
+    let mut entries: EntryKeys = from
+        .into_iter()
+        .map(|(position, map)| (EntryOrder::DataFrom(position), map))
+        .collect();
     for item in &plan.data {
         let Some(value) = value_of(item.object) else {
             continue;
@@ -1533,9 +1632,12 @@ pub fn provider_data(
         if item.null_bytes && value.expose().contains(&0) {
             return Err(ExternalError::NullByte { key: key.clone() });
         }
-        data.insert(item.secret_key.clone(), value);
+        entries.push((
+            EntryOrder::Data(item.position),
+            BTreeMap::from([(item.secret_key.clone(), value)]),
+        ));
     }
-    Ok(data)
+    Ok(entries)
 }
 
 /// The Secret's data and templated metadata from the keys AWS gave

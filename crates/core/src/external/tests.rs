@@ -1127,3 +1127,80 @@ fn deletion_policies_skip_missing_secrets_and_guard_what_they_delete() {
     let none: Vec<Option<SecretBytes>> = vec![None; values.len()];
     assert!(provider_data(&plan, &none, &[]).unwrap().is_empty());
 }
+
+#[test]
+fn entries_of_other_stores_are_planned_apart_and_merge_in_order() {
+    let s = sm_store();
+    let es = json!({
+        "secretStoreRef": {"name": "s"},
+        "data": [
+            {"secretKey": "k", "remoteRef": {"key": "own"}},
+            {"secretKey": "k", "remoteRef": {"key": "far"}, "sourceRef": {"storeRef": {"name": "other"}}}
+        ],
+        "dataFrom": [
+            {"extract": {"key": "map"}, "sourceRef": {"storeRef": {"name": "other"}}},
+            {"extract": {"key": "map2"}, "sourceRef": {"storeRef": {"name": "third", "kind": "ClusterSecretStore"}}}
+        ]
+    });
+    let stores = source_stores(&es).unwrap();
+    assert_eq!(
+        stores,
+        [
+            StoreRef {
+                kind: StoreKind::SecretStore,
+                name: "other".into()
+            },
+            StoreRef {
+                kind: StoreKind::ClusterSecretStore,
+                name: "third".into()
+            }
+        ]
+    );
+    let own = sync_plan("x", &es, &s).unwrap();
+    let names = |p: &SyncPlan| -> Vec<String> {
+        p.objects
+            .objects
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&own), ["own"]);
+    let other = sync_plan_part("x", &es, &s, &Part::Store(stores[0].clone())).unwrap();
+    assert_eq!(names(&other), ["far", "map"]);
+    // data[1] (other store) comes after data[0] (own store): its key wins.
+    let own_entries = provider_entries(&own, &[Some(SecretBytes::from("a"))], &[]).unwrap();
+    let other_entries = provider_entries(
+        &other,
+        &[
+            Some(SecretBytes::from("b")),
+            Some(SecretBytes::from(r#"{"k":"c","m":"d"}"#)),
+        ],
+        &[],
+    )
+    .unwrap();
+    let mut all = other_entries;
+    all.extend(own_entries);
+    let data = merge_entries(all);
+    assert_eq!(data["k"].expose(), b"b");
+    assert_eq!(data["m"].expose(), b"d");
+    // A sourceRef must name a store; a generator is refused by its path.
+    for (source, path) in [
+        (json!({}), "spec.data[0].sourceRef.storeRef"),
+        (
+            json!({"generatorRef": {"kind": "Password", "name": "p"}}),
+            "spec.data[0].sourceRef.generatorRef",
+        ),
+        (json!({"storeRef": {"name": "Bad/Name"}}), "spec.data[0].sourceRef.storeRef.name"),
+    ] {
+        let es = json!({"secretStoreRef": {"name": "s"},
+            "data": [{"secretKey": "k", "remoteRef": {"key": "own"}, "sourceRef": source}]});
+        let err = sync_plan("x", &es, &s).unwrap_err();
+        let got = match &err {
+            ExternalError::Unsupported { path, .. }
+            | ExternalError::Invalid { path, .. }
+            | ExternalError::Missing { path } => path.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(got, path, "{err}");
+    }
+}
