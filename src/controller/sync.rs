@@ -467,11 +467,7 @@ impl Syncer {
             max_age,
             priority: Priority::FirstMount,
         };
-        let values = self
-            .fetcher
-            .fetch(&plan.objects, &identity, &[], &sharing)
-            .await?;
-        let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
+        let bytes = self.values(&plan, &identity, &sharing).await?;
         let found = self.find(&plan, &store, &identity, &sharing).await?;
         let existing = match early {
             Some(existing) => existing,
@@ -500,6 +496,54 @@ impl Syncer {
             refreshed: true,
             next,
         })
+    }
+
+    /// The values of the plan's objects, in plan order: those read for their
+    /// value through the batched, shared fetch, those read for their tags
+    /// (`metadataPolicy: Fetch`) one tag call each, at the same time.
+    async fn values(
+        &self,
+        plan: &SyncPlan,
+        identity: &AwsIdentity,
+        sharing: &Sharing,
+    ) -> Result<Vec<crate::secret::SecretBytes>, SyncError> {
+        let reads = plan.reads();
+        let tagged: Vec<(crate::spc::ObjectType, &str)> = reads
+            .tag_objects
+            .iter()
+            .map(|&i| {
+                let o = &plan.objects.objects[i];
+                (o.object_type, o.primary.name.as_str())
+            })
+            .collect();
+        let (values, tags) = tokio::join!(
+            async {
+                if reads.values.objects.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.fetcher
+                    .fetch(&reads.values, identity, &[], sharing)
+                    .await
+            },
+            async {
+                if tagged.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.fetcher
+                    .tags(&plan.objects.region, identity, &tagged)
+                    .await
+            },
+        );
+        let (values, tags) = match (values, tags) {
+            (Ok(v), Ok(t)) => (v, t),
+            (Err(mut e), Err(t)) => {
+                e.failures.extend(t.failures);
+                return Err(e.into());
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let values = values.into_iter().map(|v| v.bytes).collect();
+        Ok(plan.merge_reads(&reads, values, &tags))
     }
 
     /// The objects `dataFrom.find` selects (listed, filtered, at most
