@@ -1384,7 +1384,7 @@ kind: ExternalSecret
 metadata: {{name: unsupported, namespace: external-secrets}}
 spec:
   secretStoreRef: {{name: aws-secret-store}}
-  data: [{{secretKey: x, remoteRef: {{key: eso/example/secrets, metadataPolicy: Fetch}}}}]
+  data: [{{secretKey: x, remoteRef: {{key: eso/example/secrets, conversionStrategy: Unicode}}}}]
 ---
 apiVersion: external-secrets.io/v1
 kind: ClusterSecretStore
@@ -1482,14 +1482,14 @@ spec:
     );
     eventually(
         Duration::from_secs(30),
-        "the refusal of metadataPolicy: Fetch",
+        "the refusal of conversionStrategy: Unicode",
         || condition("unsupported").0 == "False",
     )
     .await;
     let (_, message) = condition("unsupported");
     assert_eq!(
         message,
-        "ExternalSecret external-secrets/unsupported: spec.data[0].remoteRef.metadataPolicy: not supported by this controller (only None is supported (tags are not fetched))"
+        "ExternalSecret external-secrets/unsupported: spec.data[0].remoteRef.conversionStrategy: not supported by this controller (only Default is supported)"
     );
     // dataFrom.find: the secrets under a path whose names match, each a key.
     eventually(Duration::from_secs(30), "the found secrets", || {

@@ -648,17 +648,58 @@ impl Syncer {
         identity: &AwsIdentity,
         sharing: &Sharing,
     ) -> Result<Vec<Option<crate::secret::SecretBytes>>, SyncError> {
-        let outcomes = self
-            .fetcher
-            .fetch_each(&plan.objects, identity, &[], sharing)
-            .await;
+        // Objects read for their value go through the batched, shared
+        // fetch; those read for their tags (`metadataPolicy: Fetch`), one
+        // tag call each, at the same time.
+        let reads = plan.reads();
+        let tagged: Vec<(crate::spc::ObjectType, &str)> = reads
+            .tag_objects
+            .iter()
+            .map(|&i| {
+                let o = &plan.objects.objects[i];
+                (o.object_type, o.primary.name.as_str())
+            })
+            .collect();
+        let (fetched, tags) = tokio::join!(
+            async {
+                if reads.values.objects.is_empty() {
+                    return Vec::new();
+                }
+                self.fetcher
+                    .fetch_each(&reads.values, identity, &[], sharing)
+                    .await
+            },
+            async {
+                if tagged.is_empty() {
+                    return Vec::new();
+                }
+                self.fetcher
+                    .tags(&plan.objects.region, identity, &tagged)
+                    .await
+            },
+        );
+        let mut outcomes: Vec<Result<crate::secret::SecretBytes, crate::fetch::ObjectFailure>> = (0
+            ..plan.objects.objects.len())
+            .map(|i| {
+                Err(crate::fetch::ObjectFailure::not_requested(
+                    plan.objects.objects[i].name(),
+                    &plan.objects.region,
+                ))
+            })
+            .collect();
+        for (&i, outcome) in reads.value_objects.iter().zip(fetched) {
+            outcomes[i] = outcome.map(|v| v.bytes);
+        }
+        for (&i, outcome) in reads.tag_objects.iter().zip(tags) {
+            outcomes[i] = outcome.map(|t| external::tags::tags_json(&t).into());
+        }
         let skip_missing = plan.target.deletion != DeletionPolicy::Retain;
         let mut values = Vec::with_capacity(outcomes.len());
         let mut failures = Vec::new();
         let mut missing = Vec::new();
         for (index, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
-                Ok(v) => values.push(Some(v.bytes)),
+                Ok(v) => values.push(Some(v)),
                 Err(f) if skip_missing && f.kind() == FailureKind::NotFound => {
                     missing.push(index);
                     values.push(None);

@@ -108,6 +108,8 @@ impl ObjectFailure {
             || code.starts_with("ParameterNotFound")
             || code == "ParameterVersionNotFound"
             || code == "InvalidParameters"
+            // ListTagsForResource's answer for a parameter that is not there.
+            || code == "InvalidResourceId"
         {
             return FailureKind::NotFound;
         }
@@ -155,6 +157,10 @@ mod tests {
         );
         assert_eq!(
             f("ParameterNotFound", Some(400)).kind(),
+            FailureKind::NotFound
+        );
+        assert_eq!(
+            f("InvalidResourceId", Some(400)).kind(),
             FailureKind::NotFound
         );
         assert_eq!(

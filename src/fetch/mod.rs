@@ -13,7 +13,9 @@ mod listing;
 mod secretsmanager;
 mod shared;
 mod ssm;
+mod tags;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -260,7 +262,8 @@ impl Fetcher {
 
     /// The names of the objects a listing finds (`dataFrom.find` of the
     /// controller): Secrets Manager's ListSecrets, or Parameter Store's
-    /// GetParametersByPath; at most `listing.cap` names.
+    /// GetParametersByPath (DescribeParameters when tags are asked for); at
+    /// most `listing.cap` names.
     pub async fn list(
         &self,
         region: &str,
@@ -276,6 +279,30 @@ impl Fetcher {
         listing::names(&config, region, listing, &calls)
             .await
             .map_err(|f| FetchError { failures: vec![f] })
+    }
+
+    /// The tags of each of `objects` (full names, each of its service), in
+    /// the same order: `remoteRef.metadataPolicy: Fetch` of the controller.
+    /// One call an object (Secrets Manager's DescribeSecret, Parameter
+    /// Store's ListTagsForResource), all at once; one outcome an object.
+    pub async fn tags(
+        &self,
+        region: &str,
+        identity: &AwsIdentity,
+        objects: &[(ObjectType, &str)],
+    ) -> Vec<Result<BTreeMap<String, String>, ObjectFailure>> {
+        let config = self.config_for(region, identity);
+        let calls = Calls {
+            metrics: self.shared.metrics(),
+            budget: self.shared.budget(),
+            priority: Priority::Refresh,
+        };
+        futures::future::join_all(
+            objects
+                .iter()
+                .map(|(service, name)| tags::tags(&config, region, *service, name, &calls)),
+        )
+        .await
     }
 
     /// Fetches `wanted` in one region: one outcome per entry of `wanted`,

@@ -6,7 +6,7 @@
 //! node driver. Every field is read from the raw JSON: a field this
 //! controller does not support is refused by its path, never ignored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use base64::Engine;
@@ -30,6 +30,7 @@ pub mod decoding;
 pub mod go_regexp;
 pub mod refresh;
 pub mod rewrite;
+pub mod tags;
 
 /// The most a Kubernetes Secret may hold (the API server's limit).
 pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
@@ -324,7 +325,8 @@ pub struct Find {
     pub name: Option<NameRegex>,
     /// `path`: a name prefix (Secrets Manager) or a path (Parameter Store).
     pub path: Option<String>,
-    /// `tags`: all must be present with these values (Secrets Manager).
+    /// `tags`: all must be present with these values (Secrets Manager's
+    /// ListSecrets or Parameter Store's DescribeParameters filters them).
     pub tags: BTreeMap<String, String>,
     pub decoding: Decoding,
     pub null_bytes: bool,
@@ -396,10 +398,68 @@ pub struct SyncPlan {
     pub data: Vec<DataItem>,
     pub extracts: Vec<Extract>,
     pub finds: Vec<Find>,
+    /// The objects read for their tags (`metadataPolicy: Fetch`), by index
+    /// into `objects`: their value is the tags as JSON ([`tags::tags_json`]).
+    /// A key read for its value and for its tags is two objects.
+    pub tags_of: BTreeSet<usize>,
     pub target: Target,
     pub refresh: Refresh,
     /// `syncWindows`: when periodic refreshes may run.
     pub windows: Option<refresh::Windows>,
+}
+
+/// How the controller reads a plan's objects: the value objects through the
+/// fetch layer (as one [`MountPlan`]), the tag objects one tag call each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reads {
+    /// The objects read for their values, in plan order.
+    pub values: MountPlan,
+    /// The plan index of each of `values`' objects.
+    pub value_objects: Vec<usize>,
+    /// The plan indices of the objects read for their tags, in plan order.
+    pub tag_objects: Vec<usize>,
+}
+
+impl SyncPlan {
+    /// The plan's objects split into value reads and tag reads.
+    pub fn reads(&self) -> Reads {
+        let mut values = self.objects.clone();
+        let (mut value_objects, mut tag_objects) = (Vec::new(), Vec::new());
+        values.objects.clear();
+        for (i, o) in self.objects.objects.iter().enumerate() {
+            if self.tags_of.contains(&i) {
+                tag_objects.push(i);
+            } else {
+                value_objects.push(i);
+                values.objects.push(o.clone());
+            }
+        }
+        Reads {
+            values,
+            value_objects,
+            tag_objects,
+        }
+    }
+
+    /// The values of all the plan's objects, in plan order (what
+    /// [`render_secret_with`] takes), from the values read (in the order of
+    /// [`Reads::value_objects`]) and the tags read (in the order of
+    /// [`Reads::tag_objects`]).
+    pub fn merge_reads(
+        &self,
+        reads: &Reads,
+        values: Vec<SecretBytes>,
+        tags: &[BTreeMap<String, String>],
+    ) -> Vec<SecretBytes> {
+        let mut out = vec![SecretBytes::default(); self.objects.objects.len()];
+        for (&i, value) in reads.value_objects.iter().zip(values) {
+            out[i] = value;
+        }
+        for (&i, tags) in reads.tag_objects.iter().zip(tags) {
+            out[i] = SecretBytes::from(tags::tags_json(tags));
+        }
+        out
+    }
 }
 
 /// Where an ExternalSecret points: read before its store is known.
@@ -834,33 +894,45 @@ pub fn sync_plan_part(
     let refresh = refresh(&spec)?;
     let target = target(name, spec.target.as_ref())?;
     let mut objects: Vec<PlannedObject> = Vec::new();
-    // One object per distinct (key, version): two keys of one secret cost
-    // one fetch.
-    let mut object_of = |key: &str, version: Option<String>| -> Result<usize, ExternalError> {
-        let primary = object_ref(store.service, &format!("{}{key}", store.prefix), version);
-        if let Some(i) = objects.iter().position(|o| o.primary == primary) {
-            return Ok(i);
-        }
-        if objects.len() >= MAX_OBJECTS {
-            return Err(invalid(
-                "spec",
-                format!("names more than {MAX_OBJECTS} remote objects"),
-            ));
-        }
-        let path = FilePath::parse(&format!("o{}", objects.len()))
-            .map_err(|_| invalid("spec", "internal: object name"))?;
-        objects.push(PlannedObject {
-            object_type: store.service,
-            primary,
-            failover: None,
-            file: FileSpec {
-                path,
-                mode: DEFAULT_FILE_MODE,
-            },
-            jmes: Vec::new(),
-        });
-        Ok(objects.len() - 1)
-    };
+    let mut tags_of = BTreeSet::new();
+    // One object per distinct (key, version, read for tags): two keys of
+    // one secret cost one fetch. Tags belong to the secret, not to one of
+    // its versions: a tag read has no version (External Secrets' Secrets
+    // Manager ignores it too).
+    let mut object_of =
+        |key: &str, version: Option<String>, tags: bool| -> Result<usize, ExternalError> {
+            let version = if tags { None } else { version };
+            let primary = object_ref(store.service, &format!("{}{key}", store.prefix), version);
+            if let Some(i) = objects
+                .iter()
+                .enumerate()
+                .position(|(i, o)| o.primary == primary && tags_of.contains(&i) == tags)
+            {
+                return Ok(i);
+            }
+            if objects.len() >= MAX_OBJECTS {
+                return Err(invalid(
+                    "spec",
+                    format!("names more than {MAX_OBJECTS} remote objects"),
+                ));
+            }
+            let path = FilePath::parse(&format!("o{}", objects.len()))
+                .map_err(|_| invalid("spec", "internal: object name"))?;
+            objects.push(PlannedObject {
+                object_type: store.service,
+                primary,
+                failover: None,
+                file: FileSpec {
+                    path,
+                    mode: DEFAULT_FILE_MODE,
+                },
+                jmes: Vec::new(),
+            });
+            if tags {
+                tags_of.insert(objects.len() - 1);
+            }
+            Ok(objects.len() - 1)
+        };
     let mut data = Vec::new();
     for (i, item) in spec.data.iter().enumerate() {
         let at = format!("spec.data[{i}]");
@@ -871,7 +943,7 @@ pub fn sync_plan_part(
         data.push(DataItem {
             position: i,
             secret_key: item.secret_key.clone(),
-            object: object_of(&item.remote_ref.key, r.version)?,
+            object: object_of(&item.remote_ref.key, r.version, r.tags)?,
             key: item.remote_ref.key.clone(),
             property: r.property,
             decoding: r.decoding,
@@ -916,12 +988,12 @@ pub fn sync_plan_part(
                     rewrite: item.rewrite.clone(),
                     conversion: f.conversion_strategy.unwrap_or_default(),
                 };
-                finds.push(find(f, &format!("{at}.find"), store.service, keys)?);
+                finds.push(find(f, &format!("{at}.find"), keys)?);
             }
             (Some(e), None) => {
                 let r = remote_ref(e, &format!("{at}.extract"), true)?;
                 extracts.push(Extract {
-                    object: object_of(&e.key, r.version)?,
+                    object: object_of(&e.key, r.version, r.tags)?,
                     key: e.key.clone(),
                     property: r.property,
                     decoding: r.decoding,
@@ -962,6 +1034,7 @@ pub fn sync_plan_part(
         data,
         extracts,
         finds,
+        tags_of,
         target,
         refresh,
         windows,
@@ -1054,24 +1127,13 @@ fn check_rewrite(step: &api::Rewrite, at: &str) -> Result<(), ExternalError> {
     }
 }
 
-fn find(
-    f: &api::FindSpec,
-    at: &str,
-    service: ObjectType,
-    keys: KeyRules,
-) -> Result<Find, ExternalError> {
+fn find(f: &api::FindSpec, at: &str, keys: KeyRules) -> Result<Find, ExternalError> {
     let name = match f.name.as_ref().and_then(|n| n.regexp.as_ref()) {
         None => None,
         Some(re) => {
             Some(compile_regex(re).map_err(|why| invalid(format!("{at}.name.regexp"), why))?)
         }
     };
-    if !f.tags.is_empty() && service == ObjectType::SsmParameter {
-        return Err(unsupported(
-            format!("{at}.tags"),
-            "tags are matched for Secrets Manager only",
-        ));
-    }
     let path = f.path.clone().filter(|p| !p.is_empty());
     if name.is_none() && path.is_none() && f.tags.is_empty() {
         return Err(ExternalError::Missing {
@@ -1139,6 +1201,8 @@ fn object_ref(service: ObjectType, key: &str, version: Option<String>) -> Object
 
 /// A remote ref, validated.
 struct Remote {
+    /// `metadataPolicy: Fetch`: the value is the object's tags.
+    tags: bool,
     property: Option<String>,
     version: Option<String>,
     decoding: Decoding,
@@ -1159,13 +1223,8 @@ fn remote_ref(r: &api::RemoteRef, at: &str, keys_converted: bool) -> Result<Remo
             "only Default is supported",
         ));
     }
-    if r.metadata_policy == Some(api::MetadataPolicy::Fetch) {
-        return Err(unsupported(
-            format!("{at}.metadataPolicy"),
-            "only None is supported (tags are not fetched)",
-        ));
-    }
     Ok(Remote {
+        tags: r.metadata_policy == Some(api::MetadataPolicy::Fetch),
         property: r.property.clone().filter(|p| !p.is_empty()),
         version: r.version.clone().filter(|v| !v.is_empty()),
         decoding: decoding(r.decoding_strategy),

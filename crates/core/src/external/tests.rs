@@ -232,10 +232,6 @@ fn unsupported_fields_are_refused_by_their_path() {
             "spec.data[0].remoteRef.conversionStrategy",
         ),
         (
-            json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "metadataPolicy": "Fetch"}}]}),
-            "spec.data[0].remoteRef.metadataPolicy",
-        ),
-        (
             json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k", "nope": 1}}]}),
             "spec.data[0].remoteRef.nope",
         ),
@@ -442,8 +438,7 @@ fn find_selects_by_name_path_and_tags_and_keys_are_converted() {
     .data;
     assert_eq!(data["db_prod_password"].expose(), b"pw");
     assert_eq!(data["app_one"].expose(), b"hi");
-    // A find needs something to select by; a bad regexp is said; tags are
-    // Secrets Manager's only.
+    // A find needs something to select by; a bad regexp is said.
     let bad = |find: Value| {
         sync_plan(
             "x",
@@ -456,14 +451,104 @@ fn find_selects_by_name_path_and_tags_and_keys_are_converted() {
         bad(json!({"name": {"regexp": "("}})),
         Err(ExternalError::Invalid { ref path, .. }) if path == "spec.dataFrom[0].find.name.regexp"
     ));
+}
+
+#[test]
+fn parameter_store_finds_by_tags_with_or_without_path_and_name() {
     let mut ps = sm_store();
     ps.service = ObjectType::SsmParameter;
-    let e = sync_plan(
+    let p = sync_plan(
         "x",
-        &json!({"secretStoreRef": {"name": "s"}, "dataFrom": [{"find": {"tags": {"a": "b"}}}]}),
+        &json!({"secretStoreRef": {"name": "s"}, "dataFrom": [
+            {"find": {"tags": {"a": "b"}}},
+            {"find": {"path": "/foobar", "tags": {"a": "b"}}},
+            {"find": {"path": "/foobar", "name": {"regexp": "two$"}, "tags": {"a": "b", "c": "d"}}}
+        ]}),
         &ps,
-    );
-    assert!(matches!(e, Err(ExternalError::Unsupported { .. })), "{e:?}");
+    )
+    .unwrap();
+    assert_eq!(p.finds.len(), 3);
+    assert_eq!(p.finds[0].tags, BTreeMap::from([("a".into(), "b".into())]));
+    assert_eq!(p.finds[0].path, None);
+    assert!(p.finds[0].matches("/e2e/one"));
+    assert_eq!(p.finds[1].path.as_deref(), Some("/foobar"));
+    assert!(p.finds[1].matches("/foobar/x/two"));
+    assert!(!p.finds[1].matches("/e2e/one"));
+    assert_eq!(p.finds[2].tags.len(), 2);
+    assert!(p.finds[2].matches("/foobar/x/two"));
+    assert!(!p.finds[2].matches("/foobar/x/three"));
+    // Found parameters' keys: `/` becomes `_`, as for a find by name.
+    let data = render_secret(
+        &p,
+        &[],
+        &[(1, "/foobar/x/two".into(), SecretBytes::from("v"))],
+    )
+    .unwrap()
+    .data;
+    assert_eq!(data["_foobar_x_two"].expose(), b"v");
+}
+
+#[test]
+fn metadata_policy_fetch_reads_tags_as_a_distinct_object() {
+    for service in [ObjectType::SecretsManager, ObjectType::SsmParameter] {
+        let mut s = sm_store();
+        s.service = service;
+        s.prefix = "pre/".into();
+        let es = json!({"secretStoreRef": {"name": "s"},
+            "data": [
+                {"secretKey": "value", "remoteRef": {"key": "k"}},
+                {"secretKey": "tags", "remoteRef": {"key": "k", "metadataPolicy": "Fetch"}},
+                {"secretKey": "team", "remoteRef": {"key": "k", "metadataPolicy": "Fetch", "property": "team"}},
+                {"secretKey": "pinned", "remoteRef": {"key": "k", "metadataPolicy": "Fetch", "version": "3"}},
+                {"secretKey": "none", "remoteRef": {"key": "k", "metadataPolicy": "None"}}
+            ],
+            "dataFrom": [{"extract": {"key": "k", "metadataPolicy": "Fetch"}}]
+        });
+        let p = sync_plan("x", &es, &s).unwrap();
+        // The value of k and the tags of k: two objects, each read once.
+        assert_eq!(p.objects.objects.len(), 2, "{service:?}");
+        assert_eq!(p.tags_of, BTreeSet::from([1]));
+        assert_eq!(p.objects.objects[1].primary.name, "pre/k");
+        assert_eq!(p.objects.objects[1].primary.version_id, None);
+        assert_eq!(p.objects.objects[1].primary.version_label, None);
+        assert_eq!(
+            p.data.iter().map(|d| d.object).collect::<Vec<_>>(),
+            [0, 1, 1, 1, 0]
+        );
+        assert_eq!(p.extracts[0].object, 1);
+        let reads = p.reads();
+        assert_eq!(reads.value_objects, [0]);
+        assert_eq!(reads.tag_objects, [1]);
+        assert_eq!(reads.values.objects.len(), 1);
+        assert_eq!(reads.values.objects[0].primary.name, "pre/k");
+        let tags = BTreeMap::from([
+            ("team".to_owned(), "shop".to_owned()),
+            ("a&b".to_owned(), "<x>".to_owned()),
+        ]);
+        let values = p.merge_reads(&reads, vec![SecretBytes::from("secret")], &[tags]);
+        let data = render_secret(&p, &values, &[]).unwrap().data;
+        assert_eq!(data["value"].expose(), b"secret");
+        assert_eq!(data["none"].expose(), b"secret");
+        assert_eq!(
+            data["tags"].expose(),
+            br#"{"a\u0026b":"\u003cx\u003e","team":"shop"}"#
+        );
+        assert_eq!(data["team"].expose(), b"shop");
+        // (extract: the key made valid by the default conversion)
+        assert_eq!(data["a_b"].expose(), b"<x>");
+        // A property that is not a tag is not found.
+        let es = json!({"secretStoreRef": {"name": "s"}, "data": [
+            {"secretKey": "v", "remoteRef": {"key": "k", "metadataPolicy": "Fetch", "property": "fail"}}
+        ]});
+        let p = sync_plan("x", &es, &s).unwrap();
+        let reads = p.reads();
+        assert!(reads.values.objects.is_empty());
+        let values = p.merge_reads(&reads, Vec::new(), &[BTreeMap::new()]);
+        assert!(matches!(
+            render_secret(&p, &values, &[]),
+            Err(ExternalError::PropertyNotFound { .. })
+        ));
+    }
 }
 
 #[test]
@@ -1190,7 +1275,10 @@ fn entries_of_other_stores_are_planned_apart_and_merge_in_order() {
             json!({"generatorRef": {"kind": "Password", "name": "p"}}),
             "spec.data[0].sourceRef.generatorRef",
         ),
-        (json!({"storeRef": {"name": "Bad/Name"}}), "spec.data[0].sourceRef.storeRef.name"),
+        (
+            json!({"storeRef": {"name": "Bad/Name"}}),
+            "spec.data[0].sourceRef.storeRef.name",
+        ),
     ] {
         let es = json!({"secretStoreRef": {"name": "s"},
             "data": [{"secretKey": "k", "remoteRef": {"key": "own"}, "sourceRef": source}]});
