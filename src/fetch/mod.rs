@@ -79,6 +79,9 @@ impl std::error::Error for FetchError {}
 pub(crate) struct Wanted<'a> {
     pub index: usize,
     pub object: &'a ObjectRef,
+    /// Added only to fill a batch call's room (see `shared`): never worth
+    /// a call of its own.
+    pub fill: bool,
 }
 
 pub(crate) type Outcome = Result<FetchedValue, ObjectFailure>;
@@ -196,6 +199,7 @@ impl Fetcher {
             .map(|(index, o)| Wanted {
                 index,
                 object: &o.primary,
+                fill: false,
             })
             .collect();
         let fetched = self
@@ -220,10 +224,11 @@ impl Fetcher {
                 .enumerate()
                 .filter(|(_, r)| matches!(r, Err(f) if !f.is_client_error()))
                 .filter_map(|(index, _)| {
-                    plan.objects[index]
-                        .failover
-                        .as_ref()
-                        .map(|object| Wanted { index, object })
+                    plan.objects[index].failover.as_ref().map(|object| Wanted {
+                        index,
+                        object,
+                        fill: false,
+                    })
                 })
                 .collect();
             if !retry.is_empty() {

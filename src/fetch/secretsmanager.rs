@@ -42,9 +42,20 @@ pub(crate) async fn fetch(
             ids.push(&w.object.name);
         }
     }
+    // Ids wanted only to fill a batch's room are never fetched one by one.
+    let fill: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            wanted
+                .iter()
+                .filter(|w| w.object.name == *id)
+                .all(|w| w.fill)
+        })
+        .collect();
     let batches = join_all(
         ids.chunks(BATCH_SIZE)
-            .map(|chunk| batch(&client, region, chunk)),
+            .map(|chunk| batch(&client, region, chunk, &fill)),
     )
     .await;
     let by_id: HashMap<&str, Outcome> = batches.into_iter().flatten().collect();
@@ -80,7 +91,18 @@ pub(crate) async fn fetch(
 /// One BatchGetSecretValue call; ids it does not answer for are fetched one
 /// by one, and so is the whole chunk when the role may not use the batch API
 /// (policies written for the AWS provider grant GetSecretValue only).
-async fn batch<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a str, Outcome)> {
+async fn batch<'a>(
+    client: &Sm<'_>,
+    region: &str,
+    ids: &[&'a str],
+    fill: &[&str],
+) -> Vec<(&'a str, Outcome)> {
+    let one_by_one = |ids: &[&'a str]| -> Vec<&'a str> {
+        ids.iter()
+            .copied()
+            .filter(|id| !fill.contains(id))
+            .collect()
+    };
     // The batch budget (100/s an account) spent, and room for these ids in
     // GetSecretValue's (10,000/s): spill over rather than wait.
     if !client.calls.try_admit("BatchGetSecretValue") {
@@ -90,7 +112,7 @@ async fn batch<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a s
                 secrets = ids.len(),
                 "BatchGetSecretValue budget spent; GetSecretValue per secret"
             );
-            return singles(client, region, ids).await;
+            return singles(client, region, &one_by_one(ids)).await;
         }
         client.calls.admit("BatchGetSecretValue").await;
     }
@@ -118,7 +140,7 @@ async fn batch<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a s
                     region,
                     "BatchGetSecretValue not allowed; using GetSecretValue per secret"
                 );
-                return singles(client, region, ids).await;
+                return singles(client, region, &one_by_one(ids)).await;
             }
             return ids
                 .iter()
@@ -170,11 +192,13 @@ async fn batch<'a>(client: &Sm<'_>, region: &str, ids: &[&'a str]) -> Vec<(&'a s
             )));
         }
     }
-    let unanswered: Vec<&'a str> = results
-        .iter()
-        .filter(|(_, s)| s.is_none())
-        .map(|(id, _)| *id)
-        .collect();
+    let unanswered: Vec<&'a str> = one_by_one(
+        &results
+            .iter()
+            .filter(|(_, s)| s.is_none())
+            .map(|(id, _)| *id)
+            .collect::<Vec<_>>(),
+    );
     let mut fallback: HashMap<&str, Outcome> = singles(client, region, &unanswered)
         .await
         .into_iter()

@@ -110,7 +110,19 @@ enum Slot {
 struct Queued {
     key: ValueKey,
     answer: watch::Sender<Option<Outcome>>,
+    /// Added to fill the call's room, not asked for.
+    fill: bool,
 }
+
+/// The current-version objects a queue was asked for lately, newest last:
+/// what a batch call with room left fills it with.
+#[derive(Default)]
+struct Recent {
+    asked: HashMap<ObjectRef, Instant>,
+}
+
+/// The most objects remembered a queue.
+const RECENT_PER_QUEUE: usize = 1_000;
 
 struct Queue {
     items: Vec<Queued>,
@@ -131,6 +143,7 @@ struct Queues {
 pub struct SharedValues {
     slots: Mutex<HashMap<ValueKey, Slot>>,
     queues: Mutex<Queues>,
+    recent: Mutex<HashMap<QueueKey, Recent>>,
     /// Values older than the largest `max_age` ever asked for (at most
     /// [`LONGEST_SHARED`]) are dropped.
     retain_ms: AtomicU64,
@@ -152,6 +165,7 @@ impl SharedValues {
         SharedValues {
             slots: Mutex::default(),
             queues: Mutex::default(),
+            recent: Mutex::default(),
             retain_ms: AtomicU64::new(0),
             window,
             budget,
@@ -179,6 +193,7 @@ impl SharedValues {
         };
         self.accept(sharing.max_age);
         let now = Instant::now();
+        self.remember(&queue, objects, now);
         let mut waiting: Vec<Result<Outcome, Answer>> = Vec::with_capacity(objects.len());
         let mut start_queue = None;
         {
@@ -222,7 +237,11 @@ impl SharedValues {
                             }
                         });
                         q.priority = q.priority.max(sharing.priority);
-                        q.items.push(Queued { key, answer: tx });
+                        q.items.push(Queued {
+                            key,
+                            answer: tx,
+                            fill: false,
+                        });
                     }
                 }
             }
@@ -261,6 +280,8 @@ impl SharedValues {
         else {
             return;
         };
+        let mut queue = queue;
+        self.fill(&key, &mut queue.items);
         let wanted: Vec<Wanted<'_>> = queue
             .items
             .iter()
@@ -268,6 +289,7 @@ impl SharedValues {
             .map(|(index, q)| Wanted {
                 index,
                 object: &q.key.object,
+                fill: q.fill,
             })
             .collect();
         let calls = super::Calls {
@@ -304,6 +326,95 @@ impl SharedValues {
         }
     }
 
+    /// Notes the current-version objects a request asked for.
+    fn remember(&self, queue: &QueueKey, objects: &[&ObjectRef], now: Instant) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let asked = &mut recent.entry(queue.clone()).or_default().asked;
+        for object in objects.iter().filter(|o| is_current(o)) {
+            asked.insert((*object).clone(), now);
+        }
+        if asked.len() > RECENT_PER_QUEUE {
+            asked.retain(|_, at| now.saturating_duration_since(*at) < LONGEST_SHARED);
+            while asked.len() > RECENT_PER_QUEUE {
+                let oldest = asked
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(o, _)| o.clone());
+                match oldest {
+                    Some(o) => asked.remove(&o),
+                    None => break,
+                };
+            }
+        }
+    }
+
+    /// Fills the room left in a batch call (20 ids for Secrets Manager,
+    /// 10 names for Parameter Store) with objects the queue was asked for
+    /// in the last [`LONGEST_SHARED`] and that are not being fetched or
+    /// fetched this past second: at no extra call, the objects the next
+    /// requests of a refresh tick will ask for are fresh when they come.
+    /// The controller's refreshes of one store reach the fetch in waves
+    /// (bounded syncs in flight), each wave a subset of the store's
+    /// secrets; without the fill, each wave that found new ones paid a
+    /// call. A batch of pinned versions only (no batch call) gets none.
+    fn fill(&self, key: &QueueKey, items: &mut Vec<Queued>) {
+        let size = match key.kind {
+            ObjectType::SecretsManager => secretsmanager::BATCH_SIZE,
+            ObjectType::SsmParameter => ssm::BATCH_SIZE,
+        };
+        let current = items.iter().filter(|q| is_current(&q.key.object)).count();
+        let room = (size - current % size) % size;
+        if current == 0 || room == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut candidates: Vec<(ObjectRef, Instant)> = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(r) = recent.get(key) else {
+                return;
+            };
+            r.asked
+                .iter()
+                .filter(|(_, at)| now.saturating_duration_since(**at) < LONGEST_SHARED)
+                .map(|(o, at)| (o.clone(), *at))
+                .collect()
+        };
+        // The most recently asked first.
+        candidates.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut added = 0;
+        for (object, _) in candidates {
+            if added == room {
+                break;
+            }
+            if items.iter().any(|q| q.key.object == object) {
+                continue;
+            }
+            let value_key = ValueKey {
+                queue: key.clone(),
+                object,
+            };
+            let busy = match slots.get(&value_key) {
+                Some(Slot::Pending(answer)) => answer.has_changed().is_ok(),
+                Some(Slot::Ready { fetched_at, .. }) => {
+                    now.saturating_duration_since(*fetched_at) < Duration::from_secs(1)
+                }
+                None => false,
+            };
+            if busy {
+                continue;
+            }
+            let (tx, rx) = watch::channel(None);
+            slots.insert(value_key.clone(), Slot::Pending(rx));
+            items.push(Queued {
+                key: value_key,
+                answer: tx,
+                fill: true,
+            });
+            added += 1;
+        }
+    }
+
     /// Drops values nobody would accept any more.
     fn sweep(&self, slots: &mut HashMap<ValueKey, Slot>, now: Instant) {
         let retain = Duration::from_millis(self.retain_ms.load(Ordering::Relaxed));
@@ -325,8 +436,17 @@ impl SharedValues {
     /// Drops values nobody would accept any more, on the driver's clock
     /// (requests sweep too, but none may come once the pods are gone).
     pub fn sweep_now(&self) {
+        let now = Instant::now();
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, r| {
+                r.asked
+                    .retain(|_, at| now.saturating_duration_since(*at) < LONGEST_SHARED);
+                !r.asked.is_empty()
+            });
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        self.sweep(&mut slots, Instant::now());
+        self.sweep(&mut slots, now);
     }
 
     /// Values held now (for tests and the benchmark's memory figures).
@@ -345,11 +465,94 @@ fn abandoned(object: &ObjectRef, region: &str) -> ObjectFailure {
     )
 }
 
+/// A current version (what the batch calls fetch): no version id, and no
+/// label but AWSCURRENT.
+fn is_current(o: &ObjectRef) -> bool {
+    o.version_id.is_none() && o.version_label.as_deref().is_none_or(|l| l == "AWSCURRENT")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_with_room_is_filled_with_what_the_queue_was_asked_for() {
+        let shared = SharedValues::new(
+            Arc::new(RateBudget::new(&[])),
+            Arc::new(Metrics::new()),
+            BATCH_WINDOW,
+        );
+        let queue = QueueKey {
+            scope: None,
+            region: "r".into(),
+            kind: ObjectType::SsmParameter,
+        };
+        let object = |name: &str, version: Option<&str>| ObjectRef {
+            name: name.into(),
+            version_id: version.map(Into::into),
+            version_label: None,
+        };
+        let asked: Vec<ObjectRef> = (0..12)
+            .map(|i| object(&format!("p{i}"), None))
+            .chain([object("pinned", Some("3"))])
+            .collect();
+        shared.remember(&queue, &asked.iter().collect::<Vec<_>>(), Instant::now());
+        // p1 is being fetched, p2 was fetched this past second: not added.
+        let (_tx, rx) = watch::channel(None);
+        let value_key = |o: &ObjectRef| ValueKey {
+            queue: queue.clone(),
+            object: o.clone(),
+        };
+        {
+            let mut slots = shared.slots.lock().unwrap();
+            slots.insert(value_key(&asked[1]), Slot::Pending(rx));
+            slots.insert(
+                value_key(&asked[2]),
+                Slot::Ready {
+                    value: FetchedValue {
+                        bytes: "v".into(),
+                        version: None,
+                    },
+                    fetched_at: Instant::now(),
+                },
+            );
+        }
+        let item = |o: &ObjectRef| Queued {
+            key: value_key(o),
+            answer: watch::channel(None).0,
+            fill: false,
+        };
+        let mut items = vec![item(&asked[0])];
+        shared.fill(&queue, &mut items);
+        // GetParameters takes 10 names: 9 added, none busy, none pinned.
+        assert_eq!(items.len(), 10);
+        let added: Vec<&str> = items[1..]
+            .iter()
+            .inspect(|q| assert!(q.fill))
+            .map(|q| q.key.object.name.as_str())
+            .collect();
+        for name in ["p0", "p1", "p2", "pinned"] {
+            assert!(!added.contains(&name), "{name} in {added:?}");
+        }
+        // Each added one is pending: a request for it joins the call.
+        assert!(matches!(
+            shared.slots.lock().unwrap().get(&items[1].key),
+            Some(Slot::Pending(_))
+        ));
+        // A full batch, or one of pinned versions only, gets nothing.
+        let mut full: Vec<Queued> = asked[..10].iter().map(item).collect();
+        shared.fill(&queue, &mut full);
+        assert_eq!(full.len(), 10);
+        let mut pinned = vec![item(&asked[12])];
+        shared.fill(&queue, &mut pinned);
+        assert_eq!(pinned.len(), 1);
+        // Forgotten once nobody asked for them in LONGEST_SHARED.
+        tokio::time::advance(LONGEST_SHARED).await;
+        shared.sweep_now();
+        assert!(shared.recent.lock().unwrap().is_empty());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn values_go_on_the_drivers_clock_whatever_interval_was_asked() {

@@ -184,7 +184,11 @@ mod tests {
         let wanted: Vec<Wanted<'_>> = objects
             .iter()
             .enumerate()
-            .map(|(index, object)| Wanted { index, object })
+            .map(|(index, object)| Wanted {
+                index,
+                object,
+                fill: false,
+            })
             .collect();
         let b = batches(&wanted);
         let total: usize = b.iter().map(Vec::len).sum();
