@@ -11,6 +11,7 @@ pub mod crds;
 mod fair;
 mod held;
 mod lease;
+mod store_status;
 mod sync;
 
 use std::sync::Arc;
@@ -111,6 +112,28 @@ fn held_watch(
     (reader, stream)
 }
 
+/// A store watch's events, also sent to a second reader (the store
+/// status controller), so that one watch serves both. kube's shared
+/// streams need a dynamic type with a default, which these kinds lack.
+/// Unbounded: the receiver is a controller's trigger, polled as long as
+/// the sender's own reader (both run in [`run`] until it ends), and it
+/// keeps one entry per store, so what waits there is this watch's backlog.
+fn tee(
+    stream: impl futures::Stream<Item = Result<Held, watcher::Error>> + Send + 'static,
+) -> (
+    impl futures::Stream<Item = Result<Held, watcher::Error>> + Send + 'static,
+    futures::channel::mpsc::UnboundedReceiver<Result<Held, watcher::Error>>,
+) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let stream = stream.inspect(move |event| {
+        if let Ok(held) = event {
+            // Closed only when the status controller stopped, with run.
+            let _ = tx.unbounded_send(Ok(held.clone()));
+        }
+    });
+    (stream, rx)
+}
+
 /// What makes an ExternalSecret sync again: its spec (generation), labels
 /// and annotations; not its status, which the sync itself writes.
 fn sync_trigger(es: &Held) -> Option<u64> {
@@ -190,6 +213,32 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
     };
     let (secret_stores, secret_store_stream) = held_watch(&client, &kinds.secret_store);
     let (cluster_stores, cluster_store_stream) = held_watch(&client, &kinds.cluster_secret_store);
+    let (secret_store_stream, secret_store_events) = tee(secret_store_stream);
+    let (cluster_store_stream, cluster_store_events) = tee(cluster_store_stream);
+    // The stores' status (Ready, capabilities), on the same watches.
+    let store_status = {
+        let rules = Arc::new(store_status::Rules {
+            client: client.clone(),
+            class: args.controller_class.clone(),
+            namespaced_stores_use_controller_identity: args
+                .namespaced_stores_use_controller_identity,
+            fence: elector.fence(),
+        });
+        futures::future::join(
+            store_status::run(
+                rules.clone(),
+                kinds.secret_store.clone(),
+                secret_stores.clone(),
+                secret_store_events,
+            ),
+            store_status::run(
+                rules,
+                kinds.cluster_secret_store.clone(),
+                cluster_stores.clone(),
+                cluster_store_events,
+            ),
+        )
+    };
     let sdk = crate::commands::aws_config().await;
     let metrics = Arc::new(Metrics::new());
     let syncer = Arc::new(Syncer::new(
@@ -359,7 +408,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         )
         .for_each(|_| async {});
     tokio::select! {
-        _ = futures::future::join(run, cluster_external) => Ok(()),
+        _ = futures::future::join3(run, cluster_external, store_status) => Ok(()),
         lost = elector.hold() => {
             // Another replica leads now: stop, and start again as a follower.
             Err(anyhow::anyhow!("{lost}; stopping so that one replica syncs"))

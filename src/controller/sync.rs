@@ -59,9 +59,15 @@ pub enum SyncError {
     Status(String),
     #[error(transparent)]
     Fenced(#[from] Fenced),
-    /// The flood gate: the store's status is Ready=False.
-    #[error("{kind} {name} is not ready (its status condition Ready is False)")]
-    StoreNotReady { kind: &'static str, name: String },
+    /// The flood gate: the store's status is Ready=False. Its message
+    /// (this controller's names the field to fix) is passed on, so the
+    /// ExternalSecret says why without a look at the store.
+    #[error("{kind} {name} is not ready (its status condition Ready is False: {message})")]
+    StoreNotReady {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
     /// The ExternalSecret's namespace could not be read (its labels decide
     /// a ClusterSecretStore's conditions).
     #[error("Namespace {namespace}: {message}")]
@@ -335,12 +341,12 @@ impl Syncer {
         // controller found it invalid) is not used.
         let store_ready = store_obj.object.data["status"]["conditions"]
             .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .map(|c| c["status"].as_str() == Some("True"));
-        if store_ready == Some(false) {
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+        if let Some(c) = store_ready.filter(|c| c["status"].as_str() != Some("True")) {
             return Err(SyncError::StoreNotReady {
                 kind: store_kind,
                 name: store_id.clone(),
+                message: c["message"].as_str().unwrap_or_default().to_owned(),
             });
         }
         let store_spec = store_obj
@@ -352,9 +358,15 @@ impl Syncer {
         if !external::served_by(&store_spec, &self.class) {
             return Ok(Synced::NotOurs);
         }
-        let store = external::store(&store_spec, store_ns)
-            .map_err(spec_error(store_kind, &store_id))?
-            .for_sync(&ns, &store_ref.name, store_ref.kind);
+        // The rules the store's status reports (store_status.rs), so that a
+        // store marked ready is one a sync uses.
+        let store = external::store_status::usable(
+            &store_spec,
+            store_ns,
+            self.policies.namespaced_stores_use_controller_identity,
+        )
+        .map_err(spec_error(store_kind, &store_id))?
+        .for_sync(&ns, &store_ref.name, store_ref.kind);
         if !store.conditions.is_empty() {
             let labels = self.namespace_labels(&ns).await?;
             external::conditions::check_namespace(
@@ -366,15 +378,6 @@ impl Syncer {
                 },
             )
             .map_err(|e| SyncError::Denied(e.to_string()))?;
-        }
-        if store.auth == StoreAuth::Controller
-            && store_ns.is_some()
-            && !self.policies.namespaced_stores_use_controller_identity
-        {
-            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
-                path: "spec.provider.aws.auth".into(),
-                why: "is required: a SecretStore without auth would lend the controller's own AWS identity to its namespace (allowed only with --namespaced-stores-use-controller-identity; a ClusterSecretStore may use it)".into(),
-            }));
         }
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
