@@ -144,6 +144,24 @@ fn sync_trigger(es: &Held) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What makes the ExternalSecrets of a store sync again: its spec
+/// (generation) and whether the flood gate holds them back (with the
+/// store's message, which their status repeats); not the rest of its
+/// status, so that the first Ready=True written on a store in use does not
+/// sync each of its ExternalSecrets again.
+fn store_trigger(store: &Held) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let m = &store.object.metadata;
+    let mut h = DefaultHasher::new();
+    (
+        m.generation,
+        &m.uid,
+        sync::gate(&store.object.data["status"]),
+    )
+        .hash(&mut h);
+    Some(h.finish())
+}
+
 /// The API resource of an External Secrets kind, at the version the cluster
 /// serves: v1 when it is there, else v1beta1 (External Secrets Operator's
 /// own CRDs before v0.17 serve only v1beta1).
@@ -215,6 +233,10 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
     let (cluster_stores, cluster_store_stream) = held_watch(&client, &kinds.cluster_secret_store);
     let (secret_store_stream, secret_store_events) = tee(secret_store_stream);
     let (cluster_store_stream, cluster_store_events) = tee(cluster_store_stream);
+    let secret_store_stream =
+        secret_store_stream.predicate_filter(store_trigger, Default::default());
+    let cluster_store_stream =
+        cluster_store_stream.predicate_filter(store_trigger, Default::default());
     // The stores' status (Ready, capabilities), on the same watches.
     let store_status = {
         let rules = Arc::new(store_status::Rules {

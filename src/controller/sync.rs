@@ -77,6 +77,17 @@ pub enum SyncError {
     Denied(String),
 }
 
+/// The flood gate: Some(the Ready condition's message) when a store's
+/// `status` holds a Ready condition that is not True.
+pub fn gate(status: &Value) -> Option<String> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .filter(|c| c["status"].as_str() != Some("True"))
+        .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
+}
+
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Synced {
@@ -339,14 +350,11 @@ impl Syncer {
         }
         // The flood gate: a store whose status says it is not ready (its
         // controller found it invalid) is not used.
-        let store_ready = store_obj.object.data["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-        if let Some(c) = store_ready.filter(|c| c["status"].as_str() != Some("True")) {
+        if let Some(message) = gate(&store_obj.object.data["status"]) {
             return Err(SyncError::StoreNotReady {
                 kind: store_kind,
                 name: store_id.clone(),
-                message: c["message"].as_str().unwrap_or_default().to_owned(),
+                message,
             });
         }
         let store_spec = store_obj
