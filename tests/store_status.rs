@@ -150,6 +150,14 @@ async fn stores_get_their_status_as_external_secrets_writes_it() {
     )
     .await;
 
+    // kubectl's columns (the CRD's, as ESO's): STATUS, CAPABILITIES, READY.
+    let table = cp.kubectl(&["get", "secretstore", "good", "-n", NS], None);
+    let (head, row) = table.trim().split_once('\n').expect("a header and a row");
+    let columns: Vec<&str> = head.split_whitespace().collect();
+    assert_eq!(columns, ["NAME", "AGE", "STATUS", "CAPABILITIES", "READY"]);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[2..], ["Valid", "ReadWrite", "True"], "{table}");
+
     // Refused: Ready=False naming the field, and its ExternalSecret stops
     // at the flood gate with the store's message.
     eventually(

@@ -116,8 +116,9 @@ fn held_watch(
 /// status controller), so that one watch serves both. kube's shared
 /// streams need a dynamic type with a default, which these kinds lack.
 /// Unbounded: the receiver is a controller's trigger, polled as long as
-/// the sender's own reader (both run in [`run`] until it ends), and it
-/// keeps one entry per store, so what waits there is this watch's backlog.
+/// the sender's own reader (both run in [`run`] until it ends), which
+/// drains it into its queue of one entry per store; what waits in the
+/// channel is at most this watch's own backlog.
 fn tee(
     stream: impl futures::Stream<Item = Result<Held, watcher::Error>> + Send + 'static,
 ) -> (
