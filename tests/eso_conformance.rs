@@ -31,11 +31,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 const DIR: &str = "tests/conformance/eso-v2.9.0";
-const FILES: [(&str, &str); 4] = [
+const FILES: [(&str, &str); 5] = [
     ("e", "cases-e2e-common.yaml"),
     ("a", "cases-aws-provider.yaml"),
     ("c", "cases-controller.yaml"),
     ("x", "cases-cluster-external-secret.yaml"),
+    ("s", "cases-secretstore.yaml"),
 ];
 /// How long one expectation may take to come true.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -287,6 +288,8 @@ struct State {
     es_name: String,
     es: Value,
     ces_name: String,
+    /// The store's API path, for `expect.store`.
+    store_path: String,
     /// Why the API server refused the ExternalSecret or its store, if it did.
     refused: Option<String>,
     /// uid of each Secret at the end of the last expectation met.
@@ -381,6 +384,11 @@ impl State {
             && let Some(c) = &ready
         {
             return Some(format!("expected no Ready condition, got {c}"));
+        }
+        if let Some(want) = expect.get("store")
+            && let Some(why) = self.store_mismatch(want, first).await
+        {
+            return Some(why);
         }
         if let Some(want) = expect.get("binding") {
             let got = es
@@ -504,6 +512,65 @@ impl State {
                 if have != *w {
                     return Some(format!("failedNamespaces {have}, expected {w}"));
                 }
+            }
+        }
+        None
+    }
+
+    /// Why the store's status is not as `want` says ({ready, noReady,
+    /// capabilities, unchanged}), if it is not.
+    async fn store_mismatch(
+        &self,
+        want: &Value,
+        first: &mut BTreeMap<String, String>,
+    ) -> Option<String> {
+        let Some(store) = self.kube.get(&self.store_path).await else {
+            return Some("the store is missing".into());
+        };
+        let ready = store["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+        if want["noReady"] == true
+            && let Some(c) = ready
+        {
+            return Some(format!("expected no Ready condition on the store, got {c}"));
+        }
+        if let Some(w) = want.get("ready") {
+            let Some(c) = ready else {
+                return Some("no Ready condition on the store".into());
+            };
+            for field in ["status", "reason"] {
+                if let Some(v) = w.get(field)
+                    && c[field] != *v
+                {
+                    return Some(format!(
+                        "store Ready {field} is {}, expected {v} (message {})",
+                        c[field], c["message"]
+                    ));
+                }
+            }
+            if let Some(m) = w["message"].as_str()
+                && !c["message"].as_str().unwrap_or_default().contains(m)
+            {
+                return Some(format!(
+                    "store Ready message is {}, expected it to hold {m:?}",
+                    c["message"]
+                ));
+            }
+        }
+        if let Some(w) = want.get("capabilities")
+            && store["status"]["capabilities"] != *w
+        {
+            return Some(format!(
+                "store capabilities are {}, expected {w}",
+                store["status"]["capabilities"]
+            ));
+        }
+        if want["unchanged"] == true {
+            let rv = store["metadata"]["resourceVersion"].to_string();
+            let was = first.entry("store".into()).or_insert_with(|| rv.clone());
+            if *was != rv {
+                return Some(format!("the store changed: resourceVersion {was} -> {rv}"));
             }
         }
         None
@@ -798,6 +865,7 @@ async fn play(run: &Run, kube: &Kube, theirs: bool, defaults: &Value) -> Result<
         es_name: String::new(),
         es: Value::Null,
         ces_name: format!("{ns}-ces"),
+        store_path: String::new(),
         refused: None,
         uids: BTreeMap::new(),
     };
@@ -861,6 +929,10 @@ async fn play(run: &Run, kube: &Kube, theirs: bool, defaults: &Value) -> Result<
     let mut store_obj = json!({"apiVersion": "external-secrets.io/v1", "kind": kind,
         "metadata": {"name": store_name}, "spec": spec});
     with_defaults(&mut store_obj, &kind, theirs, defaults);
+    state.store_path = format!(
+        "{}/{store_name}",
+        collection(&kind, if cluster { "" } else { &ns })
+    );
     if let Err(e) = kube
         .create(
             &collection(&kind, if cluster { "" } else { &ns }),
@@ -977,6 +1049,9 @@ async fn do_step(step: &Value, state: &mut State, aws: &Aws, kube: &Kube) -> Res
         "patchSecret" => {
             kube.merge(&secret_path(arg["name"].as_str().unwrap()), &arg["patch"])
                 .await?;
+        }
+        "patchStore" => {
+            kube.merge(&state.store_path, arg).await?;
         }
         "patchExternalSecret" => {
             merge(&mut state.es, arg);

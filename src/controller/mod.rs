@@ -11,6 +11,7 @@ pub mod crds;
 mod fair;
 mod held;
 mod lease;
+mod store_status;
 mod sync;
 
 use std::sync::Arc;
@@ -111,6 +112,29 @@ fn held_watch(
     (reader, stream)
 }
 
+/// A store watch's events, also sent to a second reader (the store
+/// status controller), so that one watch serves both. kube's shared
+/// streams need a dynamic type with a default, which these kinds lack.
+/// Unbounded: the receiver is a controller's trigger, polled as long as
+/// the sender's own reader (both run in [`run`] until it ends), which
+/// drains it into its queue of one entry per store; what waits in the
+/// channel is at most this watch's own backlog.
+fn tee(
+    stream: impl futures::Stream<Item = Result<Held, watcher::Error>> + Send + 'static,
+) -> (
+    impl futures::Stream<Item = Result<Held, watcher::Error>> + Send + 'static,
+    futures::channel::mpsc::UnboundedReceiver<Result<Held, watcher::Error>>,
+) {
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let stream = stream.inspect(move |event| {
+        if let Ok(held) = event {
+            // Closed only when the status controller stopped, with run.
+            let _ = tx.unbounded_send(Ok(held.clone()));
+        }
+    });
+    (stream, rx)
+}
+
 /// What makes an ExternalSecret sync again: its spec (generation), labels
 /// and annotations; not its status, which the sync itself writes.
 fn sync_trigger(es: &Held) -> Option<u64> {
@@ -118,6 +142,24 @@ fn sync_trigger(es: &Held) -> Option<u64> {
     let m = &es.object.metadata;
     let mut h = DefaultHasher::new();
     (m.generation, &m.labels, &m.annotations, &m.uid).hash(&mut h);
+    Some(h.finish())
+}
+
+/// What makes the ExternalSecrets of a store sync again: its spec
+/// (generation) and whether the flood gate holds them back (with the
+/// store's message, which their status repeats); not the rest of its
+/// status, so that the first Ready=True written on a store in use does not
+/// sync each of its ExternalSecrets again.
+fn store_trigger(store: &Held) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let m = &store.object.metadata;
+    let mut h = DefaultHasher::new();
+    (
+        m.generation,
+        &m.uid,
+        sync::gate(&store.object.data["status"]),
+    )
+        .hash(&mut h);
     Some(h.finish())
 }
 
@@ -190,6 +232,36 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
     };
     let (secret_stores, secret_store_stream) = held_watch(&client, &kinds.secret_store);
     let (cluster_stores, cluster_store_stream) = held_watch(&client, &kinds.cluster_secret_store);
+    let (secret_store_stream, secret_store_events) = tee(secret_store_stream);
+    let (cluster_store_stream, cluster_store_events) = tee(cluster_store_stream);
+    let secret_store_stream =
+        secret_store_stream.predicate_filter(store_trigger, Default::default());
+    let cluster_store_stream =
+        cluster_store_stream.predicate_filter(store_trigger, Default::default());
+    // The stores' status (Ready, capabilities), on the same watches.
+    let store_status = {
+        let rules = Arc::new(store_status::Rules {
+            client: client.clone(),
+            class: args.controller_class.clone(),
+            namespaced_stores_use_controller_identity: args
+                .namespaced_stores_use_controller_identity,
+            fence: elector.fence(),
+        });
+        futures::future::join(
+            store_status::run(
+                rules.clone(),
+                kinds.secret_store.clone(),
+                secret_stores.clone(),
+                secret_store_events,
+            ),
+            store_status::run(
+                rules,
+                kinds.cluster_secret_store.clone(),
+                cluster_stores.clone(),
+                cluster_store_events,
+            ),
+        )
+    };
     let sdk = crate::commands::aws_config().await;
     let metrics = Arc::new(Metrics::new());
     let syncer = Arc::new(Syncer::new(
@@ -365,7 +437,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         )
         .for_each(|_| async {});
     tokio::select! {
-        _ = futures::future::join(run, cluster_external) => Ok(()),
+        _ = futures::future::join3(run, cluster_external, store_status) => Ok(()),
         lost = elector.hold() => {
             // Another replica leads now: stop, and start again as a follower.
             Err(anyhow::anyhow!("{lost}; stopping so that one replica syncs"))

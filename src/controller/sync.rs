@@ -60,9 +60,15 @@ pub enum SyncError {
     Status(String),
     #[error(transparent)]
     Fenced(#[from] Fenced),
-    /// The flood gate: the store's status is Ready=False.
-    #[error("{kind} {name} is not ready (its status condition Ready is False)")]
-    StoreNotReady { kind: &'static str, name: String },
+    /// The flood gate: the store's status is Ready=False. Its message
+    /// (this controller's names the field to fix) is passed on, so the
+    /// ExternalSecret says why without a look at the store.
+    #[error("{kind} {name} is not ready (its status condition Ready is False: {message})")]
+    StoreNotReady {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
     /// The ExternalSecret's namespace could not be read (its labels decide
     /// a ClusterSecretStore's conditions).
     #[error("Namespace {namespace}: {message}")]
@@ -77,6 +83,17 @@ struct Resolved {
     store: Store,
     /// `namespace/name`, or the name of a ClusterSecretStore.
     store_id: String,
+}
+
+/// The flood gate: Some(the Ready condition's message) when a store's
+/// `status` holds a Ready condition that is not True.
+pub fn gate(status: &Value) -> Option<String> {
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .filter(|c| c["status"].as_str() != Some("True"))
+        .map(|c| c["message"].as_str().unwrap_or_default().to_owned())
 }
 
 /// What a sync did.
@@ -147,6 +164,13 @@ pub struct Syncer {
     /// Namespace labels for ClusterSecretStore conditions, reused for a
     /// minute: a GET per namespace per minute, not per sync.
     namespaces: Mutex<HashMap<String, (Labels, Instant)>>,
+    /// The `syncedResourceVersion` this controller wrote, by ExternalSecret
+    /// UID, until the watch brings it back: a sync that starts right after
+    /// a status write (a Secret deleted at once) reads the cached object
+    /// without it, and would take itself for a first sync (a CreatedOnce
+    /// Orphan Secret was written again).
+    /// Kept for [`WATCH_LAG`] at most.
+    written_versions: Mutex<HashMap<String, (String, Instant)>>,
 }
 
 type Labels = BTreeMap<String, String>;
@@ -158,6 +182,8 @@ type AccountKey = (String, String);
 type TokenKey = (String, String, String);
 
 const TOKEN_SECONDS: i64 = 3600;
+/// Longer than a watch takes to bring back a status write.
+const WATCH_LAG: Duration = Duration::from_secs(60);
 const TOKEN_REUSE: Duration = Duration::from_secs(50 * 60);
 const ROLE_REUSE: Duration = Duration::from_secs(60);
 
@@ -188,6 +214,7 @@ impl Syncer {
             tokens: Mutex::default(),
             roles: Mutex::default(),
             namespaces: Mutex::default(),
+            written_versions: Mutex::default(),
         }
     }
 
@@ -374,9 +401,8 @@ impl Syncer {
         let plan = external::sync_plan(&name, &spec, &store)
             .map_err(spec_error("ExternalSecret", &es_id))?;
         let version = version_of(es);
-        let synced = es.data["status"]["syncedResourceVersion"]
-            .as_str()
-            .filter(|s| !s.is_empty());
+        let synced = self.synced_version(es);
+        let synced = synced.as_deref();
         let api = Api::<Secret>::namespaced(self.client.clone(), &ns);
         let get_secret = || async {
             api.get_opt(&plan.target.name)
@@ -520,6 +546,31 @@ impl Syncer {
         })
     }
 
+    /// The version of the ExternalSecret last synced: its status's, or the
+    /// one this controller wrote and the watch has not brought back yet.
+    fn synced_version(&self, es: &DynamicObject) -> Option<String> {
+        let cached = es.data["status"]["syncedResourceVersion"]
+            .as_str()
+            .filter(|s| !s.is_empty());
+        let uid = es.metadata.uid.as_deref()?;
+        let mut written = self
+            .written_versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match (cached, written.get(uid)) {
+            // The watch caught up: forget it.
+            (Some(c), Some((w, _))) if c == w => {
+                written.remove(uid);
+                Some(c.to_owned())
+            }
+            (_, Some((w, at))) if at.elapsed() < WATCH_LAG => Some(w.clone()),
+            (c, _) => {
+                written.remove(uid);
+                c.map(str::to_owned)
+            }
+        }
+    }
+
     /// A store an ExternalSecret reads through, checked: it exists and is
     /// valid, not held back by the flood gate, served by this controller
     /// (None when not), its conditions admit the namespace, and a
@@ -553,14 +604,11 @@ impl Syncer {
         }
         // The flood gate: a store whose status says it is not ready (its
         // controller found it invalid) is not used.
-        let store_ready = store_obj.object.data["status"]["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-            .map(|c| c["status"].as_str() == Some("True"));
-        if store_ready == Some(false) {
+        if let Some(message) = gate(&store_obj.object.data["status"]) {
             return Err(SyncError::StoreNotReady {
                 kind: store_kind,
                 name: store_id.clone(),
+                message,
             });
         }
         let store_spec = store_obj
@@ -572,9 +620,15 @@ impl Syncer {
         if !external::served_by(&store_spec, &self.class) {
             return Ok(None);
         }
-        let store = external::store(&store_spec, store_ns)
-            .map_err(spec_error(store_kind, &store_id))?
-            .for_sync(ns, &store_ref.name, store_ref.kind);
+        // The rules the store's status reports (store_status.rs), so that a
+        // store marked ready is one a sync uses.
+        let store = external::store_status::usable(
+            &store_spec,
+            store_ns,
+            self.policies.namespaced_stores_use_controller_identity,
+        )
+        .map_err(spec_error(store_kind, &store_id))?
+        .for_sync(ns, &store_ref.name, store_ref.kind);
         if !store.conditions.is_empty() {
             let labels = self.namespace_labels(ns).await?;
             external::conditions::check_namespace(
@@ -586,15 +640,6 @@ impl Syncer {
                 },
             )
             .map_err(|e| SyncError::Denied(e.to_string()))?;
-        }
-        if store.auth == StoreAuth::Controller
-            && store_ns.is_some()
-            && !self.policies.namespaced_stores_use_controller_identity
-        {
-            return Err(spec_error(store_kind, &store_id)(ExternalError::Invalid {
-                path: "spec.provider.aws.auth".into(),
-                why: "is required: a SecretStore without auth would lend the controller's own AWS identity to its namespace (allowed only with --namespaced-stores-use-controller-identity; a ClusterSecretStore may use it)".into(),
-            }));
         }
         Ok(Some(Resolved { store, store_id }))
     }
@@ -1381,6 +1426,7 @@ impl Syncer {
         });
         // A field not known yet is left out, not sent as null: a schema
         // that types it (External Secrets' CRDs, ours) refuses a null.
+        let wrote_version = version.as_str().map(str::to_owned);
         for (field, value) in [
             ("refreshTime", refresh_time),
             ("syncedResourceVersion", version),
@@ -1410,6 +1456,18 @@ impl Syncer {
         )
         .await
         .map_err(|e| SyncError::Status(e.to_string()))?;
+        if let (Some(uid), Some(v)) = (es.metadata.uid.as_deref(), wrote_version) {
+            let mut written = self
+                .written_versions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Bounded: those of ExternalSecrets not synced again since
+            // (deleted, or never refreshed) go once they are past the lag.
+            if written.len() >= 1_000 {
+                written.retain(|_, (_, at)| at.elapsed() < WATCH_LAG);
+            }
+            written.insert(uid.to_owned(), (v, Instant::now()));
+        }
         // An event when the outcome changes (not at every retry).
         let (kind, event_reason) = if ready {
             ("Normal", "Updated")

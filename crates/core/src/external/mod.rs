@@ -30,6 +30,7 @@ pub mod decoding;
 pub mod go_regexp;
 pub mod refresh;
 pub mod rewrite;
+pub mod store_status;
 pub mod tags;
 
 /// The most a Kubernetes Secret may hold (the API server's limit).
@@ -1277,7 +1278,7 @@ pub const MAX_GO_DURATION: Duration = Duration::from_secs(i64::MAX as u64 / 1_00
 
 /// A Go duration (`1h30m`, `15m`, `30s`, `1.5h`), as Kubernetes writes them.
 /// Never panics: a number too large for a duration is no duration.
-fn go_duration(text: &str) -> Option<Duration> {
+pub(crate) fn go_duration(text: &str) -> Option<Duration> {
     humantime::parse_duration(text).ok().or_else(|| {
         let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
         let n: f64 = number.parse().ok()?;
