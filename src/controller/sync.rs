@@ -248,50 +248,43 @@ impl Syncer {
             None => self.sync_data(es).await,
         };
         drop(slot);
-        match &result {
+        // Ready outcomes: (reason, message, written, refreshed).
+        let ready = match &result {
             Ok(Synced::Done {
                 written, refreshed, ..
-            }) => {
-                let outcome = Outcome {
-                    ready: true,
-                    reason: "SecretSynced",
-                    message: "Secret was synced",
-                    written: *written,
-                    refreshed: *refreshed,
-                };
-                self.status(es, &outcome).await?;
-            }
-            Ok(Synced::Missing { .. }) => {
-                let outcome = Outcome {
-                    ready: true,
-                    reason: "SecretMissing",
-                    message: "secret will not be created, creation policy is Merge",
-                    written: false,
-                    refreshed: true,
-                };
-                self.status(es, &outcome).await?;
-            }
-            Ok(Synced::Retained { .. }) => {
-                let outcome = Outcome {
-                    ready: true,
-                    reason: "SecretSynced",
-                    message: "secret retained due to DeletionPolicy=Retain",
-                    written: false,
-                    refreshed: true,
-                };
-                self.status(es, &outcome).await?;
-            }
-            Ok(Synced::Deleted { .. }) => {
-                let outcome = Outcome {
-                    ready: true,
-                    reason: "SecretDeleted",
-                    message: "secret deleted due to DeletionPolicy=Delete",
-                    written: false,
-                    refreshed: true,
-                };
-                self.status(es, &outcome).await?;
-            }
-            Ok(Synced::NotOurs) => {}
+            }) => Some(("SecretSynced", "Secret was synced", *written, *refreshed)),
+            Ok(Synced::Missing { .. }) => Some((
+                "SecretMissing",
+                "secret will not be created, creation policy is Merge",
+                false,
+                true,
+            )),
+            Ok(Synced::Retained { .. }) => Some((
+                "SecretSynced",
+                "secret retained due to DeletionPolicy=Retain",
+                false,
+                true,
+            )),
+            Ok(Synced::Deleted { .. }) => Some((
+                "SecretDeleted",
+                "secret deleted due to DeletionPolicy=Delete",
+                false,
+                true,
+            )),
+            _ => None,
+        };
+        if let Some((reason, message, written, refreshed)) = ready {
+            let outcome = Outcome {
+                ready: true,
+                reason,
+                message,
+                written,
+                refreshed,
+            };
+            self.status(es, &outcome).await?;
+        }
+        match &result {
+            Ok(_) => {}
             // Nothing more is written by a replica that lost the Lease.
             Err(SyncError::Fenced(_)) => {}
             Err(e) => {
@@ -723,21 +716,24 @@ impl Syncer {
                     .await
             },
         );
-        let mut outcomes: Vec<Result<crate::secret::SecretBytes, crate::fetch::ObjectFailure>> = (0
-            ..plan.objects.objects.len())
-            .map(|i| {
-                Err(crate::fetch::ObjectFailure::not_requested(
-                    plan.objects.objects[i].name(),
-                    &plan.objects.region,
-                ))
+        let outcomes: Vec<Result<crate::secret::SecretBytes, crate::fetch::ObjectFailure>> = plan
+            .merge_reads(
+                &reads,
+                fetched.into_iter().map(|o| o.map(|v| v.bytes)),
+                tags.into_iter()
+                    .map(|o| o.map(|t| external::tags::tags_json(&t).into())),
+            )
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.unwrap_or_else(|| {
+                    Err(crate::fetch::ObjectFailure::not_requested(
+                        plan.objects.objects[i].name(),
+                        &plan.objects.region,
+                    ))
+                })
             })
             .collect();
-        for (&i, outcome) in reads.value_objects.iter().zip(fetched) {
-            outcomes[i] = outcome.map(|v| v.bytes);
-        }
-        for (&i, outcome) in reads.tag_objects.iter().zip(tags) {
-            outcomes[i] = outcome.map(|t| external::tags::tags_json(&t).into());
-        }
         let skip_missing = plan.target.deletion != DeletionPolicy::Retain;
         let mut values = Vec::with_capacity(outcomes.len());
         let mut failures = Vec::new();

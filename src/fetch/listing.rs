@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{Calls, ObjectFailure};
+use super::{Calls, ObjectFailure, recorded};
 use crate::spc::ObjectType;
 
 /// What to list.
@@ -36,31 +36,6 @@ pub(crate) async fn names(
             parameter_names(config, region, listing, calls).await
         }
         ObjectType::SsmParameter => tagged_parameter_names(config, region, listing, calls).await,
-    }
-}
-
-/// A page's answer, counted in the call metric by outcome.
-fn recorded<T, E, R>(
-    calls: &Calls<'_>,
-    api: &'static str,
-    what: &str,
-    region: &str,
-    answer: Result<T, aws_sdk_secretsmanager::error::SdkError<E, R>>,
-) -> Result<T, ObjectFailure>
-where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata,
-    R: crate::aws::HttpStatus,
-{
-    match answer {
-        Ok(page) => {
-            calls.record(api, "ok");
-            Ok(page)
-        }
-        Err(e) => {
-            let failure = ObjectFailure::from_sdk(what, region, &e);
-            calls.record(api, failure.kind().label());
-            Err(failure)
-        }
     }
 }
 

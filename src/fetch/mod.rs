@@ -114,6 +114,32 @@ impl Calls<'_> {
     }
 }
 
+/// One call's answer (a listing page, a tag read), counted in the call
+/// metric by outcome; a failure names `what`.
+pub(crate) fn recorded<T, E, R>(
+    calls: &Calls<'_>,
+    api: &'static str,
+    what: &str,
+    region: &str,
+    answer: Result<T, aws_sdk_secretsmanager::error::SdkError<E, R>>,
+) -> Result<T, ObjectFailure>
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata,
+    R: crate::aws::HttpStatus,
+{
+    match answer {
+        Ok(out) => {
+            calls.record(api, "ok");
+            Ok(out)
+        }
+        Err(e) => {
+            let failure = ObjectFailure::from_sdk(what, region, &e);
+            calls.record(api, failure.kind().label());
+            Err(failure)
+        }
+    }
+}
+
 /// Fetches values from AWS with the SDK configuration it was built with
 /// (endpoints, retries, timeouts come from the standard AWS settings).
 #[derive(Clone)]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_ssm::types::ResourceTypeForTagging;
 
-use super::{Calls, ObjectFailure};
+use super::{Calls, ObjectFailure, recorded};
 use crate::spc::ObjectType;
 
 /// The tags of `name` (the full name: the store's prefix included).
@@ -23,31 +23,6 @@ pub(crate) async fn tags(
     match service {
         ObjectType::SecretsManager => secret_tags(config, region, name, calls).await,
         ObjectType::SsmParameter => parameter_tags(config, region, name, calls).await,
-    }
-}
-
-/// One call's answer, counted in the call metric by outcome.
-fn recorded<T, E, R>(
-    calls: &Calls<'_>,
-    api: &'static str,
-    name: &str,
-    region: &str,
-    answer: Result<T, aws_sdk_secretsmanager::error::SdkError<E, R>>,
-) -> Result<T, ObjectFailure>
-where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata,
-    R: crate::aws::HttpStatus,
-{
-    match answer {
-        Ok(out) => {
-            calls.record(api, "ok");
-            Ok(out)
-        }
-        Err(e) => {
-            let failure = ObjectFailure::from_sdk(name, region, &e);
-            calls.record(api, failure.kind().label());
-            Err(failure)
-        }
     }
 }
 

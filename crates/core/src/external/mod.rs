@@ -442,22 +442,21 @@ impl SyncPlan {
         }
     }
 
-    /// The values of all the plan's objects, in plan order (what
-    /// [`render_secret_with`] takes), from the values read (in the order of
-    /// [`Reads::value_objects`]) and the tags read (in the order of
-    /// [`Reads::tag_objects`]).
-    pub fn merge_reads(
+    /// Per plan object, in plan order, what was read for it: the value reads
+    /// (in the order of [`Reads::value_objects`]) and the tag reads (in the
+    /// order of [`Reads::tag_objects`]); None where nothing came back.
+    pub fn merge_reads<T>(
         &self,
         reads: &Reads,
-        values: Vec<SecretBytes>,
-        tags: &[BTreeMap<String, String>],
-    ) -> Vec<SecretBytes> {
-        let mut out = vec![SecretBytes::default(); self.objects.objects.len()];
+        values: impl IntoIterator<Item = T>,
+        tags: impl IntoIterator<Item = T>,
+    ) -> Vec<Option<T>> {
+        let mut out: Vec<Option<T>> = (0..self.objects.objects.len()).map(|_| None).collect();
         for (&i, value) in reads.value_objects.iter().zip(values) {
-            out[i] = value;
+            out[i] = Some(value);
         }
-        for (&i, tags) in reads.tag_objects.iter().zip(tags) {
-            out[i] = SecretBytes::from(tags::tags_json(tags));
+        for (&i, tag) in reads.tag_objects.iter().zip(tags) {
+            out[i] = Some(tag);
         }
         out
     }

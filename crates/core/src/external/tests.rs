@@ -525,7 +525,15 @@ fn metadata_policy_fetch_reads_tags_as_a_distinct_object() {
             ("team".to_owned(), "shop".to_owned()),
             ("a&b".to_owned(), "<x>".to_owned()),
         ]);
-        let values = p.merge_reads(&reads, vec![SecretBytes::from("secret")], &[tags]);
+        let values: Vec<SecretBytes> = p
+            .merge_reads(
+                &reads,
+                [SecretBytes::from("secret")],
+                [SecretBytes::from(tags::tags_json(&tags))],
+            )
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
         let data = render_secret(&p, &values, &[]).unwrap().data;
         assert_eq!(data["value"].expose(), b"secret");
         assert_eq!(data["none"].expose(), b"secret");
@@ -543,7 +551,15 @@ fn metadata_policy_fetch_reads_tags_as_a_distinct_object() {
         let p = sync_plan("x", &es, &s).unwrap();
         let reads = p.reads();
         assert!(reads.values.objects.is_empty());
-        let values = p.merge_reads(&reads, Vec::new(), &[BTreeMap::new()]);
+        let values: Vec<SecretBytes> = p
+            .merge_reads(
+                &reads,
+                [],
+                [SecretBytes::from(tags::tags_json(&BTreeMap::new()))],
+            )
+            .into_iter()
+            .map(Option::unwrap)
+            .collect();
         assert!(matches!(
             render_secret(&p, &values, &[]),
             Err(ExternalError::PropertyNotFound { .. })
