@@ -9,9 +9,9 @@
 #   control_plane.sh BIN_DIR WORK_DIR
 #
 # With NODE_CONTROLLERS=1 (tests/node.rs), a real node can join: the
-# controller manager also runs the DaemonSet, service-account and root-CA
-# publisher controllers (pods need kube-root-ca.crt), and kube-scheduler
-# binds the DaemonSet's pods. No node-lifecycle controller: the node stays
+# controller manager also runs the DaemonSet, Deployment, ReplicaSet,
+# service-account and root-CA publisher controllers (pods need
+# kube-root-ca.crt), and kube-scheduler binds their pods. No node-lifecycle controller: the node stays
 # NotReady for want of a CNI, and nothing evicts its pods for that.
 #
 # Prints one line `READY <server-url> <admin-kubeconfig>` once /readyz
@@ -93,7 +93,7 @@ KC
 # owner (an ExternalSecret) deletes what it owns (its Secret).
 kcm_pid= scheduler_pid=
 controllers=garbagecollector
-[ -z "${NODE_CONTROLLERS:-}" ] || controllers=garbage-collector-controller,daemonset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller
+[ -z "${NODE_CONTROLLERS:-}" ] || controllers=garbage-collector-controller,daemonset-controller,deployment-controller,replicaset-controller,serviceaccount-controller,root-ca-certificate-publisher-controller
 if [ -x "$bin/kube-controller-manager" ]; then
   "$bin/kube-controller-manager" --kubeconfig "$work/admin.kubeconfig" \
     --controllers "$controllers" --leader-elect=false --secure-port 0 \
