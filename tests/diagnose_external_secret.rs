@@ -132,6 +132,16 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
         "",
         "{secretRef: {accessKeyIDSecretRef: {name: half-keys, key: access-key-id}, secretAccessKeySecretRef: {name: half-keys, key: secret-access-key}}}",
     );
+    // A ClusterSecretStore for namespace diag-es-prod only.
+    m += &format!(
+        "apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {{name: diag-es-prod-only}}\nspec:\n  conditions: [{{namespaces: [diag-es-prod]}}]\n  provider: {{aws: {{service: SecretsManager, region: {REGION}, auth: {{jwt: {{serviceAccountRef: {{name: app, namespace: {NS}}}}}}}}}}}\n---\n"
+    );
+    m += &external_secret(
+        "not-admitted",
+        "{name: diag-es-prod-only, kind: ClusterSecretStore}",
+        "not-admitted",
+        user,
+    );
     m += &external_secret("healthy", good, "healthy", user);
     m += &external_secret("no-store", "{name: absent}", "no-store", user);
     m += &external_secret("other-class", "{name: theirs}", "other-class", user);
@@ -251,6 +261,14 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
     );
     expect_fail(
         cp,
+        "not-admitted",
+        &[
+            "FAIL  ClusterSecretStore diag-es-prod-only: using ClusterSecretStore \"diag-es-prod-only\" is not allowed from namespace \"diag-es\": denied by spec.conditions",
+            "fix: give namespace diag-es a label the ClusterSecretStore's spec.conditions select",
+        ],
+    );
+    expect_fail(
+        cp,
         "denied",
         &[
             &format!(
@@ -266,7 +284,7 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
         "missing-secret",
         &[
             "FAIL  remote ref diag-es/absent in us-east-1: ResourceNotFoundException",
-            "fix: no such secret (or version or label) in us-east-1",
+            "fix: no such secret (or version or label) in us-east-1: correct remoteRef.key, remoteRef.version or the store's region",
         ],
     );
     expect_fail(
@@ -338,7 +356,9 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
     assert!(
         o.stdout.contains(
             "ok    Secret diag-es/by-hand: the controller may write it (creationPolicy Owner)"
-        ),
+        ) && o
+            .stdout
+            .contains("opted in by external-secrets.aws-secrets-csi.io/writable=true"),
         "{}",
         o.stdout
     );

@@ -45,19 +45,13 @@ pub struct DiagnoseArgs {
     pub external_secret: Option<String>,
     /// With --external-secret: the controller's class (its
     /// --controller-class; empty: the stores that name no spec.controller).
-    #[arg(
-        long,
-        env = "CONTROLLER_CLASS",
-        default_value = "",
-        requires = "external_secret"
-    )]
+    #[arg(long, env = "CONTROLLER_CLASS", default_value = "")]
     pub controller_class: String,
     /// With --external-secret: as the controller's flag of that name.
     #[arg(
         long,
         env = "NAMESPACED_STORES_USE_CONTROLLER_IDENTITY",
-        default_value_t = false,
-        requires = "external_secret"
+        default_value_t = false
     )]
     pub namespaced_stores_use_controller_identity: bool,
 }
@@ -167,6 +161,9 @@ pub async fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
     }
     finish(report, PUBLISH_OK)
 }
+
+/// What names a class's object and its region.
+const CLASS_NAMES: &str = "objectName, the version fields or the class's region";
 
 const PUBLISH_OK: &str = "a publish of these volumes would succeed";
 
@@ -334,7 +331,7 @@ impl Walk<'_> {
                         .map_or(ObjectType::SecretsManager, |o| o.object_type);
                     report.fail(
                         &format!("fetch {failure}"),
-                        &fix_for_fetch(failure.kind(), object_type, &failure.region),
+                        &fix_for_fetch(failure.kind(), object_type, &failure.region, CLASS_NAMES),
                     );
                 }
                 return;
@@ -411,7 +408,9 @@ fn fix_for_identity(e: &IdentityError) -> &'static str {
     }
 }
 
-fn fix_for_fetch(kind: FailureKind, object_type: ObjectType, region: &str) -> String {
+/// `names`: the fields that name the object and its region (a class's, or
+/// an ExternalSecret's and its store's).
+fn fix_for_fetch(kind: FailureKind, object_type: ObjectType, region: &str, names: &str) -> String {
     let (read, what) = match object_type {
         ObjectType::SecretsManager => (
             "secretsmanager:GetSecretValue (and BatchGetSecretValue to save calls)",
@@ -420,9 +419,9 @@ fn fix_for_fetch(kind: FailureKind, object_type: ObjectType, region: &str) -> St
         ObjectType::SsmParameter => ("ssm:GetParameters", "parameter"),
     };
     match kind {
-        FailureKind::NotFound => format!(
-            "no such {what} (or version or label) in {region}: correct objectName, the version fields or the class's region"
-        ),
+        FailureKind::NotFound => {
+            format!("no such {what} (or version or label) in {region}: correct {names}")
+        }
         FailureKind::AccessDenied => format!(
             "allow the role {read} on this {what}, and kms:Decrypt on its key if a customer managed key encrypts it"
         ),

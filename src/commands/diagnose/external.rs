@@ -23,6 +23,9 @@ use crate::fetch::{Fetcher, Priority, RateBudget, Sharing};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
 use crate::metrics::Metrics;
 
+/// What names a remote ref and its region.
+const REF_NAMES: &str = "remoteRef.key, remoteRef.version or the store's region";
+
 /// How the walk is configured: the controller's own settings.
 pub(super) struct Settings<'a> {
     pub namespace: &'a str,
@@ -359,7 +362,12 @@ impl Walk<'_> {
                     match e.failures.iter().find(|f| f.object == object.name()) {
                         Some(failure) => report.fail(
                             &format!("remote ref {failure}"),
-                            &fix_for_fetch(failure.kind(), object.object_type, &failure.region),
+                            &fix_for_fetch(
+                                failure.kind(),
+                                object.object_type,
+                                &failure.region,
+                                REF_NAMES,
+                            ),
                         ),
                         None => report.ok(&format!(
                             "remote ref {} in {region}: fetched",
@@ -394,7 +402,7 @@ impl Walk<'_> {
                 for failure in &e.failures {
                     report.fail(
                         &format!("find: {failure}"),
-                        &fix_for_fetch(failure.kind(), store.service, &failure.region),
+                        &fix_for_fetch(failure.kind(), store.service, &failure.region, REF_NAMES),
                     );
                 }
                 return None;
@@ -619,7 +627,12 @@ impl Walk<'_> {
             }
             None => "made by hand or another tool (no owner, no managed label)".to_owned(),
         };
-        report.ok(&format!("{id} exists, {owner}"));
+        let opted_in = if existing.writable {
+            format!(", opted in by {}=true", target_secret::WRITABLE_LABEL)
+        } else {
+            String::new()
+        };
+        report.ok(&format!("{id} exists, {owner}{opted_in}"));
         let Some(policy) = target.creation.write_policy(true) else {
             return;
         };
