@@ -143,6 +143,10 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
         user,
     );
     m += &external_secret("healthy", good, "healthy", user);
+    // Listed by a find, beside a data entry.
+    m += &format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: with-find, namespace: {NS}}}\nspec:\n  secretStoreRef: {good}\n  target: {{name: with-find}}\n  data: {user}\n  dataFrom: [{{find: {{path: diag-es/, name: {{regexp: \"db$\"}}}}}}]\n---\n"
+    );
     m += &external_secret("no-store", "{name: absent}", "no-store", user);
     m += &external_secret("other-class", "{name: theirs}", "other-class", user);
     m += &external_secret("held-back", "{name: gated}", "held-back", user);
@@ -232,6 +236,16 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
         assert!(o.stdout.contains(line), "no {line:?} in:\n{}", o.stdout);
     }
     assert!(!o.stdout.contains("FAIL"), "{}", o.stdout);
+
+    let o = diagnose(cp, "with-find");
+    assert_eq!(o.code, Some(0), "{}{}", o.stdout, o.stderr);
+    for line in [
+        "ok    ExternalSecret diag-es/with-find: planned: 1 remote ref(s), 1 find(s)",
+        "ok    find #0 (path \"diag-es/\") in us-east-1: 1 secret(s) listed and fetched",
+        "ok    Secret diag-es/with-find: 2 key(s) would be written",
+    ] {
+        assert!(o.stdout.contains(line), "no {line:?} in:\n{}", o.stdout);
+    }
 
     // One broken step of each kind, with its cause and its fix.
     expect_fail(
@@ -367,7 +381,13 @@ async fn diagnose_walks_an_external_secret_and_names_each_broken_step_with_its_f
 
     // Nothing written: no target Secret, the others as they were, no
     // status on any ExternalSecret, no event.
-    for target in ["healthy", "denied", "missing-property", "no-store"] {
+    for target in [
+        "healthy",
+        "with-find",
+        "denied",
+        "missing-property",
+        "no-store",
+    ] {
         assert_eq!(
             json(cp, &["get", "secret", target, "-n", NS]),
             None,
