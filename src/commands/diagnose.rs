@@ -19,6 +19,8 @@ use crate::render;
 use crate::request::{AUDIENCE_POD_IDENTITY, AUDIENCE_STS};
 use crate::spc::{self, AuthMode, ObjectType};
 
+mod external;
+
 /// Diagnose one pod's secret volumes (or a class used by a service account).
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
@@ -26,7 +28,7 @@ pub struct DiagnoseArgs {
     #[arg(short = 'n', long)]
     pub namespace: String,
     /// The pod whose SecretProviderClass volumes to walk.
-    #[arg(long, required_unless_present = "service_account")]
+    #[arg(long, required_unless_present_any = ["service_account", "external_secret"])]
     pub pod: Option<String>,
     /// Without a pod: the service account whose identity to use ...
     #[arg(long, conflicts_with = "pod", requires = "class")]
@@ -37,6 +39,21 @@ pub struct DiagnoseArgs {
     /// Region for a class that names none (as the driver's AWS_REGION).
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
+    /// Instead of a pod: the ExternalSecret whose sync to walk (its stores,
+    /// their identity, each remote ref, the target Secret).
+    #[arg(long, conflicts_with_all = ["pod", "service_account", "class"])]
+    pub external_secret: Option<String>,
+    /// With --external-secret: the controller's class (its
+    /// --controller-class; empty: the stores that name no spec.controller).
+    #[arg(long, env = "CONTROLLER_CLASS", default_value = "")]
+    pub controller_class: String,
+    /// With --external-secret: as the controller's flag of that name.
+    #[arg(
+        long,
+        env = "NAMESPACED_STORES_USE_CONTROLLER_IDENTITY",
+        default_value_t = false
+    )]
+    pub namespaced_stores_use_controller_identity: bool,
 }
 
 /// What was found wrong, counted as the report goes.
@@ -64,6 +81,17 @@ impl Report {
 /// Exit 0 when every step is OK, 1 (with the causes) otherwise.
 pub async fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
     let mut report = Report::default();
+    if let Some(name) = &args.external_secret {
+        let settings = external::Settings {
+            namespace: &args.namespace,
+            name,
+            class: &args.controller_class,
+            namespaced_stores_use_controller_identity: args
+                .namespaced_stores_use_controller_identity,
+        };
+        external::walk(&settings, &mut report).await?;
+        return finish(report, "a sync of this ExternalSecret would succeed");
+    }
     let kube = super::kube_client().await?;
     let cluster = Cluster::new(kube, "diagnose".into());
     let ns = args.namespace.as_str();
@@ -96,7 +124,7 @@ pub async fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 report.fail(&e.to_string(), fix_for_cluster(&e, "the pod"));
-                return finish(report);
+                return finish(report, PUBLISH_OK);
             }
         },
         (None, Some(sa), Some(class)) => (sa.clone(), None, vec![class.clone()]),
@@ -131,12 +159,17 @@ pub async fn diagnose(args: &DiagnoseArgs) -> anyhow::Result<()> {
         };
         walk.class(class_name, &mut report).await;
     }
-    finish(report)
+    finish(report, PUBLISH_OK)
 }
 
-fn finish(report: Report) -> anyhow::Result<()> {
+/// What names a class's object and its region.
+const CLASS_NAMES: &str = "objectName, the version fields or the class's region";
+
+const PUBLISH_OK: &str = "a publish of these volumes would succeed";
+
+fn finish(report: Report, outcome: &str) -> anyhow::Result<()> {
     if report.failed == 0 {
-        println!("\nevery step is OK: a publish of these volumes would succeed");
+        println!("\nevery step is OK: {outcome}");
         Ok(())
     } else {
         anyhow::bail!("{} step(s) failed; see FAIL above", report.failed)
@@ -298,7 +331,7 @@ impl Walk<'_> {
                         .map_or(ObjectType::SecretsManager, |o| o.object_type);
                     report.fail(
                         &format!("fetch {failure}"),
-                        &fix_for_fetch(failure.kind(), object_type, &failure.region),
+                        &fix_for_fetch(failure.kind(), object_type, &failure.region, CLASS_NAMES),
                     );
                 }
                 return;
@@ -375,7 +408,9 @@ fn fix_for_identity(e: &IdentityError) -> &'static str {
     }
 }
 
-fn fix_for_fetch(kind: FailureKind, object_type: ObjectType, region: &str) -> String {
+/// `names`: the fields that name the object and its region (a class's, or
+/// an ExternalSecret's and its store's).
+fn fix_for_fetch(kind: FailureKind, object_type: ObjectType, region: &str, names: &str) -> String {
     let (read, what) = match object_type {
         ObjectType::SecretsManager => (
             "secretsmanager:GetSecretValue (and BatchGetSecretValue to save calls)",
@@ -384,9 +419,9 @@ fn fix_for_fetch(kind: FailureKind, object_type: ObjectType, region: &str) -> St
         ObjectType::SsmParameter => ("ssm:GetParameters", "parameter"),
     };
     match kind {
-        FailureKind::NotFound => format!(
-            "no such {what} (or version or label) in {region}: correct objectName, the version fields or the class's region"
-        ),
+        FailureKind::NotFound => {
+            format!("no such {what} (or version or label) in {region}: correct {names}")
+        }
         FailureKind::AccessDenied => format!(
             "allow the role {read} on this {what}, and kms:Decrypt on its key if a customer managed key encrypts it"
         ),

@@ -27,6 +27,7 @@ use kube::{Api, ResourceExt};
 pub use held::Held;
 pub use lease::{Elector, Fence, LeaseConfig, LeaseError};
 pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Policies, Synced, Syncer, until_next_tick};
+pub(crate) use sync::{Resolved, SyncError, existing_of};
 
 use crate::fetch::{BatchWindow, Fetcher, RateBudget};
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
@@ -181,6 +182,54 @@ async fn served(client: &kube::Client, kind: &str) -> anyhow::Result<ApiResource
     ))
 }
 
+/// The External Secrets kinds, each at the version the cluster serves.
+pub(crate) async fn served_kinds(client: &kube::Client) -> anyhow::Result<Kinds> {
+    Ok(Kinds {
+        external_secret: served(client, "ExternalSecret").await?,
+        secret_store: served(client, "SecretStore").await?,
+        cluster_secret_store: served(client, "ClusterSecretStore").await?,
+    })
+}
+
+/// A [`Syncer`] that can write nothing (`diagnose`): its fence is never
+/// renewed, so every write it might attempt (Secret, status, event) is
+/// refused before it is sent. Its store caches hold only `stores` (fetched
+/// by the caller), listed as complete: a store not among them is not found.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_only_syncer(
+    client: kube::Client,
+    identities: Identities,
+    fetcher: Fetcher,
+    kinds: Kinds,
+    class: String,
+    policies: Policies,
+    secret_stores: Vec<Held>,
+    cluster_stores: Vec<Held>,
+) -> Syncer {
+    let cache = |resource: &ApiResource, objects: Vec<Held>| {
+        let mut writer = reflector::store::Writer::<Held>::new(resource.clone());
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for object in objects {
+            writer.apply_watcher_event(&watcher::Event::InitApply(object));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        writer.as_reader()
+    };
+    let secret_stores = cache(&kinds.secret_store, secret_stores);
+    let cluster_stores = cache(&kinds.cluster_secret_store, cluster_stores);
+    Syncer::new(
+        client,
+        identities,
+        fetcher,
+        kinds,
+        class,
+        policies,
+        Arc::new(Fence::new(Duration::from_secs(1))),
+        secret_stores,
+        cluster_stores,
+    )
+}
+
 pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
     let client = crate::commands::kube_client().await?;
     let identity = args
@@ -203,11 +252,7 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         _ = shutdown() => return Ok(()),
     }
     tracing::info!(%identity, "leading: syncing ExternalSecrets");
-    let kinds = Kinds {
-        external_secret: served(&client, "ExternalSecret").await?,
-        secret_store: served(&client, "SecretStore").await?,
-        cluster_secret_store: served(&client, "ClusterSecretStore").await?,
-    };
+    let kinds = served_kinds(&client).await?;
     let (es_store, es_stream) = held_watch(&client, &kinds.external_secret);
     // ClusterExternalSecrets (when the cluster serves the kind).
     let cluster_external = {

@@ -79,10 +79,10 @@ pub enum SyncError {
 }
 
 /// A store, checked for an ExternalSecret of its namespace.
-struct Resolved {
-    store: Store,
+pub(crate) struct Resolved {
+    pub(crate) store: Store,
     /// `namespace/name`, or the name of a ClusterSecretStore.
-    store_id: String,
+    pub(crate) store_id: String,
 }
 
 /// The flood gate: Some(the Ready condition's message) when a store's
@@ -569,7 +569,7 @@ impl Syncer {
     /// (None when not), its conditions admit the namespace, and a
     /// namespaced store without auth is allowed to lend the controller's
     /// identity.
-    async fn resolve_store(
+    pub(crate) async fn resolve_store(
         &self,
         ns: &str,
         store_ref: &external::StoreRef,
@@ -679,7 +679,7 @@ impl Syncer {
     /// fetch. Under `deletionPolicy` Delete or Merge a secret that is gone
     /// is skipped (None, with an event naming its entry); under Retain it
     /// fails the sync.
-    async fn values(
+    pub(crate) async fn values(
         &self,
         es: &DynamicObject,
         plan: &SyncPlan,
@@ -825,7 +825,7 @@ impl Syncer {
     /// The objects `dataFrom.find` selects (listed, filtered, at most
     /// [`external::MAX_FOUND`] a find), with their values from the same
     /// batched, shared fetch.
-    async fn find(
+    pub(crate) async fn find(
         &self,
         plan: &SyncPlan,
         store: &Store,
@@ -877,7 +877,7 @@ impl Syncer {
     }
 
     /// The credentials of a store, and the scope values are shared in.
-    async fn identity(
+    pub(crate) async fn identity(
         &self,
         store: &Store,
         store_id: &str,
@@ -987,7 +987,7 @@ impl Syncer {
     /// opted in with [`TEMPLATE_SOURCE_LABEL`]: the author of an
     /// ExternalSecret needs no Secret RBAC, so without it any Secret of the
     /// namespace could be copied into one they can read.
-    async fn template_sources(
+    pub(crate) async fn template_sources(
         &self,
         ns: &str,
         plan: &SyncPlan,
@@ -1080,7 +1080,7 @@ impl Syncer {
         Ok(labels)
     }
 
-    async fn role(
+    pub(crate) async fn role(
         &self,
         namespace: &str,
         service_account: &str,
@@ -1107,7 +1107,7 @@ impl Syncer {
         Ok(role)
     }
 
-    async fn token(
+    pub(crate) async fn token(
         &self,
         namespace: &str,
         service_account: &str,
@@ -1138,7 +1138,7 @@ impl Syncer {
         Ok(token)
     }
 
-    async fn secret_key(&self, r: &external::SecretKeyRef) -> Result<String, SyncError> {
+    pub(crate) async fn secret_key(&self, r: &external::SecretKeyRef) -> Result<String, SyncError> {
         let secret = Api::<Secret>::namespaced(self.client.clone(), &r.namespace)
             .get(&r.name)
             .await
@@ -1171,11 +1171,8 @@ impl Syncer {
         existing: Option<Secret>,
     ) -> Result<bool, SyncError> {
         let target = &plan.target;
-        let policy = match (target.creation, &existing) {
-            (CreationPolicy::None, _) => return Ok(false),
-            (CreationPolicy::Owner, _) => Policy::Owner,
-            (CreationPolicy::Orphan, _) | (CreationPolicy::CreateOrMerge, None) => Policy::Orphan,
-            (CreationPolicy::Merge, _) | (CreationPolicy::CreateOrMerge, Some(_)) => Policy::Merge,
+        let Some(policy) = target.creation.write_policy(existing.is_some()) else {
+            return Ok(false);
         };
         let api = Api::<Secret>::namespaced(self.client.clone(), ns);
         let secret_error = |message: String| SyncError::Secret {
@@ -1587,7 +1584,7 @@ fn intact(s: &Secret, plan: &SyncPlan) -> bool {
 }
 
 /// What [`target_secret::may_write`] needs to know of an existing Secret.
-fn existing_of(s: &Secret) -> Existing<'_> {
+pub(crate) fn existing_of(s: &Secret) -> Existing<'_> {
     let label = |key: &str| {
         s.metadata
             .labels

@@ -164,6 +164,25 @@ pub enum CreationPolicy {
     CreateOrMerge,
 }
 
+impl CreationPolicy {
+    /// How a sync writes the target Secret under this policy, given whether
+    /// it exists (None: it writes nothing). CreateOrMerge creates what is
+    /// missing, unowned, and merges into what is there.
+    pub fn write_policy(self, exists: bool) -> Option<target_secret::Policy> {
+        use target_secret::Policy;
+        match (self, exists) {
+            (CreationPolicy::None, _) => None,
+            (CreationPolicy::Owner, _) => Some(Policy::Owner),
+            (CreationPolicy::Orphan, _) | (CreationPolicy::CreateOrMerge, false) => {
+                Some(Policy::Orphan)
+            }
+            (CreationPolicy::Merge, _) | (CreationPolicy::CreateOrMerge, true) => {
+                Some(Policy::Merge)
+            }
+        }
+    }
+}
+
 /// `target.deletionPolicy`: what a sync does when AWS no longer has the
 /// ExternalSecret's secrets (External Secrets' semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1308,3 +1308,29 @@ fn entries_of_other_stores_are_planned_apart_and_merge_in_order() {
         assert_eq!(got, path, "{err}");
     }
 }
+
+#[test]
+fn create_or_merge_creates_unowned_and_merges_into_what_exists() {
+    use crate::target_secret::Policy;
+    assert_eq!(CreationPolicy::None.write_policy(true), None);
+    assert_eq!(
+        CreationPolicy::Owner.write_policy(false),
+        Some(Policy::Owner)
+    );
+    assert_eq!(
+        CreationPolicy::Orphan.write_policy(true),
+        Some(Policy::Orphan)
+    );
+    assert_eq!(
+        CreationPolicy::Merge.write_policy(false),
+        Some(Policy::Merge)
+    );
+    assert_eq!(
+        CreationPolicy::CreateOrMerge.write_policy(false),
+        Some(Policy::Orphan)
+    );
+    assert_eq!(
+        CreationPolicy::CreateOrMerge.write_policy(true),
+        Some(Policy::Merge)
+    );
+}
