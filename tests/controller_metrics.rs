@@ -133,6 +133,12 @@ async fn the_controller_exposes_external_secrets_metrics_and_probes() {
     )
     .await;
     let text = scrape(metrics_port);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("externalsecret_") || l.starts_with("aws_calls_saved_total"))
+    {
+        eprintln!("scraped: {line}");
+    }
     let value = |series: &str| {
         sample(&text, series).unwrap_or_else(|| panic!("no sample {series} in\n{text}"))
     };
