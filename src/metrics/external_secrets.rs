@@ -234,14 +234,18 @@ impl Collector for ExternalSecretMetrics {
                 )?)?;
             }
         }
+        // In nanoseconds: External Secrets Operator sets this gauge to a Go
+        // time.Duration as a float, and alerts written on its values would
+        // be off by 1e9 in seconds.
         let mut family = encoder.encode_descriptor(
             "externalsecret_reconcile_duration",
-            "The duration time to reconcile the External Secret",
+            "The duration time to reconcile the External Secret, in nanoseconds (as External Secrets Operator's)",
             None,
             MetricType::Gauge,
         )?;
         for (key, o) in &state.objects {
-            ConstGauge::new(o.last_duration).encode(family.encode_family(&labels(key))?)?;
+            ConstGauge::new((o.last_duration * 1e9).round())
+                .encode(family.encode_family(&labels(key))?)?;
         }
         let mut family = encoder.encode_descriptor(
             "externalsecret_last_refresh_timestamp_seconds",
@@ -317,7 +321,7 @@ mod tests {
             "externalsecret_status_condition{name=\"db\",namespace=\"shop\",condition=\"Ready\",status=\"False\"} 0",
             "externalsecret_status_condition{name=\"broken\",namespace=\"shop\",condition=\"Ready\",status=\"True\"} 0",
             "externalsecret_status_condition{name=\"broken\",namespace=\"shop\",condition=\"Ready\",status=\"False\"} 1",
-            "externalsecret_reconcile_duration{name=\"broken\",namespace=\"shop\"} 0.5",
+            "externalsecret_reconcile_duration{name=\"broken\",namespace=\"shop\"} 500000000",
             "externalsecret_provider_api_calls_count{provider=\"AWS/SecretsManager\",call=\"BatchGetSecretValue\",status=\"success\"} 1",
             "externalsecret_provider_api_calls_count{provider=\"AWS/ParameterStore\",call=\"GetParameters\",status=\"error\"} 1",
         ] {
