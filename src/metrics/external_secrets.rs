@@ -122,14 +122,14 @@ impl ExternalSecretMetrics {
     /// One AWS call, by this crate's API name and outcome (`ok` or a
     /// failure class), under External Secrets' provider and call names.
     pub fn provider_call(&self, api: &'static str, outcome: &'static str) {
-        let Some(provider) = provider_of(api) else {
+        let Some((provider, call)) = provider_call_of(api) else {
             return;
         };
         let status = if outcome == "ok" { "success" } else { "error" };
         *self
             .state()
             .calls
-            .entry((provider, api, status))
+            .entry((provider, call, status))
             .or_default() += 1;
     }
 
@@ -139,20 +139,22 @@ impl ExternalSecretMetrics {
     }
 }
 
-/// External Secrets' provider of an AWS API (its constants
-/// `AWS/SecretsManager`, `AWS/ParameterStore`; the call label is the API's
-/// own name, as theirs). STS and the Pod Identity agent are no provider
-/// there: they stay in `aws_api_calls` only.
-fn provider_of(api: &str) -> Option<&'static str> {
+/// External Secrets' provider and call names of an AWS API (its constants:
+/// `AWS/SecretsManager`, `AWS/ParameterStore`, the API's name as the call,
+/// but `DescribeParameter` for DescribeParameters; GetParameters, which it
+/// never calls, keeps its own name). STS and the Pod Identity agent are no
+/// provider there: they stay in `aws_api_calls` only.
+fn provider_call_of(api: &'static str) -> Option<(&'static str, &'static str)> {
+    const SM: &str = "AWS/SecretsManager";
+    const PS: &str = "AWS/ParameterStore";
     match api {
         "GetSecretValue" | "BatchGetSecretValue" | "DescribeSecret" | "ListSecrets" => {
-            Some("AWS/SecretsManager")
+            Some((SM, api))
         }
-        "GetParameter"
-        | "GetParameters"
-        | "GetParametersByPath"
-        | "DescribeParameters"
-        | "ListTagsForResource" => Some("AWS/ParameterStore"),
+        "DescribeParameters" => Some((PS, "DescribeParameter")),
+        "GetParameter" | "GetParameters" | "GetParametersByPath" | "ListTagsForResource" => {
+            Some((PS, api))
+        }
         _ => None,
     }
 }
@@ -310,6 +312,7 @@ mod tests {
         m.provider_call("BatchGetSecretValue", "ok");
         m.provider_call("GetParameters", "throttled");
         m.provider_call("AssumeRoleWithWebIdentity", "ok");
+        m.provider_call("DescribeParameters", "ok");
         let text = encode(&m);
         for line in [
             "# TYPE externalsecret_sync_calls counter",
@@ -324,6 +327,7 @@ mod tests {
             "externalsecret_reconcile_duration{name=\"broken\",namespace=\"shop\"} 500000000",
             "externalsecret_provider_api_calls_count{provider=\"AWS/SecretsManager\",call=\"BatchGetSecretValue\",status=\"success\"} 1",
             "externalsecret_provider_api_calls_count{provider=\"AWS/ParameterStore\",call=\"GetParameters\",status=\"error\"} 1",
+            "externalsecret_provider_api_calls_count{provider=\"AWS/ParameterStore\",call=\"DescribeParameter\",status=\"success\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
