@@ -4,7 +4,8 @@
 //! refused), the scrape carries External Secrets Operator's names and
 //! labels with values that count what happened, our own refresh time and
 //! calls saved, and no secret value; an ExternalSecret deleted leaves no
-//! series; `/readyz` and `/livez` answer, on the leader and on a standby.
+//! series; `/readyz` and `/livez` answer, on the leader and on a standby;
+//! a leader whose watches cannot list is live but not ready.
 //! Needs root (moto, the control plane) and the binaries of
 //! scripts/k8s-peers.sh.
 
@@ -234,6 +235,41 @@ async fn the_controller_exposes_external_secrets_metrics_and_probes() {
         !standby_text.contains("externalsecret_sync_calls_total{"),
         "{standby_text}"
     );
+
+    // A leader whose watches cannot list (its ServiceAccount may take the
+    // Lease and nothing more): live, but not ready, and it says why.
+    let unlisted = "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: metrics-unlisted, namespace: aws-secrets-csi}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: metrics-unlisted, namespace: aws-secrets-csi}\nrules: [{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: metrics-unlisted, namespace: aws-secrets-csi}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: metrics-unlisted}\nsubjects: [{kind: ServiceAccount, name: metrics-unlisted, namespace: aws-secrets-csi}]\n";
+    cp.kubectl(&["apply", "-f", "-"], Some(unlisted));
+    let token = cp.token("aws-secrets-csi", "metrics-unlisted", &["--duration", "1h"]);
+    let unlisted_kubeconfig = dir.path().join("unlisted.kubeconfig");
+    cp.kubeconfig_with_token(&unlisted_kubeconfig, &cp.server, &token);
+    let unlisted_health = free_port();
+    let unlisted_health_addr = format!("127.0.0.1:{unlisted_health}");
+    let _unlisted = ControllerProcess::start_with(
+        dir.path(),
+        "controller-metrics-unlisted",
+        &unlisted_kubeconfig,
+        &[
+            "--controller-class",
+            CLASS,
+            "--lease-name",
+            "controller-metrics-unlisted",
+            "--health-addr",
+            &unlisted_health_addr,
+        ],
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the unlisted leader answers",
+        || get(unlisted_health, "/livez").map(|(c, _)| c) == Some(200),
+    )
+    .await;
+    // Leading within a second (its own Lease); still not ready after.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, why) = get(unlisted_health, "/readyz").unwrap();
+    assert_eq!(code, 503, "{why}");
+    assert!(why.contains("not listed"), "{why}");
+    assert_eq!(get(unlisted_health, "/livez").map(|(c, _)| c), Some(200));
 
     // Deleted: its series go, the others stay.
     cp.kubectl(&["delete", "externalsecret", "ok-b", "-n", NS], None);
