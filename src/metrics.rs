@@ -16,6 +16,9 @@ use prometheus_client::registry::Registry;
 
 use crate::state::VolumeStore;
 
+mod external_secrets;
+pub use external_secrets::{Exists, ExternalSecretMetrics, SyncOutcome};
+
 const PROVIDER: &str = "aws";
 const OS: &str = "linux";
 
@@ -78,6 +81,11 @@ struct ServedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SavedLabels {
+    by: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsCallLabels {
     api: &'static str,
     outcome: &'static str,
@@ -94,6 +102,8 @@ pub struct Metrics {
     rotation_reconcile_duration: Family<OsLabels, Histogram>,
     aws_calls: Family<AwsCallLabels, Counter>,
     object_requests: Family<ServedLabels, Counter>,
+    calls_saved: Family<SavedLabels, Counter>,
+    external_secrets: Option<ExternalSecretMetrics>,
     sync_k8s_secret: Family<ProviderLabels, Counter>,
     k8s_secret_duration: Family<OsLabels, Histogram>,
 }
@@ -126,6 +136,7 @@ impl Metrics {
             });
         let aws_calls = Family::default();
         let object_requests = Family::default();
+        let calls_saved = Family::default();
         let sync_k8s_secret = Family::default();
         let k8s_secret_duration = Family::<OsLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.1, 2.0, 11))
@@ -176,6 +187,11 @@ impl Metrics {
             object_requests.clone(),
         );
         registry.register(
+            "aws_calls_saved",
+            "AWS calls not made: by=sharing (a value reused or a call joined), by=batching (the objects of one batch call beyond the first)",
+            calls_saved.clone(),
+        );
+        registry.register(
             "sync_k8s_secret",
             "Kubernetes Secrets synced from secretObjects (written, or found up to date)",
             sync_k8s_secret.clone(),
@@ -198,7 +214,19 @@ impl Metrics {
             rotation_reconcile_duration,
             aws_calls,
             object_requests,
+            calls_saved,
+            external_secrets: None,
         }
+    }
+
+    /// Adds External Secrets Operator's metrics (the controller's), which
+    /// the returned handle records; AWS calls are counted under their
+    /// provider and call names too.
+    pub fn with_external_secrets(mut self) -> (Self, ExternalSecretMetrics) {
+        let es = ExternalSecretMetrics::default();
+        self.registry.register_collector(Box::new(es.clone()));
+        self.external_secrets = Some(es.clone());
+        (self, es)
     }
 
     /// Adds the per-volume content age, read from `store` at each scrape.
@@ -283,6 +311,21 @@ impl Metrics {
                 served: served.label(),
             })
             .inc();
+        if served != Served::Fetched {
+            self.calls_saved
+                .get_or_create(&SavedLabels { by: "sharing" })
+                .inc();
+        }
+    }
+
+    /// One batch call that fetched `objects` objects asked for: each
+    /// beyond the first would have been a call of its own.
+    pub fn batched(&self, objects: usize) {
+        if objects > 1 {
+            self.calls_saved
+                .get_or_create(&SavedLabels { by: "batching" })
+                .inc_by(objects as u64 - 1);
+        }
     }
 
     /// One AWS API call; `outcome` is `ok` or a failure class.
@@ -290,6 +333,9 @@ impl Metrics {
         self.aws_calls
             .get_or_create(&AwsCallLabels { api, outcome })
             .inc();
+        if let Some(es) = &self.external_secrets {
+            es.provider_call(api, outcome);
+        }
     }
 
     /// The text exposition (OpenMetrics).
@@ -429,6 +475,39 @@ mod tests {
                 "aws_api_calls_total{api=\"BatchGetSecretValue\",outcome=\"throttled\"} 1"
             )
         );
+        // The node has no ExternalSecrets.
+        assert!(!text.contains("externalsecret_"), "{text}");
+    }
+
+    #[test]
+    fn calls_saved_by_sharing_and_batching() {
+        let m = Metrics::new();
+        m.shared_value(Served::Fetched);
+        m.shared_value(Served::Reused);
+        m.shared_value(Served::Joined);
+        m.batched(5);
+        m.batched(1);
+        let text = m.encode();
+        assert!(
+            text.contains("aws_calls_saved_total{by=\"sharing\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("aws_calls_saved_total{by=\"batching\"} 4"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_controller_counts_aws_calls_under_external_secrets_names_too() {
+        let (m, _es) = Metrics::new().with_external_secrets();
+        m.aws_call("GetSecretValue", "not_found");
+        let text = m.encode();
+        assert!(
+            text.contains("aws_api_calls_total{api=\"GetSecretValue\",outcome=\"not_found\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("externalsecret_provider_api_calls_count{provider=\"AWS/SecretsManager\",call=\"GetSecretValue\",status=\"error\"} 1"), "{text}");
     }
 
     /// The metrics of a node holding one volume of `namespace`/`pod`.

@@ -12,7 +12,8 @@ pub use check::{CheckArgs, check};
 pub use crds::{CrdsArgs, crds};
 pub use diagnose::{DiagnoseArgs, diagnose};
 pub use mount::{MountArgs, mount};
-pub use serve::{ServeArgs, parse_size, serve};
+pub(crate) use serve::spawn_logged;
+pub use serve::{ServeArgs, parse_listen_addr, parse_size, serve};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 

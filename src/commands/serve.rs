@@ -295,7 +295,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// A server beside the CSI socket; its failure is logged when it happens
 /// (the node service goes on: mounts matter more).
-fn spawn_logged(
+pub(crate) fn spawn_logged(
     what: &'static str,
     server: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {

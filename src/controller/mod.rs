@@ -9,6 +9,7 @@
 mod cluster_external;
 pub mod crds;
 mod fair;
+pub mod health;
 mod held;
 mod lease;
 mod store_status;
@@ -30,8 +31,9 @@ pub use sync::{Kinds, MANAGED_LABEL, MANAGER, Policies, Synced, Syncer, until_ne
 pub(crate) use sync::{Resolved, SyncError, existing_of};
 
 use crate::fetch::{BatchWindow, Fetcher, RateBudget};
+use crate::http_endpoint::HttpLimits;
 use crate::identity::{AgentEndpoints, Identities, PodIdentityAgent};
-use crate::metrics::Metrics;
+use crate::metrics::{ExternalSecretMetrics, Metrics, SyncOutcome};
 
 /// The controller (a Deployment; one replica active).
 #[derive(Debug, clap::Args)]
@@ -83,6 +85,16 @@ pub struct ControllerArgs {
     /// store run this many at once and gather into few AWS batches.
     #[arg(long, env = "SYNCS_PER_NAMESPACE", default_value_t = 24)]
     pub syncs_per_namespace: usize,
+    /// Address of the Prometheus metrics endpoint (/metrics), IP:PORT;
+    /// unset: none. Off unless asked (the chart asks): the endpoint has no
+    /// authentication, a loopback default would serve no Prometheus in a
+    /// pod, and replicas sharing a host would contend for one port.
+    #[arg(long, env = "METRICS_ADDR", value_parser = crate::commands::parse_listen_addr)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Address of the probes' endpoint (/readyz, /livez), IP:PORT; unset:
+    /// none.
+    #[arg(long, env = "HEALTH_ADDR", value_parser = crate::commands::parse_listen_addr)]
+    pub health_addr: Option<std::net::SocketAddr>,
 }
 
 /// The longest wait before an ExternalSecret is looked at again: a longer
@@ -230,7 +242,46 @@ pub(crate) fn read_only_syncer(
     )
 }
 
+/// Runs the controller with its metrics and probe endpoints.
 pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
+    let (metrics, es_metrics) = Metrics::new().with_external_secrets();
+    let metrics = Arc::new(metrics);
+    let health = Arc::new(health::Health::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    if let Some(addr) = args.metrics_addr {
+        let mut stop = stop_rx.clone();
+        servers.push(crate::commands::spawn_logged(
+            "metrics endpoint",
+            crate::metrics::serve(addr, metrics.clone(), HttpLimits::default(), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }),
+        ));
+    }
+    if let Some(addr) = args.health_addr {
+        servers.push(crate::commands::spawn_logged(
+            "health endpoint",
+            health::serve(addr, health.clone(), HttpLimits::default(), stop_rx),
+        ));
+    }
+    // The heartbeat is polled in this task, with the controller: see health.
+    let result = tokio::select! {
+        r = control(args, metrics, es_metrics, &health) => r,
+        never = health.heartbeat() => match never {},
+    };
+    let _ = stop_tx.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    result
+}
+
+async fn control(
+    args: &ControllerArgs,
+    metrics: Arc<Metrics>,
+    es_metrics: ExternalSecretMetrics,
+    health: &health::Health,
+) -> anyhow::Result<()> {
     let client = crate::commands::kube_client().await?;
     let identity = args
         .identity
@@ -247,10 +298,12 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         },
     );
     tracing::info!(%identity, lease = %args.lease_name, "waiting for the lease");
+    health.set(health::Phase::Standby);
     tokio::select! {
         r = elector.acquire() => r?,
         _ = shutdown() => return Ok(()),
     }
+    health.set(health::Phase::Listing);
     tracing::info!(%identity, "leading: syncing ExternalSecrets");
     let kinds = served_kinds(&client).await?;
     let (es_store, es_stream) = held_watch(&client, &kinds.external_secret);
@@ -308,7 +361,11 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         )
     };
     let sdk = crate::commands::aws_config().await;
-    let metrics = Arc::new(Metrics::new());
+    let watched = (
+        es_store.clone(),
+        secret_stores.clone(),
+        cluster_stores.clone(),
+    );
     let syncer = Arc::new(Syncer::new(
         client.clone(),
         Identities::new(
@@ -434,18 +491,60 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
             by_store("ClusterSecretStore"),
             kinds.cluster_secret_store.clone(),
         );
+    // The series of an ExternalSecret that is gone go with it.
+    es_metrics.set_exists(Arc::new({
+        let store = es_store.clone();
+        let resource = kinds.external_secret.clone();
+        move |namespace: &str, name: &str| {
+            store
+                .get(&ObjectRef::new_with(name, resource.clone()).within(namespace))
+                .is_some()
+        }
+    }));
+    // Ready once every watch the syncs read has listed (the loop polls
+    // them); pruned now and then, for churn between scrapes.
+    let listed = {
+        let (a, b, c) = watched;
+        let es_metrics = es_metrics.clone();
+        async move {
+            let _ = futures::future::join3(
+                a.wait_until_ready(),
+                b.wait_until_ready(),
+                c.wait_until_ready(),
+            )
+            .await;
+            health.set(health::Phase::Syncing);
+            tracing::info!("watches listed: ready");
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                es_metrics.prune();
+            }
+        }
+    };
     let slots = Arc::new(fair::Slots::new(SYNCS, args.syncs_per_namespace));
     let run = controller
         .run(
             move |es: Arc<Held>, syncer: Arc<Syncer>| {
                 let failures = failures.clone();
                 let slots = slots.clone();
+                let es_metrics = es_metrics.clone();
                 async move {
                     let namespace = es.namespace().unwrap_or_default();
-                    let id = format!("{namespace}/{}", es.name_any());
+                    let name = es.name_any();
+                    let id = format!("{namespace}/{name}");
                     let slot = slots.take(&namespace).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
-                    match syncer.sync(&es, slot).await {
+                    let started = std::time::Instant::now();
+                    let result = syncer.sync(&es, slot).await;
+                    match sync_outcome(&result, started.elapsed()) {
+                        Some(outcome) => es_metrics.synced(&namespace, &name, outcome),
+                        None if matches!(result, Ok(Synced::NotOurs)) => {
+                            es_metrics.forget(&namespace, &name)
+                        }
+                        None => {}
+                    }
+                    match result {
                         Ok(Synced::Retained { next } | Synced::Deleted { next }) => {
                             failures.succeeded(&id);
                             Ok(next.map_or_else(Action::await_change, |d| {
@@ -483,11 +582,41 @@ pub async fn run(args: &ControllerArgs) -> anyhow::Result<()> {
         .for_each(|_| async {});
     tokio::select! {
         _ = futures::future::join3(run, cluster_external, store_status) => Ok(()),
+        // Never ends (it prunes on); here to be polled in this task.
+        _ = listed => Ok(()),
         lost = elector.hold() => {
             // Another replica leads now: stop, and start again as a follower.
             Err(anyhow::anyhow!("{lost}; stopping so that one replica syncs"))
         }
         _ = shutdown() => Ok(()),
+    }
+}
+
+/// A sync's outcome as External Secrets' metrics count it; None: not a
+/// sync of ours (another controller's store, or this replica lost the
+/// Lease and wrote nothing).
+fn sync_outcome(result: &Result<Synced, sync::SyncError>, took: Duration) -> Option<SyncOutcome> {
+    let seconds = took.as_secs_f64();
+    let ok = |refreshed| {
+        Some(SyncOutcome {
+            error: false,
+            ready: Some(true),
+            refreshed,
+            seconds,
+        })
+    };
+    match result {
+        Ok(Synced::NotOurs) => None,
+        Ok(Synced::Done { refreshed, .. }) => ok(*refreshed),
+        // As sync() writes them: Ready=True, the values read.
+        Ok(Synced::Missing { .. } | Synced::Retained { .. } | Synced::Deleted { .. }) => ok(true),
+        Err(sync::SyncError::Fenced(_)) => None,
+        Err(_) => Some(SyncOutcome {
+            error: true,
+            ready: Some(false),
+            refreshed: false,
+            seconds,
+        }),
     }
 }
 

@@ -130,7 +130,14 @@ async fn batch<'a>(
             .map(|e| ObjectFailure::from_sdk(ids[0], region, e)),
     );
     let out = match response {
-        Ok(out) => out,
+        Ok(out) => {
+            // Fill ids were asked for by no one: they save no call.
+            client
+                .calls
+                .metrics
+                .batched(ids.iter().filter(|id| !fill.contains(id)).count());
+            out
+        }
         Err(e) => {
             let failure = ObjectFailure::from_sdk(ids[0], region, &e);
             if failure.kind() == super::FailureKind::AccessDenied

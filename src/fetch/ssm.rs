@@ -106,7 +106,10 @@ async fn call(
     };
     calls.record("GetParameters", outcome);
     let out = match response {
-        Ok(out) => out,
+        Ok(out) => {
+            calls.metrics.batched(batch.len());
+            out
+        }
         Err(e) => {
             return batch
                 .iter()
