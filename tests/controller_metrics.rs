@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::control_plane::*;
@@ -22,23 +21,8 @@ const NS: &str = "controller-metrics";
 const CLASS: &str = "controller-metrics";
 const VALUE: &str = "metrics-pw-7f3a9c";
 
-/// GET `path` on 127.0.0.1:`port`: (status code, body); None when nothing
-/// answers.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
-}
-
 fn scrape(port: u16) -> String {
-    let (code, body) = get(port, "/metrics").expect("the metrics endpoint answers");
+    let (code, body) = http_get(port, "/metrics").expect("the metrics endpoint answers");
     assert_eq!(code, 200, "{body}");
     body
 }
@@ -112,14 +96,14 @@ async fn the_controller_exposes_external_secrets_metrics_and_probes() {
         ],
     );
 
-    let ready_of = |port: u16| get(port, "/readyz").map(|(code, _)| code);
+    let ready_of = |port: u16| http_get(port, "/readyz").map(|(code, _)| code);
     eventually(Duration::from_secs(30), "the leader ready", || {
         ready_of(health_port) == Some(200)
     })
     .await;
-    assert_eq!(get(health_port, "/livez").map(|(c, _)| c), Some(200));
+    assert_eq!(http_get(health_port, "/livez").map(|(c, _)| c), Some(200));
     // The probes and the metrics are on their own ports.
-    assert_eq!(get(health_port, "/metrics").map(|(c, _)| c), Some(404));
+    assert_eq!(http_get(health_port, "/metrics").map(|(c, _)| c), Some(404));
 
     // Synced and failed, as the scrape tells.
     eventually(
@@ -229,7 +213,10 @@ async fn the_controller_exposes_external_secrets_metrics_and_probes() {
         ready_of(standby_health) == Some(200)
     })
     .await;
-    assert_eq!(get(standby_health, "/livez").map(|(c, _)| c), Some(200));
+    assert_eq!(
+        http_get(standby_health, "/livez").map(|(c, _)| c),
+        Some(200)
+    );
     let standby_text = scrape(standby_metrics);
     assert!(
         !standby_text.contains("externalsecret_sync_calls_total{"),
@@ -261,15 +248,18 @@ async fn the_controller_exposes_external_secrets_metrics_and_probes() {
     eventually(
         Duration::from_secs(30),
         "the unlisted leader answers",
-        || get(unlisted_health, "/livez").map(|(c, _)| c) == Some(200),
+        || http_get(unlisted_health, "/livez").map(|(c, _)| c) == Some(200),
     )
     .await;
     // Leading within a second (its own Lease); still not ready after.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (code, why) = get(unlisted_health, "/readyz").unwrap();
+    let (code, why) = http_get(unlisted_health, "/readyz").unwrap();
     assert_eq!(code, 503, "{why}");
     assert!(why.contains("not listed"), "{why}");
-    assert_eq!(get(unlisted_health, "/livez").map(|(c, _)| c), Some(200));
+    assert_eq!(
+        http_get(unlisted_health, "/livez").map(|(c, _)| c),
+        Some(200)
+    );
 
     // Deleted: its series go, the others stay.
     cp.kubectl(&["delete", "externalsecret", "ok-b", "-n", NS], None);

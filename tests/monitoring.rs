@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -199,19 +198,6 @@ fn alert_rules(root: &Path) -> Vec<(String, String)> {
     out
 }
 
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
-}
-
 #[test]
 fn metric_names_are_read_out_of_queries() {
     let names = metric_names(
@@ -333,7 +319,7 @@ async fn the_dashboard_and_alerts_name_only_metrics_the_product_exposes() {
     );
     let mut controller = String::new();
     eventually(Duration::from_secs(60), "the ExternalSecret synced", || {
-        controller = get(metrics_port, "/metrics")
+        controller = http_get(metrics_port, "/metrics")
             .map(|(_, body)| body)
             .unwrap_or_default();
         controller.contains("externalsecret_last_refresh_timestamp_seconds{")
