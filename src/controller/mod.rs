@@ -148,6 +148,22 @@ fn tee(
     (stream, rx)
 }
 
+/// Whether an ExternalSecret's spec names the store `kind`/`name`: its
+/// `secretStoreRef`, or the `sourceRef.storeRef` of an entry.
+fn names_store(spec: &serde_json::Value, kind: &str, name: &str) -> bool {
+    let is = |r: &serde_json::Value| {
+        r["name"] == name && r["kind"].as_str().unwrap_or("SecretStore") == kind
+    };
+    let entries = |field: &str| {
+        spec[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| is(&e["sourceRef"]["storeRef"]))
+    };
+    is(&spec["secretStoreRef"]) || entries("data") || entries("dataFrom")
+}
+
 /// What makes an ExternalSecret sync again: its spec (generation), labels
 /// and annotations; not its status, which the sync itself writes.
 fn sync_trigger(es: &Held) -> Option<u64> {
@@ -417,11 +433,8 @@ async fn control(
                 .state()
                 .into_iter()
                 .filter(|es| {
-                    let r = &es.object.data["spec"]["secretStoreRef"];
-                    let es_kind = r["kind"].as_str().unwrap_or("SecretStore");
-                    r["name"] == name.as_str()
-                        && es_kind == kind
-                        && (namespace.is_none() || es.namespace() == namespace)
+                    (namespace.is_none() || es.namespace() == namespace)
+                        && names_store(&es.object.data["spec"], kind, &name)
                 })
                 .map(|es| ObjectRef::from_obj_with(es.as_ref(), resource.clone()))
                 .collect::<Vec<_>>()
@@ -632,5 +645,22 @@ async fn shutdown() {
         }
     } else {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_store_is_named_by_secret_store_ref_or_by_an_entry() {
+        let spec = serde_json::json!({
+            "secretStoreRef": {"name": "own"},
+            "data": [{"secretKey": "k", "remoteRef": {"key": "a"}, "sourceRef": {"storeRef": {"name": "other", "kind": "ClusterSecretStore"}}}],
+            "dataFrom": [{"extract": {"key": "b"}, "sourceRef": {"storeRef": {"name": "third"}}}]
+        });
+        assert!(super::names_store(&spec, "SecretStore", "own"));
+        assert!(super::names_store(&spec, "ClusterSecretStore", "other"));
+        assert!(super::names_store(&spec, "SecretStore", "third"));
+        assert!(!super::names_store(&spec, "SecretStore", "other"));
+        assert!(!super::names_store(&spec, "ClusterSecretStore", "own"));
     }
 }
