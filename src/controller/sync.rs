@@ -751,14 +751,28 @@ impl Syncer {
         if !failures.is_empty() {
             return Err(FetchError { failures }.into());
         }
-        for index in missing {
-            let name = plan.objects.objects[index].name();
-            for entry in plan.entries_reading(index) {
-                let message =
-                    format!("secret does not exist at provider using {entry} (key={name})");
-                self.event(es, "Normal", "MissingProviderSecret", &message)
-                    .await;
+        // One event a sync, naming at most a few entries: an ExternalSecret
+        // of 500 keys all gone must not cost 500 API writes a refresh.
+        const NAMED: usize = 5;
+        let gone: Vec<String> = missing
+            .iter()
+            .flat_map(|&index| {
+                let name = plan.objects.objects[index].name();
+                plan.entries_reading(index)
+                    .into_iter()
+                    .map(move |entry| format!("{entry} (key={name})"))
+            })
+            .collect();
+        if !gone.is_empty() {
+            let mut message = format!(
+                "secret does not exist at provider using {}",
+                gone[..gone.len().min(NAMED)].join(", ")
+            );
+            if gone.len() > NAMED {
+                message += &format!(" and {} more", gone.len() - NAMED);
             }
+            self.event(es, "Normal", "MissingProviderSecret", &message)
+                .await;
         }
         Ok(values)
     }

@@ -114,7 +114,7 @@ struct Queued {
     fill: bool,
 }
 
-/// The current-version objects a queue was asked for lately, newest last:
+/// The current-version objects a queue was asked for lately, with when:
 /// what a batch call with room left fills it with.
 #[derive(Default)]
 struct Recent {
@@ -335,15 +335,13 @@ impl SharedValues {
         }
         if asked.len() > RECENT_PER_QUEUE {
             asked.retain(|_, at| now.saturating_duration_since(*at) < LONGEST_SHARED);
-            while asked.len() > RECENT_PER_QUEUE {
-                let oldest = asked
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(o, _)| o.clone());
-                match oldest {
-                    Some(o) => asked.remove(&o),
-                    None => break,
-                };
+            if asked.len() > RECENT_PER_QUEUE {
+                // The newest RECENT_PER_QUEUE stay: one sort, not a scan
+                // per object dropped.
+                let mut times: Vec<Instant> = asked.values().copied().collect();
+                times.sort_unstable_by(|a, b| b.cmp(a));
+                let cut = times[RECENT_PER_QUEUE - 1];
+                asked.retain(|_, at| *at >= cut);
             }
         }
     }
@@ -362,9 +360,17 @@ impl SharedValues {
             ObjectType::SecretsManager => secretsmanager::BATCH_SIZE,
             ObjectType::SsmParameter => ssm::BATCH_SIZE,
         };
-        let current = items.iter().filter(|q| is_current(&q.key.object)).count();
-        let room = (size - current % size) % size;
-        if current == 0 || room == 0 {
+        // What goes into batch calls: Secrets Manager batches current
+        // versions only (the others go one by one); GetParameters takes
+        // every selector (`name`, `name:version`, `name:label`).
+        let batched = match key.kind {
+            ObjectType::SecretsManager => {
+                items.iter().filter(|q| is_current(&q.key.object)).count()
+            }
+            ObjectType::SsmParameter => items.len(),
+        };
+        let room = (size - batched % size) % size;
+        if batched == 0 || room == 0 {
             return;
         }
         let now = Instant::now();
@@ -387,7 +393,9 @@ impl SharedValues {
             if added == room {
                 break;
             }
-            if items.iter().any(|q| q.key.object == object) {
+            // A name already in the call (any version): one batch holds a
+            // name once, so a second selector of it would cost a call.
+            if items.iter().any(|q| q.key.object.name == object.name) {
                 continue;
             }
             let value_key = ValueKey {
@@ -541,13 +549,54 @@ mod tests {
             shared.slots.lock().unwrap().get(&items[1].key),
             Some(Slot::Pending(_))
         ));
-        // A full batch, or one of pinned versions only, gets nothing.
+        // A full batch gets nothing.
         let mut full: Vec<Queued> = asked[..10].iter().map(item).collect();
         shared.fill(&queue, &mut full);
         assert_eq!(full.len(), 10);
-        let mut pinned = vec![item(&asked[12])];
-        shared.fill(&queue, &mut pinned);
+        // Nor does a Secrets Manager fetch of pinned versions only (they go
+        // one by one: there is no batch call to fill).
+        let sm = QueueKey {
+            kind: ObjectType::SecretsManager,
+            ..queue.clone()
+        };
+        shared.remember(&sm, &asked.iter().collect::<Vec<_>>(), Instant::now());
+        let mut pinned = vec![Queued {
+            key: ValueKey {
+                queue: sm.clone(),
+                object: asked[12].clone(),
+            },
+            answer: watch::channel(None).0,
+            fill: false,
+        }];
+        shared.fill(&sm, &mut pinned);
         assert_eq!(pinned.len(), 1);
+        // A pinned version goes into GetParameters' call too: it takes a
+        // place, and its name is not added again.
+        // (Another region: the fills above are pending in this one.)
+        let other = QueueKey {
+            region: "r2".into(),
+            ..queue.clone()
+        };
+        shared.remember(&other, &asked.iter().collect::<Vec<_>>(), Instant::now());
+        let in_other = |o: &ObjectRef| Queued {
+            key: ValueKey {
+                queue: other.clone(),
+                object: o.clone(),
+            },
+            answer: watch::channel(None).0,
+            fill: false,
+        };
+        let p3_pinned = object("p3", Some("7"));
+        let mut with_pinned = vec![in_other(&asked[0]), in_other(&p3_pinned)];
+        shared.fill(&other, &mut with_pinned);
+        assert_eq!(with_pinned.len(), 10);
+        assert_eq!(
+            with_pinned
+                .iter()
+                .filter(|q| q.key.object.name == "p3")
+                .count(),
+            1
+        );
         // Forgotten once nobody asked for them in LONGEST_SHARED.
         tokio::time::advance(LONGEST_SHARED).await;
         shared.sweep_now();
