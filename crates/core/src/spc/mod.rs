@@ -5,6 +5,7 @@ mod paths;
 mod plan;
 #[cfg(test)]
 mod properties;
+mod templates;
 
 pub use paths::{FilePath, PathRule, PathTranslation};
 pub use plan::{
@@ -12,3 +13,4 @@ pub use plan::{
     ObjectType, PlanError, PlannedObject, RoleChain, VolumeLimits, is_role_arn, lint, plan,
     plan_within,
 };
+pub use templates::{DEFAULT_TEMPLATE_MODE, MAX_TEMPLATE_BYTES, TemplateFile, template_label};

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::paths::{FilePath, PathRule, PathTranslation};
+use super::templates::{TemplateFile, parse_manifest, parse_object_files, parse_templates};
 
 /// How many times a jmesPath expression may copy its input. Only
 /// multi-select lists and hashes copy: `[@,@][]` doubles an array, so 30 of
@@ -190,14 +191,40 @@ pub struct MountPlan {
     pub warnings: Vec<String>,
     /// What the volume may hold; rendering stops at `max_bytes`.
     pub limits: VolumeLimits,
+    /// Files rendered from templates over the fetched values (`templates`,
+    /// our addition).
+    pub templates: Vec<TemplateFile>,
+    /// Whether each object's own files (whole value, jmesPath) are written
+    /// (`objectFiles`, our addition; true unless the class says false).
+    pub object_files: bool,
+    /// Where the rotation manifest goes (`rotationManifest`, our addition).
+    pub manifest: Option<FileSpec>,
 }
 
 impl MountPlan {
-    /// Every file the plan produces, with the object it comes from.
+    /// Every file of the objects, with the object it comes from (written
+    /// unless `object_files` is false; always the names templates see).
     pub fn files(&self) -> impl Iterator<Item = (&FileSpec, &PlannedObject)> {
         self.objects.iter().flat_map(|o| {
             std::iter::once((&o.file, o)).chain(o.jmes.iter().map(move |j| (&j.file, o)))
         })
+    }
+
+    /// Every file the volume holds, with where it comes from: an object's
+    /// name, `templates[i]` or `rotationManifest`.
+    pub fn written(&self) -> Vec<(&FileSpec, String)> {
+        let mut out: Vec<(&FileSpec, String)> = Vec::new();
+        if self.object_files {
+            out.extend(self.files().map(|(f, o)| (f, o.name().to_owned())));
+        }
+        out.extend(
+            self.templates
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (&t.file, format!("templates[{i}]"))),
+        );
+        out.extend(self.manifest.iter().map(|m| (m, "rotationManifest".to_owned())));
+        out
     }
 }
 
@@ -232,6 +259,14 @@ pub enum PlanError {
     AssumeRoleSessionTags(String),
     #[error("Failed to load SecretProviderClass: {0}")]
     Load(String),
+    #[error("Failed to load SecretProviderClass: parameters.templates{0}")]
+    Templates(String),
+    /// A template that does not parse; the engine's text names it
+    /// (`templates[i] (path)`), its line and column.
+    #[error("Failed to load SecretProviderClass: parameters.{0}")]
+    Template(String),
+    #[error("objectFiles must be true or false, not {0:?}")]
+    ObjectFiles(String),
     /// A YAML syntax error inside `objects`; line and column count from the
     /// start of the `objects` text (commands that have the file map them).
     #[error(
@@ -365,7 +400,7 @@ impl PlanError {
 }
 
 /// The parameters a class may hold (the AWS provider's and our additions).
-const KNOWN_PARAMETERS: [&str; 11] = [
+const KNOWN_PARAMETERS: [&str; 14] = [
     "objects",
     "region",
     "failoverRegion",
@@ -377,6 +412,9 @@ const KNOWN_PARAMETERS: [&str; 11] = [
     "assumeRoleExternalId",
     "assumeRoleDurationSeconds",
     "assumeRoleSessionTags",
+    "templates",
+    "objectFiles",
+    "rotationManifest",
 ];
 const OBJECT_KEYS: [&str; 8] = [
     "objectName",
@@ -453,7 +491,21 @@ pub fn plan_within(
     // class that also lacks a region.
     let mut warnings = parameter_warnings(parameters);
     let descriptors = parse_objects(param("objects"), &mut warnings)?;
-    let files: usize = descriptors.iter().map(|d| 1 + d.jmes_path.len()).sum();
+    let object_files = parse_object_files(param("objectFiles"))?;
+    let manifest = parse_manifest(param("rotationManifest"))?;
+    // Counted before a template is parsed: a class of 100,000 templates is
+    // refused by its count.
+    let template_count = param("templates")
+        .lines()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .count();
+    let files: usize = descriptors
+        .iter()
+        .map(|d| 1 + d.jmes_path.len())
+        .sum::<usize>()
+        .min(if object_files { usize::MAX } else { 0 })
+        + template_count.min(limits.max_files + 1)
+        + usize::from(manifest.is_some());
     if files > limits.max_files {
         return Err(PlanError::TooManyFiles {
             files,
@@ -538,9 +590,14 @@ pub fn plan_within(
     for (index, d) in descriptors.iter().enumerate() {
         check_jmes_expressions(d).map_err(|e| e.in_object(index, &d.object_name))?;
     }
-    check_collisions(&objects)?;
-
-    Ok(MountPlan {
+    let templates = parse_templates(param("templates"))?;
+    if !object_files && templates.is_empty() {
+        warnings.push(
+            "objectFiles is false and the class has no templates: the volume holds no secret"
+                .to_owned(),
+        );
+    }
+    let plan = MountPlan {
         region,
         failover_region,
         auth,
@@ -550,7 +607,12 @@ pub fn plan_within(
         role_chain,
         warnings,
         limits,
-    })
+        templates,
+        object_files,
+        manifest,
+    };
+    check_collisions(&plan)?;
+    Ok(plan)
 }
 
 /// `assumeRoleArn` and its companions.
@@ -1175,7 +1237,7 @@ fn file_spec(
 /// A 4-digit octal string, as the AWS provider requires (`^[0-7]{4}$`),
 /// with permission bits only: the driver runs as root, and a setuid file
 /// holding a secret is never what a pod needs.
-fn parse_mode(p: &str) -> Result<u32, PlanError> {
+pub(super) fn parse_mode(p: &str) -> Result<u32, PlanError> {
     if p.len() != 4 || !p.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(PlanError::FilePermission(p.to_owned()));
     }
@@ -1321,31 +1383,34 @@ fn check_duplicates(descriptors: &[Descriptor]) -> Result<(), PlanError> {
 
 /// Stricter than the AWS provider, which lets the last write win: no two
 /// files may land on the same path, nor one inside the other.
-fn check_collisions(objects: &[PlannedObject]) -> Result<(), PlanError> {
+fn check_collisions(plan: &MountPlan) -> Result<(), PlanError> {
+    // The objects' names among themselves always (they are what templates
+    // read, written or not), then every file the volume holds.
+    collisions(plan.files().map(|(f, o)| (&f.path, o.name().to_owned())))?;
+    collisions(plan.written().into_iter().map(|(f, from)| (&f.path, from)))
+}
+
+fn collisions<'a>(all: impl Iterator<Item = (&'a FilePath, String)>) -> Result<(), PlanError> {
     // Every file, and every directory some file needs, by path.
-    let mut files: HashMap<&str, (&FilePath, &str)> = HashMap::new();
-    let mut dirs: HashMap<&str, (&FilePath, &str)> = HashMap::new();
-    let all = objects.iter().flat_map(|o| {
-        std::iter::once((&o.file.path, o.name()))
-            .chain(o.jmes.iter().map(move |j| (&j.file.path, o.name())))
-    });
-    let collision = |a: (&FilePath, &str), b: (&FilePath, &str)| PlanError::FileCollision {
+    let mut files: HashMap<&str, (&FilePath, String)> = HashMap::new();
+    let mut dirs: HashMap<&str, (&FilePath, String)> = HashMap::new();
+    let collision = |a: &(&FilePath, String), b: (&FilePath, String)| PlanError::FileCollision {
         file: a.0.to_string(),
-        first: a.1.to_owned(),
+        first: a.1.clone(),
         other: b.0.to_string(),
-        second: b.1.to_owned(),
+        second: b.1,
     };
     for (path, object) in all {
         let s = path.as_str();
-        if let Some(&earlier) = files.get(s).or_else(|| dirs.get(s)) {
+        if let Some(earlier) = files.get(s).or_else(|| dirs.get(s)) {
             return Err(collision(earlier, (path, object)));
         }
         for (i, _) in s.match_indices('/') {
             let dir = &s[..i];
-            if let Some(&earlier) = files.get(dir) {
+            if let Some(earlier) = files.get(dir) {
                 return Err(collision(earlier, (path, object)));
             }
-            dirs.entry(dir).or_insert((path, object));
+            dirs.entry(dir).or_insert((path, object.clone()));
         }
         files.insert(s, (path, object));
     }

@@ -1,6 +1,9 @@
 //! Step "render": fetched values -> the [`FileSet`] to write. Pure: the whole
-//! value of each object becomes one file, and each jmesPath entry cuts one
-//! more file out of a JSON value.
+//! value of each object becomes one file, each jmesPath entry cuts one more
+//! file out of a JSON value, each template of the class renders one file
+//! over all of them, and the [`manifest`] names what was fetched.
+
+pub mod manifest;
 
 use crate::secret::SecretBytes;
 use crate::spc::{FilePath, MountPlan};
@@ -61,6 +64,10 @@ pub enum RenderError {
         "the files would hold more than {limit} bytes, the size of the volume (the driver's --tmpfs-size); stopped at {file}"
     )]
     TooLarge { limit: u64, file: String },
+    /// The engine's text names the template (`templates[i] (path)`), its
+    /// line and column, and the function; never a value.
+    #[error("{message}")]
+    Template { message: String },
     #[error("internal: {expected} objects planned but {got} values fetched")]
     Mismatch { expected: usize, got: usize },
 }
@@ -95,10 +102,73 @@ pub fn render(plan: &MountPlan, values: &[SecretBytes]) -> Result<FileSet, Rende
             got: values.len(),
         });
     }
+    // What is held while rendering: the written files, and the objects'
+    // files that only templates read (`objectFiles: false`), each bounded
+    // by the volume's size.
     let mut budget = Budget {
         limit: plan.limits.max_bytes,
         used: 0,
     };
+    let mut read_only = Budget {
+        limit: plan.limits.max_bytes,
+        used: 0,
+    };
+    let budget_of_objects = if plan.object_files {
+        &mut budget
+    } else {
+        &mut read_only
+    };
+    let files = object_files(plan, values, budget_of_objects)?;
+    if plan.templates.is_empty() {
+        return Ok(FileSet::new(files));
+    }
+    let data: std::collections::BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|f| (f.path.to_string(), f.bytes.expose().to_vec()))
+        .collect();
+    let data = crate::template::Value::from_secret_data(&data);
+    let mut out = if plan.object_files { files } else { Vec::new() };
+    for t in &plan.templates {
+        let room = plan.limits.max_bytes.saturating_sub(budget.used);
+        let limits = crate::template::Limits {
+            // One byte more than the room: a larger output is the volume's
+            // error (TooLarge), not the template's.
+            max_output_bytes: usize::try_from(room.saturating_add(1)).unwrap_or(usize::MAX),
+            max_alloc_bytes: TEMPLATE_ALLOC_BYTES,
+            ..crate::template::Limits::default()
+        };
+        let bytes = t
+            .template
+            .execute(&data, &limits)
+            .map_err(|e| match e.kind {
+                crate::template::ErrorKind::Limit if e.message.contains("output") => {
+                    RenderError::TooLarge {
+                        limit: plan.limits.max_bytes,
+                        file: t.file.path.to_string(),
+                    }
+                }
+                _ => RenderError::Template { message: e.message },
+            })?;
+        budget.take(bytes.len(), &t.file.path)?;
+        out.push(FileEntry {
+            path: t.file.path.clone(),
+            mode: t.file.mode,
+            bytes: SecretBytes::new(bytes),
+        });
+    }
+    Ok(FileSet::new(out))
+}
+
+/// Bytes the functions of one template may allocate in all (a template
+/// cannot make the node hold more than this, whatever it calls).
+pub const TEMPLATE_ALLOC_BYTES: usize = 64 << 20;
+
+/// The objects' own files: whole values and jmesPath results.
+fn object_files(
+    plan: &MountPlan,
+    values: &[SecretBytes],
+    budget: &mut Budget,
+) -> Result<Vec<FileEntry>, RenderError> {
     let mut files = Vec::with_capacity(plan.files().count());
     for (object, value) in plan.objects.iter().zip(values) {
         budget.take(value.len(), &object.file.path)?;
@@ -162,7 +232,7 @@ pub fn render(plan: &MountPlan, values: &[SecretBytes]) -> Result<FileSet, Rende
             });
         }
     }
-    Ok(FileSet::new(files))
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -311,6 +381,126 @@ mod tests {
                 value.expose().as_ptr()
             ));
         }
+    }
+
+    fn plan_with(objects: &str, extra: &[(&str, &str)]) -> MountPlan {
+        let mut params: BTreeMap<String, String> = [
+            ("region".to_string(), "r".to_string()),
+            ("objects".to_string(), objects.to_string()),
+        ]
+        .into();
+        for (k, v) in extra {
+            params.insert(k.to_string(), v.to_string());
+        }
+        plan(&params, None).unwrap()
+    }
+
+    const DB: &str = "- objectName: prod/db\n  objectType: secretsmanager\n  jmesPath: [{path: username, objectAlias: user}]\n- {objectName: /app/key, objectType: ssmparameter, objectAlias: key}";
+
+    #[test]
+    fn templates_render_over_every_object_file_and_jmes_alias() {
+        let p = plan_with(
+            DB,
+            &[(
+                "templates",
+                "- path: app.env\n  template: |\n    DB_USER={{ .user }}\n    DB_PASSWORD={{ (.prod_db | fromJson).password | quote }}\n    API_KEY={{ index . \"key\" }}\n- {path: conf/k.b64, filePermission: \"0440\", template: '{{ .key | b64enc }}'}",
+            )],
+        );
+        let set = render(
+            &p,
+            &[
+                SecretBytes::from(r#"{"username":"admin","password":"p\"w"}"#),
+                SecretBytes::from("k1"),
+            ],
+        )
+        .unwrap();
+        let c = contents(&set);
+        let names: Vec<&str> = c.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(names, ["app.env", "conf/k.b64", "key", "prod_db", "user"]);
+        assert_eq!(
+            c[0],
+            (
+                "app.env".into(),
+                0o400,
+                "DB_USER=admin\nDB_PASSWORD=\"p\\\"w\"\nAPI_KEY=k1\n".into()
+            )
+        );
+        assert_eq!(c[1], ("conf/k.b64".into(), 0o440, "azE=".into()));
+    }
+
+    #[test]
+    fn without_object_files_only_templates_are_written() {
+        let p = plan_with(
+            DB,
+            &[
+                ("objectFiles", "false"),
+                ("templates", "- {path: u, template: '{{ .user }}-{{ .key }}'}"),
+            ],
+        );
+        let set = render(
+            &p,
+            &[SecretBytes::from(r#"{"username":"admin"}"#), SecretBytes::from("k")],
+        )
+        .unwrap();
+        assert_eq!(contents(&set), vec![("u".into(), 0o400, "admin-k".into())]);
+    }
+
+    #[test]
+    fn a_template_error_names_the_template_and_line_never_the_value() {
+        let p = plan_with(
+            DB,
+            &[(
+                "templates",
+                "- path: app.env\n  template: |\n    A={{ .user }}\n    B={{ .missing }}\n",
+            )],
+        );
+        let e = render(
+            &p,
+            &[SecretBytes::from(r#"{"username":"hunter2"}"#), SecretBytes::from("k")],
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("templates[0] (app.env):2"), "{text}");
+        assert!(text.contains("missing"), "{text}");
+        assert!(!text.contains("hunter2") && !format!("{e:?}").contains("hunter2"));
+        // A function failing on a value does not quote it either.
+        let p = plan_with(
+            DB,
+            &[("templates", "- {path: x, template: '{{ .key | b64dec }}'}")],
+        );
+        let e = render(
+            &p,
+            &[SecretBytes::from("{}"), SecretBytes::from("hunter2!!")],
+        )
+        .unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn template_output_is_bounded_by_the_volume() {
+        let mut p = plan_with(
+            "- {objectName: a, objectType: secretsmanager}",
+            &[(
+                "templates",
+                "- {path: big, template: '{{ range $i := until 1000 }}{{ $.a }}{{ end }}'}",
+            )],
+        );
+        p.limits.max_bytes = 50_000;
+        let e = render(&p, &[SecretBytes::from("x".repeat(100))]).unwrap_err();
+        assert!(
+            matches!(&e, RenderError::TooLarge { limit: 50_000, file } if file == "big"),
+            "{e}"
+        );
+        p.limits.max_bytes = 200_000;
+        let set = render(&p, &[SecretBytes::from("x".repeat(100))]).unwrap();
+        assert_eq!(set.content_bytes(), 100 + 100_000);
+        // Objects only templates read are bounded too.
+        p.object_files = false;
+        p.limits.max_bytes = 50;
+        assert!(matches!(
+            render(&p, &[SecretBytes::from("x".repeat(100))]),
+            Err(RenderError::TooLarge { .. })
+        ));
     }
 
     #[test]
