@@ -106,6 +106,8 @@ pub struct Metrics {
     external_secrets: Option<ExternalSecretMetrics>,
     sync_k8s_secret: Family<ProviderLabels, Counter>,
     k8s_secret_duration: Family<OsLabels, Histogram>,
+    class_refresh_failures: Family<ClassFailureLabels, Counter>,
+    failing_classes: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -201,8 +203,16 @@ impl Metrics {
             "Duration of the sync of a volume's Secrets in seconds",
             k8s_secret_duration.clone(),
         );
+        let class_refresh_failures = Family::default();
+        registry.register(
+            "secretproviderclass_refresh_failures",
+            "Failed refreshes of the class's mounted volumes on this node, by cause (the old files were kept)",
+            class_refresh_failures.clone(),
+        );
         Metrics {
             registry,
+            class_refresh_failures,
+            failing_classes: Default::default(),
             sync_k8s_secret,
             k8s_secret_duration,
             node_publish,
@@ -232,7 +242,7 @@ impl Metrics {
     /// Adds the per-volume content age, read from `store` at each scrape.
     pub fn with_volumes(mut self, store: Arc<VolumeStore>) -> Self {
         self.registry
-            .register_collector(Box::new(VolumeAges(store)));
+            .register_collector(Box::new(ClassFreshness(store)));
         self
     }
 
@@ -289,6 +299,32 @@ impl Metrics {
         self.rotation_reconcile_duration
             .get_or_create(&OsLabels { os_type: OS })
             .observe(seconds);
+    }
+
+    /// A failed refresh of a volume of `namespace`/`class`, by cause (the
+    /// error type: a short fixed word, never a value).
+    pub fn refresh_failed(&self, namespace: &str, class: &str, cause: &'static str) {
+        let mut labels = ClassFailureLabels {
+            namespace: label_text(namespace),
+            class: label_text(class),
+            cause,
+        };
+        {
+            let mut seen = self
+                .failing_classes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let key = (labels.namespace.clone(), labels.class.clone());
+            if !seen.contains(&key) {
+                if seen.len() >= MAX_FAILING_CLASSES {
+                    labels.namespace = "(other)".into();
+                    labels.class = "(other)".into();
+                } else {
+                    seen.insert(key);
+                }
+            }
+        }
+        self.class_refresh_failures.get_or_create(&labels).inc();
     }
 
     /// One sync of a volume's Secrets: how many were synced, how long it took.
@@ -351,11 +387,22 @@ fn bool_label(b: bool) -> &'static str {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VolumeLabels {
-    volume_id: String,
+struct ClassLabels {
     namespace: String,
-    pod: String,
+    class: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassFailureLabels {
+    namespace: String,
+    class: String,
+    cause: &'static str,
+}
+
+/// Classes whose refresh failures are counted apart; past this, failures
+/// go to one `class="(other)"` series, so that no author of classes can
+/// grow the scrape without end.
+const MAX_FAILING_CLASSES: usize = 1000;
 
 /// A label value from a state record (a file on the node: its strings are
 /// not to be trusted). The encoder escapes `\\`, `"` and newline; other
@@ -373,32 +420,80 @@ fn label_text(s: &str) -> String {
         .collect()
 }
 
-/// `volume_content_age_seconds`: seconds since each mounted volume's content
-/// was last confirmed current (its last successful fetch). It grows while
-/// refreshes fail: alert when it passes a few refresh intervals.
+/// The staleness of each SecretProviderClass mounted on the node, worst
+/// volume first, one series per class (never per pod: a label set bounded
+/// by the classes, and no pod name in a label):
+/// `secretproviderclass_seconds_since_refresh` (since the oldest last
+/// successful fetch among its volumes; it grows while refreshes fail),
+/// `secretproviderclass_served_version_age_seconds` (since AWS made the
+/// oldest version its volumes serve) and `secretproviderclass_volumes`.
 #[derive(Debug)]
-struct VolumeAges(Arc<VolumeStore>);
+struct ClassFreshness(Arc<VolumeStore>);
 
-impl Collector for VolumeAges {
+#[derive(Default)]
+struct ClassFigures {
+    oldest_fetch_ms: u64,
+    oldest_version_ms: Option<u64>,
+    volumes: u64,
+}
+
+impl Collector for ClassFreshness {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        let mut classes: std::collections::BTreeMap<(String, String), ClassFigures> =
+            Default::default();
+        for record in self.0.all() {
+            let figures = classes
+                .entry((label_text(&record.namespace), label_text(&record.class)))
+                .or_insert(ClassFigures {
+                    oldest_fetch_ms: u64::MAX,
+                    ..Default::default()
+                });
+            figures.volumes += 1;
+            figures.oldest_fetch_ms = figures.oldest_fetch_ms.min(record.refresh.fetched_at_ms);
+            if let Some(created) = record.versions.iter().filter_map(|v| v.created_ms).min() {
+                figures.oldest_version_ms =
+                    Some(figures.oldest_version_ms.map_or(created, |o| o.min(created)));
+            }
+        }
+        let seconds = |ms: u64| now_ms.saturating_sub(ms) as f64 / 1000.0;
+        let labels = |(namespace, class): &(String, String)| ClassLabels {
+            namespace: namespace.clone(),
+            class: class.clone(),
+        };
         let mut metric = encoder.encode_descriptor(
-            "volume_content_age_seconds",
-            "Seconds since the volume's content was last fetched successfully",
+            "secretproviderclass_seconds_since_refresh",
+            "Seconds since the last successful fetch of the class's least recently refreshed volume on this node",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for record in self.0.all() {
-            let labels = VolumeLabels {
-                volume_id: label_text(&record.volume_id),
-                namespace: label_text(&record.namespace),
-                pod: label_text(&record.pod),
-            };
-            let age = now_ms.saturating_sub(record.refresh.fetched_at_ms) as f64 / 1000.0;
-            ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
+        for (key, f) in &classes {
+            ConstGauge::new(seconds(f.oldest_fetch_ms)).encode(metric.encode_family(&labels(key))?)?;
+        }
+        drop(metric);
+        let mut metric = encoder.encode_descriptor(
+            "secretproviderclass_served_version_age_seconds",
+            "Seconds since AWS made the oldest secret version the class's volumes serve on this node",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (key, f) in &classes {
+            if let Some(ms) = f.oldest_version_ms {
+                ConstGauge::new(seconds(ms)).encode(metric.encode_family(&labels(key))?)?;
+            }
+        }
+        drop(metric);
+        let mut metric = encoder.encode_descriptor(
+            "secretproviderclass_volumes",
+            "Volumes of the class mounted on this node",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (key, f) in &classes {
+            ConstGauge::new(f.volumes as i64).encode(metric.encode_family(&labels(key))?)?;
         }
         Ok(())
     }
@@ -537,14 +632,66 @@ mod tests {
     }
 
     #[test]
-    fn volume_ages_are_listed_per_volume() {
+    fn staleness_is_listed_per_class_never_per_pod() {
         let text = one_volume("v1", "shop", "web");
         assert!(
-            text.contains(
-                "volume_content_age_seconds{volume_id=\"v1\",namespace=\"shop\",pod=\"web\"}"
-            ),
+            text.contains("secretproviderclass_seconds_since_refresh{namespace=\"shop\",class=\"c\"}"),
             "{text}"
         );
+        assert!(
+            text.contains("secretproviderclass_volumes{namespace=\"shop\",class=\"c\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("web") && !text.contains("v1"), "{text}");
+        // No version age is known for a volume without versions.
+        assert!(!text.contains("secretproviderclass_served_version_age_seconds{"), "{text}");
+    }
+
+    #[test]
+    fn a_class_reports_its_worst_volume() {
+        let store = Arc::new(VolumeStore::in_memory());
+        let now = crate::publish::now_ms();
+        for (id, fetched, created) in [("a", now - 50_000, Some(now - 3_600_000)), ("b", now - 500_000, Some(now - 60_000)), ("c", now, None)] {
+            let pod = crate::request::Pod {
+                namespace: "ns".into(),
+                name: format!("pod-{id}"),
+                uid: id.into(),
+                service_account: "sa".into(),
+            };
+            let mut refresh = crate::rotation::RefreshState::mounted(now, std::time::Duration::from_secs(60), id);
+            refresh.fetched_at_ms = fetched;
+            let mut record = crate::state::VolumeRecord::new(id, std::path::Path::new(&format!("/t/{id}")), &pod, "db", refresh);
+            record.versions = vec![crate::state::ServedVersion { object: "o".into(), version: Some("v".into()), created_ms: created }];
+            store.put(record).unwrap();
+        }
+        let text = Metrics::new().with_volumes(store).encode();
+        let value = |name: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let since = value("secretproviderclass_seconds_since_refresh{");
+        assert!((500.0..510.0).contains(&since), "{since}");
+        let age = value("secretproviderclass_served_version_age_seconds{");
+        assert!((3600.0..3610.0).contains(&age), "{age}");
+        assert_eq!(value("secretproviderclass_volumes{"), 3.0);
+    }
+
+    #[test]
+    fn refresh_failures_are_counted_per_class_and_cause_within_a_bound() {
+        let m = Metrics::new();
+        m.refresh_failed("shop", "db", "AwsAccessDenied");
+        m.refresh_failed("shop", "db", "AwsAccessDenied");
+        m.refresh_failed("shop", "db", "Render");
+        let text = m.encode();
+        assert!(text.contains("secretproviderclass_refresh_failures_total{namespace=\"shop\",class=\"db\",cause=\"AwsAccessDenied\"} 2"), "{text}");
+        assert!(text.contains("cause=\"Render\"} 1"), "{text}");
+        for i in 0..MAX_FAILING_CLASSES + 50 {
+            m.refresh_failed("ns", &format!("c{i}"), "Render");
+        }
+        let text = m.encode();
+        let series = text.lines().filter(|l| l.starts_with("secretproviderclass_refresh_failures_total{")).count();
+        assert_eq!(series, MAX_FAILING_CLASSES + 2, "one (other) series past the bound");
+        assert!(text.contains("namespace=\"(other)\",class=\"(other)\",cause=\"Render\"} 51"), "{text}");
     }
 
     /// A state record is a file on the node: whatever its strings hold, a
@@ -552,18 +699,12 @@ mod tests {
     #[test]
     fn label_values_from_a_tampered_state_record_are_escaped() {
         let text = one_volume(
-            "v1\r\n",
-            "shop\\",
-            "web\"} 1\nnode_publish_total{provider=\"aws\",os_type=\"linux\"} 9999\n#",
+            "v1",
+            "shop\r\n\\\"} 1\nnode_publish_total{provider=\"aws\",os_type=\"linux\"} 9999\n#",
+            "web",
         );
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
-        assert_eq!(samples.len(), 1, "{text}");
-        assert!(
-            samples[0].starts_with(
-                "volume_content_age_seconds{volume_id=\"v1\u{FFFD}\\n\",namespace=\"shop\\\\\",pod=\"web\\\"} 1\\nnode_publish_total{provider=\\\"aws\\\",os_type=\\\"linux\\\"} 9999\\n#\"} "
-            ),
-            "{text}"
-        );
+        assert_eq!(samples.len(), 2, "{text}");
         assert!(!text.contains("9999\n"), "{text}");
         assert!(
             !text.contains('\r'),

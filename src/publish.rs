@@ -32,7 +32,7 @@ use crate::spc::{
     self, AuthMode, MountPlan, PlanError, SecretObject, SecretProviderClass,
     SecretProviderClassSpec,
 };
-use crate::state::{VolumeRecord, VolumeStore};
+use crate::state::{ServedVersion, VolumeRecord, VolumeStore};
 use crate::volume::{
     self, Layout, Mounted, TmpfsOptions, VolumeBudget, VolumeError, WriteOutcome, footprint,
 };
@@ -351,11 +351,60 @@ struct Rendered {
     set: FileSet,
     /// (file of each object, version AWS reported), for the pod status.
     versions: Vec<(String, String)>,
+    /// (object name, what was served), for the rotation event and metrics.
+    served: Vec<(String, render::manifest::Served)>,
     secret_objects: Vec<SecretObject>,
     interval: Duration,
     fingerprint: u64,
     /// The node's room for rendered bytes, held until the files are written.
     _in_flight: Option<InFlight>,
+}
+
+impl Rendered {
+    fn served_versions(&self) -> Vec<ServedVersion> {
+        self.served
+            .iter()
+            .map(|(object, s)| ServedVersion {
+                object: object.clone(),
+                version: s.version.clone(),
+                created_ms: s.created_ms,
+            })
+            .collect()
+    }
+}
+
+/// The reason of the Event a pod gets when its files change; the
+/// controller restarts workloads that opted in when it sees one.
+pub const ROTATED_REASON: &str = "SecretRotated";
+
+/// The rotation Event's text: the objects whose version changed (names and
+/// version ids, never a value), at most ten of them.
+fn rotation_message(
+    class: &str,
+    before: &[ServedVersion],
+    after: &[ServedVersion],
+    files: usize,
+) -> String {
+    let rotated: Vec<String> = after
+        .iter()
+        .filter_map(|now| {
+            let was = before.iter().find(|b| b.object == now.object)?;
+            (was.version != now.version).then(|| {
+                format!(
+                    "{} (version {} -> {})",
+                    now.object,
+                    was.version.as_deref().unwrap_or("?"),
+                    now.version.as_deref().unwrap_or("?")
+                )
+            })
+        })
+        .collect();
+    let what = match rotated.len() {
+        0 => "new content".to_owned(),
+        n if n <= 10 => format!("rotated {}", rotated.join(", ")),
+        n => format!("rotated {} and {} more", rotated[..10].join(", "), n - 10),
+    };
+    format!("SecretProviderClass {class}: {what}; {files} file(s) swapped atomically")
 }
 
 impl Publisher {
@@ -521,7 +570,7 @@ impl Publisher {
         .map_err(on_target)?;
         reservation.settle(bytes);
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
-        self.remember(req, refresh, rendered.fingerprint);
+        self.remember(req, refresh, rendered.fingerprint, rendered.served_versions());
         self.report(req, &rendered)
             .instrument(crate::step!("report"))
             .await;
@@ -555,17 +604,15 @@ impl Publisher {
                     |r| r.refresh,
                 );
                 refresh.succeeded(now, changed, rendered.interval, &req.volume_id);
-                self.remember(req, refresh, rendered.fingerprint);
+                let versions = rendered.served_versions();
+                let before = record.as_ref().map(|r| r.versions.as_slice()).unwrap_or(&[]);
+                let message = rotation_message(&req.class_name, before, &versions, rendered.set.len());
+                self.remember(req, refresh, rendered.fingerprint, versions);
                 self.metrics.rotation(changed, seconds);
                 if changed {
                     tracing::info!(volume_id = %req.volume_id, namespace = %req.pod.namespace, pod = %req.pod.name, files = rendered.set.len(), "volume content changed");
                     self.cluster
-                        .event(
-                            &req.pod,
-                            EventType::Normal,
-                            "SecretsRotated",
-                            &format!("SecretProviderClass {}: new content in {} file(s), swapped atomically", req.class_name, rendered.set.len()),
-                        )
+                        .event(&req.pod, EventType::Normal, ROTATED_REASON, &message)
                         .await;
                 }
                 self.report(req, &rendered).await;
@@ -580,7 +627,10 @@ impl Publisher {
                 );
                 refresh.failed(now);
                 let fingerprint = record.as_ref().map_or(0, |r| r.class_fingerprint);
-                self.remember(req, refresh, fingerprint);
+                let versions = record.map(|r| r.versions).unwrap_or_default();
+                self.remember(req, refresh, fingerprint, versions);
+                self.metrics
+                    .refresh_failed(&req.pod.namespace, &req.class_name, e.error_type());
                 self.cluster
                     .event(
                         &req.pod,
@@ -778,6 +828,13 @@ impl Publisher {
             chain: plan.role_chain.as_ref(),
         };
         // The earlier files go here: only pinned values are kept of them.
+        // The manifest's times of unchanged versions are kept, whatever
+        // else changed in the class.
+        let previous_manifest = reuse.as_ref().and_then(|(_, set)| {
+            let spec = plan.manifest.as_ref()?;
+            let f = set.files().iter().find(|f| f.path == spec.path)?;
+            Some(f.bytes.clone())
+        });
         let known = match reuse {
             Some((previous_fingerprint, set)) if previous_fingerprint == fingerprint => {
                 pinned_values(&plan, &set)
@@ -830,6 +887,7 @@ impl Publisher {
             &sharing,
             &class_id,
             Some(in_flight),
+            previous_manifest.as_ref().map(|b| b.expose()),
         )
         .instrument(crate::step!("fetch"))
         .await;
@@ -846,13 +904,26 @@ impl Publisher {
                 &sharing,
                 &class_id,
                 Some(in_flight),
+                previous_manifest.as_ref().map(|b| b.expose()),
             )
             .await;
         }
-        let (set, versions, in_flight) = set?;
+        let Fetched {
+            set,
+            versions,
+            served,
+            room: in_flight,
+        } = set?;
+        let served = plan
+            .objects
+            .iter()
+            .zip(served)
+            .map(|(o, s)| (o.name().to_owned(), s))
+            .collect();
         Ok(Rendered {
             set,
             versions,
+            served,
             secret_objects: class.spec.secret_objects.clone(),
             interval,
             fingerprint,
@@ -1100,7 +1171,13 @@ impl Publisher {
         }
     }
 
-    fn remember(&self, req: &PublishRequest, refresh: RefreshState, fingerprint: u64) {
+    fn remember(
+        &self,
+        req: &PublishRequest,
+        refresh: RefreshState,
+        fingerprint: u64,
+        versions: Vec<ServedVersion>,
+    ) {
         let mut record = VolumeRecord::new(
             &req.volume_id,
             &req.target,
@@ -1109,6 +1186,7 @@ impl Publisher {
             refresh,
         );
         record.class_fingerprint = fingerprint;
+        record.versions = versions;
         if let Err(e) = self.volumes.put(record) {
             tracing::warn!(volume_id = %req.volume_id, error = %e, "cannot save the volume's state");
         }
@@ -1126,6 +1204,8 @@ pub fn pinned_values(plan: &MountPlan, previous: &FileSet) -> Vec<Option<Fetched
             Some(FetchedValue {
                 bytes: file.bytes.clone(),
                 version: Some(version.clone()),
+                stages: Vec::new(),
+                created_ms: None,
             })
         })
         .collect()
@@ -1197,9 +1277,21 @@ impl Plans {
     }
 }
 
-/// Fetches a plan's values and renders its files; with `in_flight`, the
-/// rendering waits for room among the node's rendered bytes, and the room
-/// taken is handed back with the files.
+/// What one fetch produced: the files, and what was served.
+pub struct Fetched {
+    pub set: FileSet,
+    /// (file of each object, version AWS reported), for the pod status.
+    pub versions: Vec<(String, String)>,
+    /// Version, stages and creation time of each object, in plan order.
+    pub served: Vec<render::manifest::Served>,
+    pub room: Option<InFlight>,
+}
+
+/// Fetches a plan's values and renders its files (and the rotation
+/// manifest, keeping the times `previous_manifest` has for unchanged
+/// versions); with `in_flight`, the rendering waits for room among the
+/// node's rendered bytes, and the room taken is handed back with the files.
+#[allow(clippy::too_many_arguments)]
 pub async fn fetch_and_render(
     fetcher: &Fetcher,
     plan: &MountPlan,
@@ -1208,7 +1300,8 @@ pub async fn fetch_and_render(
     sharing: &Sharing,
     class: &str,
     in_flight: Option<Rendering<'_>>,
-) -> Result<(FileSet, Vec<(String, String)>, Option<InFlight>), PublishError> {
+    previous_manifest: Option<&[u8]>,
+) -> Result<Fetched, PublishError> {
     let values = fetcher
         .fetch(plan, identity, known, sharing)
         .await
@@ -1227,7 +1320,16 @@ pub async fn fetch_and_render(
             )
         })
         .collect();
-    let bytes: Vec<_> = values.into_iter().map(|v| v.bytes).collect();
+    let mut served = Vec::with_capacity(values.len());
+    let mut bytes = Vec::with_capacity(values.len());
+    for v in values {
+        served.push(render::manifest::Served {
+            version: v.version,
+            stages: v.stages,
+            created_ms: v.created_ms,
+        });
+        bytes.push(v.bytes);
+    }
     let room = match in_flight {
         Some(r) => Some(
             r.bytes
@@ -1237,11 +1339,21 @@ pub async fn fetch_and_render(
         ),
         None => None,
     };
-    let set = render::render(plan, &bytes).map_err(|source| PublishError::Render {
+    let mut set = render::render(plan, &bytes).map_err(|source| PublishError::Render {
         class: class.to_owned(),
         source,
     })?;
-    Ok((set, versions, room))
+    if let Some(manifest) =
+        render::manifest::render(plan, &served, previous_manifest, now_ms())
+    {
+        set = set.with(manifest);
+    }
+    Ok(Fetched {
+        set,
+        versions,
+        served,
+        room,
+    })
 }
 
 /// Rendered bytes the node holds at once across publishes (besides what
@@ -1259,7 +1371,14 @@ pub fn render_estimate(plan: &MountPlan, values: &[crate::secret::SecretBytes]) 
         .zip(values)
         .map(|(o, v)| v.len() as u64 * (1 + o.jmes.len() as u64))
         .sum();
-    files.min(plan.limits.max_bytes)
+    // A template's output is not known before it runs; it is taken to be
+    // as large as everything it reads, and its own text.
+    let templates: u64 = plan
+        .templates
+        .iter()
+        .map(|t| files.saturating_add(t.source.len() as u64))
+        .fold(0, u64::saturating_add);
+    files.saturating_add(templates).min(plan.limits.max_bytes)
 }
 
 /// The node's room for rendered bytes, counted in KiB.
@@ -1474,6 +1593,43 @@ mod tests {
         assert_eq!(render_estimate(&plan, &values), 10 * 3 + 3);
         plan.limits.max_bytes = 20;
         assert_eq!(render_estimate(&plan, &values), 20);
+        // Each template counts as everything it reads, and its text.
+        let mut params = params;
+        params.insert(
+            "templates".into(),
+            "- {path: t1, template: '{{ .x }}'}\n- {path: t2, template: '{{ .y }}'}".into(),
+        );
+        let plan = spc::plan(&params, None).unwrap();
+        assert_eq!(render_estimate(&plan, &values), 33 + (33 + 8) + (33 + 8));
+    }
+
+    #[test]
+    fn a_rotation_event_names_the_objects_and_versions_that_changed() {
+        let v = |object: &str, version: &str| ServedVersion {
+            object: object.into(),
+            version: Some(version.into()),
+            created_ms: None,
+        };
+        let before = [v("prod/db", "a"), v("/app/key", "3")];
+        assert_eq!(
+            rotation_message("app", &before, &[v("prod/db", "b"), v("/app/key", "3")], 4),
+            "SecretProviderClass app: rotated prod/db (version a -> b); 4 file(s) swapped atomically"
+        );
+        // Nothing known before (a driver restart lost the record), or no
+        // version changed (the class did): no object is named.
+        assert_eq!(
+            rotation_message("app", &[], &before, 2),
+            "SecretProviderClass app: new content; 2 file(s) swapped atomically"
+        );
+        assert_eq!(
+            rotation_message("app", &before, &before, 2),
+            "SecretProviderClass app: new content; 2 file(s) swapped atomically"
+        );
+        let many_before: Vec<_> = (0..15).map(|i| v(&format!("s{i}"), "1")).collect();
+        let many_after: Vec<_> = (0..15).map(|i| v(&format!("s{i}"), "2")).collect();
+        let m = rotation_message("app", &many_before, &many_after, 15);
+        assert!(m.contains("s9 (version 1 -> 2) and 5 more"), "{m}");
+        assert!(!m.contains("s10 "), "{m}");
     }
 
     #[test]

@@ -27,6 +27,21 @@ pub struct VolumeRecord {
     /// Identifies the class content the files came from (see publish).
     #[serde(default)]
     pub class_fingerprint: u64,
+    /// What the files hold, object by object (for the rotation event and
+    /// the served version's age).
+    #[serde(default)]
+    pub versions: Vec<ServedVersion>,
+}
+
+/// The version of one object a volume holds. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedVersion {
+    pub object: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// When AWS made the version (ms since the Unix epoch).
+    #[serde(default)]
+    pub created_ms: Option<u64>,
 }
 
 impl VolumeRecord {
@@ -47,6 +62,7 @@ impl VolumeRecord {
             class: class.to_owned(),
             refresh,
             class_fingerprint: 0,
+            versions: Vec::new(),
         }
     }
 }

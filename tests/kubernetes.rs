@@ -561,7 +561,7 @@ spec:
         })
         .collect();
     assert!(
-        reasons.contains(&("Normal".into(), "SecretsRotated".into())),
+        reasons.contains(&("Normal".into(), "SecretRotated".into())),
         "{reasons:?}"
     );
     assert!(

@@ -146,10 +146,16 @@ async fn republish_refreshes_only_after_the_interval_with_the_fewest_calls() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(&format!(
-            "volume_content_age_seconds{{volume_id=\"csi-{}\",namespace=\"r1\",pod=\"p\"}}",
-            pod.uid
-        )),
+        metrics.contains(
+            "secretproviderclass_seconds_since_refresh{namespace=\"r1\",class=\"c\"}"
+        ) && metrics.contains("secretproviderclass_volumes{namespace=\"r1\",class=\"c\"} 1"),
+        "{metrics}"
+    );
+    // Secrets Manager says when it made the version served.
+    assert!(
+        metrics.contains(
+            "secretproviderclass_served_version_age_seconds{namespace=\"r1\",class=\"c\"}"
+        ),
         "{metrics}"
     );
     node.node_unpublish_volume(unpublish_request(&target, &pod))
@@ -165,7 +171,7 @@ async fn republish_refreshes_only_after_the_interval_with_the_fewest_calls() {
         !w.driver
             .metrics()
             .await
-            .contains("volume_content_age_seconds{"),
+            .contains("secretproviderclass_volumes{"),
         "an unpublished volume is forgotten"
     );
     assert_no_leak(

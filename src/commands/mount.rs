@@ -231,9 +231,22 @@ async fn render_once(
         max_age: Duration::ZERO,
         priority: Priority::FirstMount,
     };
-    let (set, _, _) =
-        fetch_and_render(fetcher, &plan, &identity, &known, &sharing, &id, None).await?;
-    Ok((plan, class_fingerprint, set))
+    let previous_manifest = previous.and_then(|(_, files)| {
+        let spec = plan.manifest.as_ref()?;
+        Some(files.files().iter().find(|f| f.path == spec.path)?.bytes.clone())
+    });
+    let fetched = fetch_and_render(
+        fetcher,
+        &plan,
+        &identity,
+        &known,
+        &sharing,
+        &id,
+        None,
+        previous_manifest.as_ref().map(|b| b.expose()),
+    )
+    .await?;
+    Ok((plan, class_fingerprint, fetched.set))
 }
 
 /// Without --role-arn the standard AWS credentials are used: when there are

@@ -37,6 +37,18 @@ use crate::spc::{MountPlan, ObjectRef, ObjectType};
 pub struct FetchedValue {
     pub bytes: SecretBytes,
     pub version: Option<String>,
+    /// Secrets Manager's stages of the version; a parameter's label when
+    /// one was asked for (for the rotation manifest).
+    pub stages: Vec<String>,
+    /// When AWS made the version (Secrets Manager's CreatedDate, a
+    /// parameter's LastModifiedDate), milliseconds since the Unix epoch.
+    pub created_ms: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch of an AWS time, if it is after it.
+pub fn epoch_ms(t: Option<&aws_sdk_secretsmanager::primitives::DateTime>) -> Option<u64> {
+    t.and_then(|t| t.to_millis().ok())
+        .and_then(|ms| u64::try_from(ms).ok())
 }
 
 /// Objects that could not be fetched, each with the AWS error code.

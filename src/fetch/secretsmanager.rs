@@ -176,6 +176,8 @@ async fn batch<'a>(
                 *slot = Some(Ok(FetchedValue {
                     bytes: value.clone(),
                     version: entry.version_id().map(str::to_owned),
+                    stages: entry.version_stages().to_vec(),
+                    created_ms: super::epoch_ms(entry.created_date()),
                 }));
             }
         }
@@ -287,6 +289,8 @@ async fn single(
     Ok(FetchedValue {
         bytes,
         version: out.version_id().map(str::to_owned),
+        stages: out.version_stages().to_vec(),
+        created_ms: super::epoch_ms(out.created_date()),
     })
 }
 

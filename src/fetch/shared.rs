@@ -522,6 +522,8 @@ mod tests {
                     value: FetchedValue {
                         bytes: "v".into(),
                         version: None,
+                        stages: Vec::new(),
+                        created_ms: None,
                     },
                     fetched_at: Instant::now(),
                 },
@@ -630,6 +632,8 @@ mod tests {
                 value: FetchedValue {
                     bytes: "v".into(),
                     version: None,
+                    stages: Vec::new(),
+                    created_ms: None,
                 },
                 fetched_at: Instant::now(),
             },

@@ -141,6 +141,8 @@ async fn call(
                 Some(p) if !invalid.contains(sel.as_str()) => Ok(FetchedValue {
                     bytes: SecretBytes::from(p.value().unwrap_or_default()),
                     version: Some(p.version().to_string()),
+                    stages: o.version_label.iter().cloned().collect(),
+                    created_ms: super::epoch_ms(p.last_modified_date()),
                 }),
                 _ => Err(ObjectFailure::new(
                     &o.name,

@@ -41,6 +41,15 @@ impl FileSet {
         self.files.is_empty()
     }
 
+    /// The set with one more file (in its place by path; a file of the same
+    /// path is replaced).
+    pub fn with(mut self, entry: FileEntry) -> Self {
+        self.files.retain(|f| f.path != entry.path);
+        self.files.push(entry);
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        self
+    }
+
     /// Total bytes of content, to check against the volume's size.
     pub fn content_bytes(&self) -> usize {
         self.files.iter().map(|f| f.bytes.len()).sum()
