@@ -455,8 +455,11 @@ impl Collector for ClassFreshness {
             figures.volumes += 1;
             figures.oldest_fetch_ms = figures.oldest_fetch_ms.min(record.refresh.fetched_at_ms);
             if let Some(created) = record.versions.iter().filter_map(|v| v.created_ms).min() {
-                figures.oldest_version_ms =
-                    Some(figures.oldest_version_ms.map_or(created, |o| o.min(created)));
+                figures.oldest_version_ms = Some(
+                    figures
+                        .oldest_version_ms
+                        .map_or(created, |o| o.min(created)),
+                );
             }
         }
         let seconds = |ms: u64| now_ms.saturating_sub(ms) as f64 / 1000.0;
@@ -471,9 +474,9 @@ impl Collector for ClassFreshness {
             prometheus_client::metrics::MetricType::Gauge,
         )?;
         for (key, f) in &classes {
-            ConstGauge::new(seconds(f.oldest_fetch_ms)).encode(metric.encode_family(&labels(key))?)?;
+            ConstGauge::new(seconds(f.oldest_fetch_ms))
+                .encode(metric.encode_family(&labels(key))?)?;
         }
-        drop(metric);
         let mut metric = encoder.encode_descriptor(
             "secretproviderclass_served_version_age_seconds",
             "Seconds since AWS made the oldest secret version the class's volumes serve on this node",
@@ -485,7 +488,6 @@ impl Collector for ClassFreshness {
                 ConstGauge::new(seconds(ms)).encode(metric.encode_family(&labels(key))?)?;
             }
         }
-        drop(metric);
         let mut metric = encoder.encode_descriptor(
             "secretproviderclass_volumes",
             "Volumes of the class mounted on this node",
@@ -635,7 +637,9 @@ mod tests {
     fn staleness_is_listed_per_class_never_per_pod() {
         let text = one_volume("v1", "shop", "web");
         assert!(
-            text.contains("secretproviderclass_seconds_since_refresh{namespace=\"shop\",class=\"c\"}"),
+            text.contains(
+                "secretproviderclass_seconds_since_refresh{namespace=\"shop\",class=\"c\"}"
+            ),
             "{text}"
         );
         assert!(
@@ -644,29 +648,50 @@ mod tests {
         );
         assert!(!text.contains("web") && !text.contains("v1"), "{text}");
         // No version age is known for a volume without versions.
-        assert!(!text.contains("secretproviderclass_served_version_age_seconds{"), "{text}");
+        assert!(
+            !text.contains("secretproviderclass_served_version_age_seconds{"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_class_reports_its_worst_volume() {
         let store = Arc::new(VolumeStore::in_memory());
         let now = crate::publish::now_ms();
-        for (id, fetched, created) in [("a", now - 50_000, Some(now - 3_600_000)), ("b", now - 500_000, Some(now - 60_000)), ("c", now, None)] {
+        for (id, fetched, created) in [
+            ("a", now - 50_000, Some(now - 3_600_000)),
+            ("b", now - 500_000, Some(now - 60_000)),
+            ("c", now, None),
+        ] {
             let pod = crate::request::Pod {
                 namespace: "ns".into(),
                 name: format!("pod-{id}"),
                 uid: id.into(),
                 service_account: "sa".into(),
             };
-            let mut refresh = crate::rotation::RefreshState::mounted(now, std::time::Duration::from_secs(60), id);
+            let mut refresh =
+                crate::rotation::RefreshState::mounted(now, std::time::Duration::from_secs(60), id);
             refresh.fetched_at_ms = fetched;
-            let mut record = crate::state::VolumeRecord::new(id, std::path::Path::new(&format!("/t/{id}")), &pod, "db", refresh);
-            record.versions = vec![crate::state::ServedVersion { object: "o".into(), version: Some("v".into()), created_ms: created }];
+            let mut record = crate::state::VolumeRecord::new(
+                id,
+                std::path::Path::new(&format!("/t/{id}")),
+                &pod,
+                "db",
+                refresh,
+            );
+            record.versions = vec![crate::state::ServedVersion {
+                object: "o".into(),
+                version: Some("v".into()),
+                created_ms: created,
+            }];
             store.put(record).unwrap();
         }
         let text = Metrics::new().with_volumes(store).encode();
         let value = |name: &str| -> f64 {
-            let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name}: {text}"));
             line.rsplit(' ').next().unwrap().parse().unwrap()
         };
         let since = value("secretproviderclass_seconds_since_refresh{");
@@ -689,9 +714,19 @@ mod tests {
             m.refresh_failed("ns", &format!("c{i}"), "Render");
         }
         let text = m.encode();
-        let series = text.lines().filter(|l| l.starts_with("secretproviderclass_refresh_failures_total{")).count();
-        assert_eq!(series, MAX_FAILING_CLASSES + 2, "one (other) series past the bound");
-        assert!(text.contains("namespace=\"(other)\",class=\"(other)\",cause=\"Render\"} 51"), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("secretproviderclass_refresh_failures_total{"))
+            .count();
+        assert_eq!(
+            series,
+            MAX_FAILING_CLASSES + 2,
+            "one (other) series past the bound"
+        );
+        assert!(
+            text.contains("namespace=\"(other)\",class=\"(other)\",cause=\"Render\"} 51"),
+            "{text}"
+        );
     }
 
     /// A state record is a file on the node: whatever its strings hold, a

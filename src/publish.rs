@@ -570,7 +570,12 @@ impl Publisher {
         .map_err(on_target)?;
         reservation.settle(bytes);
         let refresh = RefreshState::mounted(now_ms(), rendered.interval, &req.volume_id);
-        self.remember(req, refresh, rendered.fingerprint, rendered.served_versions());
+        self.remember(
+            req,
+            refresh,
+            rendered.fingerprint,
+            rendered.served_versions(),
+        );
         self.report(req, &rendered)
             .instrument(crate::step!("report"))
             .await;
@@ -605,8 +610,12 @@ impl Publisher {
                 );
                 refresh.succeeded(now, changed, rendered.interval, &req.volume_id);
                 let versions = rendered.served_versions();
-                let before = record.as_ref().map(|r| r.versions.as_slice()).unwrap_or(&[]);
-                let message = rotation_message(&req.class_name, before, &versions, rendered.set.len());
+                let before = record
+                    .as_ref()
+                    .map(|r| r.versions.as_slice())
+                    .unwrap_or(&[]);
+                let message =
+                    rotation_message(&req.class_name, before, &versions, rendered.set.len());
                 self.remember(req, refresh, rendered.fingerprint, versions);
                 self.metrics.rotation(changed, seconds);
                 if changed {
@@ -1343,9 +1352,7 @@ pub async fn fetch_and_render(
         class: class.to_owned(),
         source,
     })?;
-    if let Some(manifest) =
-        render::manifest::render(plan, &served, previous_manifest, now_ms())
-    {
+    if let Some(manifest) = render::manifest::render(plan, &served, previous_manifest, now_ms()) {
         set = set.with(manifest);
     }
     Ok(Fetched {

@@ -557,3 +557,289 @@ fn check_reads_unquoted_scalars_as_the_aws_provider_does_and_says_so() {
         );
     }
 }
+
+/// Every class in deploy/examples plans, and one with sample values beside
+/// it renders every file (an .env, a properties file, JSON and YAML, a PEM
+/// bundle and a PKCS#12 keystore) without printing a value unless asked.
+#[test]
+fn the_examples_check_and_render_offline() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+    let mut rendered = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.ends_with(".yaml") || name.ends_with(".values.yaml") {
+            continue;
+        }
+        let out = bin().args(["check", "-f"]).arg(&path).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let values = path.with_extension("values.yaml");
+        if !values.exists() {
+            continue;
+        }
+        rendered += 1;
+        let out = bin()
+            .args(["check", "--json", "-f"])
+            .arg(&path)
+            .arg("--values")
+            .arg(&values)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !stdout.contains("sample-p@ss"),
+            "no value without --show-values: {stdout}"
+        );
+        let files: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+        if name == "templated-files.yaml" {
+            assert_eq!(
+                paths,
+                [
+                    "app.env",
+                    "application.properties",
+                    "config/app.json",
+                    "config/app.yaml",
+                    "rotation.json",
+                    "tls/bundle.pem",
+                    "tls/keystore.p12"
+                ]
+            );
+        }
+        assert!(
+            files.iter().all(|f| f["bytes"].as_u64().unwrap() > 0),
+            "{stdout}"
+        );
+        let out = bin()
+            .args(["check", "--json", "--show-values", "-f"])
+            .arg(&path)
+            .arg("--values")
+            .arg(&values)
+            .output()
+            .unwrap();
+        let files: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let content = |p: &str| {
+            files.iter().find(|f| f["path"] == p).unwrap()["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        if name == "templated-files.yaml" {
+            assert!(content("app.env").contains("DB_PASSWORD=\"sample-p@ss \\\"word\\\"\"\n"));
+            let json: serde_json::Value =
+                serde_json::from_str(&content("config/app.json")).unwrap();
+            assert_eq!(json["database"]["password"], "sample-p@ss \"word\"");
+            let yaml: serde_json::Value =
+                serde_saphyr::from_str(&content("config/app.yaml")).unwrap();
+            assert_eq!(yaml["database"]["host"], "db.example.internal");
+            let pem = content("tls/bundle.pem");
+            assert_eq!(
+                pem.matches("-----BEGIN CERTIFICATE-----").count(),
+                2,
+                "{pem}"
+            );
+            assert_eq!(pem.matches("PRIVATE KEY-----").count(), 2, "{pem}");
+        }
+    }
+    assert!(rendered >= 1, "an example with sample values is rendered");
+}
+
+/// The keystore the example renders opens with its password in OpenSSL and
+/// holds the key and both certificates.
+#[test]
+fn the_example_keystore_opens_in_openssl() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+    let dir = tempfile::tempdir().unwrap();
+    // Only the keystore template, through a class of its own that writes it
+    // as a file we can hand to openssl: `mount` renders as the driver does.
+    let class = std::fs::read_to_string(examples.join("templated-files.yaml")).unwrap();
+    assert!(class.contains("fullPemToPkcs12Pass"));
+    let values: std::collections::BTreeMap<String, String> = serde_saphyr::from_str(
+        &std::fs::read_to_string(examples.join("templated-files.values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["check", "--json", "--show-values", "-f"])
+        .arg(examples.join("templated-files.yaml"))
+        .arg("--values")
+        .arg(examples.join("templated-files.values.yaml"))
+        .output()
+        .unwrap();
+    let files: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let p12 = files
+        .iter()
+        .find(|f| f["path"] == "tls/keystore.p12")
+        .unwrap();
+    assert_eq!(p12["mode"], "0440");
+    // The listing shows binary content lossily; the size is exact.
+    let size = p12["bytes"].as_u64().unwrap();
+    assert!(size > 500, "{size}");
+    // Build the same keystore through the engine's own function from the
+    // sample PEMs and check it in OpenSSL.
+    let tls: serde_json::Value = serde_json::from_str(&values["prod/tls"]).unwrap();
+    let data = std::collections::BTreeMap::from([
+        (
+            "cert".to_string(),
+            tls["cert"].as_str().unwrap().as_bytes().to_vec(),
+        ),
+        (
+            "chain".to_string(),
+            tls["chain"].as_str().unwrap().as_bytes().to_vec(),
+        ),
+        (
+            "key".to_string(),
+            tls["key"].as_str().unwrap().as_bytes().to_vec(),
+        ),
+    ]);
+    use aws_secrets_csi_core::template::{Limits, Options, Template, Value};
+    let t = Template::parse(
+        "p12",
+        "{{ fullPemToPkcs12Pass (print .cert .chain) .key \"changeit\" | b64dec }}",
+        &Options::default(),
+    )
+    .unwrap();
+    let bytes = t
+        .execute(&Value::from_secret_data(&data), &Limits::default())
+        .unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        size,
+        "the example renders this keystore"
+    );
+    let file = dir.path().join("k.p12");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkcs12", "-nodes", "-passin", "pass:changeit", "-in"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "{text}");
+    assert!(text.contains("PRIVATE KEY"), "{text}");
+    let wrong = Command::new("openssl")
+        .args(["pkcs12", "-nodes", "-passin", "pass:wrong", "-in"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "the password protects it");
+}
+
+/// Templates and the rotation manifest through `mount` on a real tmpfs
+/// against moto: rendered, swapped with a rotation, and a broken template
+/// fails with its line and keeps the files.
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_renders_templates_and_the_manifest_and_swaps_them_on_rotation() {
+    require_root();
+    let moto = moto();
+    moto.create_secret("cli/tpl-db", r#"{"user":"app","password":"tpl-pw-1"}"#)
+        .await;
+    moto.put_parameter("/cli/tpl-key", "key-1").await;
+    let dir = TestDir::new();
+    let templates = "    objectFiles: \"false\"\n    rotationManifest: rotation.json\n    templates: |\n      - path: app.env\n        template: |\n          DB_USER={{ .db_user }}\n          DB_PASSWORD={{ .db_password }}\n          KEY={{ .key }}\n";
+    let objects = "- {objectName: cli/tpl-db, objectType: secretsmanager, jmesPath: [{path: user, objectAlias: db_user}, {path: password, objectAlias: db_password}]}\n- {objectName: /cli/tpl-key, objectType: ssmparameter, objectAlias: key}";
+    let file = class_file(dir.path(), objects, templates);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJ-cli-token").unwrap();
+    let target = dir.path().join("mnt");
+    let run = |file: &Path| {
+        mount_cmd(file, &target, READER_ROLE, &token, &[])
+            .output()
+            .unwrap()
+    };
+    let out = run(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = || std::fs::read_to_string(target.join("app.env")).unwrap();
+    assert_eq!(env(), "DB_USER=app\nDB_PASSWORD=tpl-pw-1\nKEY=key-1\n");
+    let mut names: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".."))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["app.env", "rotation.json"],
+        "only the templated files"
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(target.join("app.env"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o400);
+    let manifest = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(target.join("rotation.json")).unwrap())
+            .unwrap()
+    };
+    let first = manifest();
+    let db = &first["objects"][0];
+    assert_eq!(db["objectName"], "cli/tpl-db");
+    assert_eq!(db["versionStages"], serde_json::json!(["AWSCURRENT"]));
+    assert!(
+        db["created"].is_string() && db["fetched"].is_string(),
+        "{first}"
+    );
+    assert_eq!(first["objects"][1]["versionId"], "1");
+    let text = std::fs::read_to_string(target.join("rotation.json")).unwrap();
+    assert!(
+        !text.contains("tpl-pw-1") && !text.contains("key-1"),
+        "{text}"
+    );
+
+    // Unchanged in AWS: the manifest keeps its bytes (no swap).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(run(&file).status.success());
+    assert_eq!(manifest(), first);
+
+    // A rotation: new files and a manifest naming the new version.
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("cli/tpl-db")
+        .secret_string(r#"{"user":"app","password":"tpl-pw-2"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert!(run(&file).status.success());
+    assert_eq!(env(), "DB_USER=app\nDB_PASSWORD=tpl-pw-2\nKEY=key-1\n");
+    let second = manifest();
+    assert_ne!(
+        second["objects"][0]["versionId"],
+        first["objects"][0]["versionId"]
+    );
+    assert_eq!(
+        second["objects"][1], first["objects"][1],
+        "the parameter's entry stands"
+    );
+
+    // A broken template: refused with its place, the files stay.
+    let broken = class_file(
+        dir.path(),
+        objects,
+        "    templates: |\n      - path: app.env\n        template: |\n          A={{ .db_user }}\n          B={{ .nope }}\n",
+    );
+    let out = run(&broken);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("templates[0] (app.env):2"), "{stderr}");
+    assert!(!stderr.contains("tpl-pw-2"), "{stderr}");
+    assert_eq!(env(), "DB_USER=app\nDB_PASSWORD=tpl-pw-2\nKEY=key-1\n");
+    assert_eq!(mounts_under(&target).len(), 1);
+}

@@ -146,9 +146,8 @@ async fn republish_refreshes_only_after_the_interval_with_the_fewest_calls() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(
-            "secretproviderclass_seconds_since_refresh{namespace=\"r1\",class=\"c\"}"
-        ) && metrics.contains("secretproviderclass_volumes{namespace=\"r1\",class=\"c\"} 1"),
+        metrics.contains("secretproviderclass_seconds_since_refresh{namespace=\"r1\",class=\"c\"}")
+            && metrics.contains("secretproviderclass_volumes{namespace=\"r1\",class=\"c\"} 1"),
         "{metrics}"
     );
     // Secrets Manager says when it made the version served.

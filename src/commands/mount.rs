@@ -66,15 +66,6 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
     let identities = Identities::new(sdk.clone(), agent, metrics);
     let default_region = sdk.region().map(|r| r.to_string());
 
-    let (plan, mut class_fingerprint, set) = render_once(
-        args,
-        &fetcher,
-        &identities,
-        &sdk,
-        default_region.as_deref(),
-        None,
-    )
-    .await?;
     // The directory the user named, and the one above it as the root below
     // which it is resolved (without following links) at every step.
     let target = std::path::absolute(&args.target)?;
@@ -90,6 +81,23 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
         Some(_) => Layout::Tmpfs,
         None => Layout::Directory,
     };
+    // Files of an earlier run, for the rotation manifest's times (their
+    // class is not known, so no value is reused from them).
+    let (r, t) = (root.clone(), target.clone());
+    let earlier = tokio::task::spawn_blocking(move || match layout {
+        Layout::Tmpfs if volume::mounted(&r, &t).ok() != Some(Mounted::Ours) => None,
+        _ => volume::read(&r, &t, layout).ok().flatten(),
+    })
+    .await?;
+    let (plan, mut class_fingerprint, set) = render_once(
+        args,
+        &fetcher,
+        &identities,
+        &sdk,
+        default_region.as_deref(),
+        earlier.as_ref().map(|set| (None, set)),
+    )
+    .await?;
     let count = set.len();
     let (r, t) = (root.clone(), target.clone());
     tokio::task::spawn_blocking(move || -> Result<(), volume::VolumeError> {
@@ -138,7 +146,7 @@ pub async fn mount(args: &MountArgs) -> anyhow::Result<()> {
         let (r, t) = (root.clone(), target.clone());
         let previous = tokio::task::spawn_blocking(move || volume::read(&r, &t, layout)).await??;
         // A failed refresh leaves the files as they are; the next one retries.
-        let reuse = previous.as_ref().map(|p| (class_fingerprint, p));
+        let reuse = previous.as_ref().map(|p| (Some(class_fingerprint), p));
         let rendered = render_once(
             args,
             &fetcher,
@@ -174,7 +182,7 @@ async fn render_once(
     identities: &Identities,
     sdk: &aws_config::SdkConfig,
     default_region: Option<&str>,
-    previous: Option<(u64, &FileSet)>,
+    previous: Option<(Option<u64>, &FileSet)>,
 ) -> anyhow::Result<(MountPlan, u64, FileSet)> {
     let file = super::ClassFile::read(&args.file)?;
     let class = &file.class;
@@ -222,7 +230,7 @@ async fn render_once(
         },
     };
     let known = match previous {
-        Some((f, files)) if f == class_fingerprint => pinned_values(&plan, files),
+        Some((Some(f), files)) if f == class_fingerprint => pinned_values(&plan, files),
         _ => Vec::new(),
     };
     // Each round asks AWS: the command has no other pods to share with.
@@ -233,7 +241,14 @@ async fn render_once(
     };
     let previous_manifest = previous.and_then(|(_, files)| {
         let spec = plan.manifest.as_ref()?;
-        Some(files.files().iter().find(|f| f.path == spec.path)?.bytes.clone())
+        Some(
+            files
+                .files()
+                .iter()
+                .find(|f| f.path == spec.path)?
+                .bytes
+                .clone(),
+        )
     });
     let fetched = fetch_and_render(
         fetcher,

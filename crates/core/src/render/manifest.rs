@@ -184,8 +184,7 @@ mod tests {
         let first = render(&p, &served("a", "1"), None, 1_000_000).unwrap();
         let again = render(&p, &served("a", "1"), Some(first.bytes.expose()), 9_000_000).unwrap();
         assert_eq!(first.bytes.expose(), again.bytes.expose());
-        let rotated =
-            render(&p, &served("b", "1"), Some(again.bytes.expose()), 9_000_000).unwrap();
+        let rotated = render(&p, &served("b", "1"), Some(again.bytes.expose()), 9_000_000).unwrap();
         let m = parse(&rotated);
         assert_eq!(m.objects[0].version_id.as_deref(), Some("b"));
         assert_eq!(m.objects[0].fetched, rfc3339(9_000_000));

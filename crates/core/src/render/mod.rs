@@ -443,12 +443,18 @@ mod tests {
             DB,
             &[
                 ("objectFiles", "false"),
-                ("templates", "- {path: u, template: '{{ .user }}-{{ .key }}'}"),
+                (
+                    "templates",
+                    "- {path: u, template: '{{ .user }}-{{ .key }}'}",
+                ),
             ],
         );
         let set = render(
             &p,
-            &[SecretBytes::from(r#"{"username":"admin"}"#), SecretBytes::from("k")],
+            &[
+                SecretBytes::from(r#"{"username":"admin"}"#),
+                SecretBytes::from("k"),
+            ],
         )
         .unwrap();
         assert_eq!(contents(&set), vec![("u".into(), 0o400, "admin-k".into())]);
@@ -465,7 +471,10 @@ mod tests {
         );
         let e = render(
             &p,
-            &[SecretBytes::from(r#"{"username":"hunter2"}"#), SecretBytes::from("k")],
+            &[
+                SecretBytes::from(r#"{"username":"hunter2"}"#),
+                SecretBytes::from("k"),
+            ],
         )
         .unwrap_err();
         let text = e.to_string();

@@ -223,7 +223,11 @@ impl MountPlan {
                 .enumerate()
                 .map(|(i, t)| (&t.file, format!("templates[{i}]"))),
         );
-        out.extend(self.manifest.iter().map(|m| (m, "rotationManifest".to_owned())));
+        out.extend(
+            self.manifest
+                .iter()
+                .map(|m| (m, "rotationManifest".to_owned())),
+        );
         out
     }
 }

@@ -102,8 +102,8 @@ pub fn parse_templates(yaml: &str) -> Result<Vec<TemplateFile>, PlanError> {
             }
         };
         let path = text("path")?.ok_or_else(|| bad(format!("{} is required", at("path"))))?;
-        let source = text("template")?
-            .ok_or_else(|| bad(format!("{} is required", at("template"))))?;
+        let source =
+            text("template")?.ok_or_else(|| bad(format!("{} is required", at("template"))))?;
         let path = FilePath::parse(path).map_err(|rule| PlanError::BadFileName {
             file: path.to_owned(),
             object: format!("templates[{index}]"),
@@ -114,8 +114,8 @@ pub fn parse_templates(yaml: &str) -> Result<Vec<TemplateFile>, PlanError> {
             Some(p) => super::plan::parse_mode(p)?,
         };
         let label = template_label(index, path.as_str());
-        let template = Template::parse(&label, source, &engine)
-            .map_err(|e| PlanError::Template(e.message))?;
+        let template =
+            Template::parse(&label, source, &engine).map_err(|e| PlanError::Template(e.message))?;
         out.push(TemplateFile {
             file: FileSpec { path, mode },
             source: source.to_owned(),
@@ -194,17 +194,26 @@ mod tests {
                 "- {path: a, template: x, mode: \"0400\"}",
                 "templates[0].mode: unknown field",
             ),
-            ("- {path: a, template: 3}", "templates[0].template must be a string"),
+            (
+                "- {path: a, template: 3}",
+                "templates[0].template must be a string",
+            ),
             ("{path: a}", "must be a list, found a mapping"),
             ("- x", "templates[0] must be a mapping"),
             (
                 "- {path: a, template: x, filePermission: \"4755\"}",
                 "setuid, setgid and sticky bits",
             ),
-            ("- {path: a, template: x, filePermission: 0400}", "filePermission must be a string"),
+            (
+                "- {path: a, template: x, filePermission: 0400}",
+                "filePermission must be a string",
+            ),
             ("- {path: ../a, template: x}", "path can not contain ../"),
             ("- {path: /etc/a, template: x}", "absolute path"),
-            ("- {path: ..data/a, template: x}", "reserved for the volume layout"),
+            (
+                "- {path: ..data/a, template: x}",
+                "reserved for the volume layout",
+            ),
             ("- {path: a, template: \"{{ .a \"}", "templates[0] (a):1"),
             (
                 "- {path: a, template: x}\n- {path: b, template: \"\\n{{ env \\\"HOME\\\" }}\"}",
@@ -220,7 +229,10 @@ mod tests {
 
     #[test]
     fn a_template_larger_than_the_bound_is_refused() {
-        let big = format!("- path: a\n  template: \"{}\"\n", "x".repeat(MAX_TEMPLATE_BYTES + 1));
+        let big = format!(
+            "- path: a\n  template: \"{}\"\n",
+            "x".repeat(MAX_TEMPLATE_BYTES + 1)
+        );
         let e = parse_templates(&big).unwrap_err().to_string();
         assert!(e.contains("larger than"), "{e}");
     }
@@ -243,7 +255,10 @@ mod tests {
         let plan = |extra: &[(&str, &str)]| {
             let mut params: std::collections::BTreeMap<String, String> = [
                 ("region", "r"),
-                ("objects", "- {objectName: prod/db, objectType: secretsmanager}"),
+                (
+                    "objects",
+                    "- {objectName: prod/db, objectType: secretsmanager}",
+                ),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -274,7 +289,9 @@ mod tests {
         .unwrap();
         assert_eq!(p.written().len(), 1);
         // Too many templates for the volume are refused by their count.
-        let many: String = (0..3000).map(|i| format!("- {{path: f{i}, template: x}}\n")).collect();
+        let many: String = (0..3000)
+            .map(|i| format!("- {{path: f{i}, template: x}}\n"))
+            .collect();
         let e = plan(&[("templates", &many)]).unwrap_err();
         assert!(matches!(e, PlanError::TooManyFiles { .. }), "{e}");
     }
