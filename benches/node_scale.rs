@@ -57,6 +57,10 @@ struct Scenario {
     /// Raise the driver's per-API rate budget (BatchGetSecretValue 10/s,
     /// GetParameters 10/s by default) to the account's whole quota.
     unpaced: bool,
+    /// The class also renders templated files over all its objects (an
+    /// .env, a JSON config and a PEM-style bundle) and a rotation manifest:
+    /// the cost of rendering, beside the same scenario without.
+    templated: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -111,6 +115,9 @@ impl Scenario {
         if self.unpaced {
             name += ", rate budget raised to the account quota";
         }
+        if self.templated {
+            name += ", 3 templated files + manifest";
+        }
         if let Some(h) = self.hold {
             name += &format!(
                 ", held {} intervals of {}, {}",
@@ -142,6 +149,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
         sequential: true,
         hold: None,
         unpaced: false,
+        templated: false,
     };
     vec![
         cold,
@@ -157,6 +165,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             sequential: false,
             hold: Some(hold(false)),
             unpaced: false,
+            templated: false,
         },
         Scenario {
             pods: scale(100, 10),
@@ -166,6 +175,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             sequential: false,
             hold: None,
             unpaced: false,
+            templated: false,
         },
         Scenario {
             pods: scale(110, 11),
@@ -175,6 +185,7 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             sequential: false,
             hold: Some(hold(false)),
             unpaced: false,
+            templated: false,
         },
         Scenario {
             pods: scale(110, 11),
@@ -184,8 +195,37 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             sequential: false,
             hold: Some(hold(true)),
             unpaced: false,
+            templated: false,
+        },
+        Scenario {
+            pods: scale(110, 11),
+            identities: scale(10, 2),
+            secrets: 15,
+            parameters: 5,
+            sequential: false,
+            hold: Some(hold(true)),
+            unpaced: false,
+            templated: true,
         },
     ]
+}
+
+/// The templates of a templated scenario: every object in an .env, all of
+/// them in a JSON config, and the secrets concatenated as a PEM bundle is.
+fn class_templates(s: &Scenario) -> String {
+    let names: Vec<String> = (0..s.secrets)
+        .map(|i| format!("s{i}"))
+        .chain((0..s.parameters).map(|i| format!("p{i}")))
+        .collect();
+    let env: String = names
+        .iter()
+        .map(|n| format!("          {}={{{{ .{n} | quote }}}}\n", n.to_uppercase()))
+        .collect();
+    let dict: String = names.iter().map(|n| format!(" \"{n}\" .{n}")).collect();
+    let bundle: String = (0..s.secrets).map(|i| format!("{{{{ .s{i} }}}}")).collect();
+    format!(
+        "- path: app.env\n  template: |\n{env}- path: config.json\n  template: '{{{{ dict{dict} | toPrettyJson }}}}'\n- path: bundle.pem\n  template: '{bundle}'\n"
+    )
 }
 
 /// What the AWS provider's documented call pattern costs for `s` (IRSA,
@@ -766,16 +806,19 @@ async fn run(
         humantime::format_duration(h.interval).to_string()
     });
     let objects = class_objects(s);
-    let pods = kube
-        .setup(
-            s,
-            &[
-                ("region", REGION),
-                ("refreshInterval", &interval),
-                ("objects", &objects),
-            ],
-        )
-        .await;
+    let templates = class_templates(s);
+    let mut class = vec![
+        ("region", REGION),
+        ("refreshInterval", interval.as_str()),
+        ("objects", objects.as_str()),
+    ];
+    if s.templated {
+        class.extend([
+            ("templates", templates.as_str()),
+            ("rotationManifest", "rotation.json"),
+        ]);
+    }
+    let pods = kube.setup(s, &class).await;
     let mut args = vec![];
     if s.unpaced {
         args.extend([
@@ -1031,6 +1074,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut number = 0;
+    // The same scenario without templates, per latency: what rendering
+    // templates adds is printed beside it.
+    let mut untemplated: BTreeMap<(u64, String), (f64, u64, Duration)> = BTreeMap::new();
     for &ms in &latencies {
         for s in scenarios(full)
             .into_iter()
@@ -1061,6 +1107,20 @@ fn main() {
                 print_row(&s, which.name(), ms, &f);
                 if !full && which == Which::Ours {
                     smoke_checks(&s, &f);
+                }
+                if which == Which::Ours {
+                    let key = (ms, s.name().replace(", 3 templated files + manifest", ""));
+                    if !s.templated {
+                        untemplated.insert(key, (f.cpu.as_secs_f64(), f.peak_rss_kib, f.p99));
+                    } else if let Some((cpu, rss, p99)) = untemplated.get(&key) {
+                        println!(
+                            "| {} | **templated / without templates** | {ms} ms | | {:.3} | | | | {:.3} | {:.3} | | |",
+                            s.name(),
+                            f.p99.as_secs_f64() / p99.as_secs_f64().max(1e-9),
+                            f.cpu.as_secs_f64() / cpu.max(1e-9),
+                            f.peak_rss_kib as f64 / (*rss).max(1) as f64,
+                        );
+                    }
                 }
                 figures.push(f);
             }

@@ -213,6 +213,71 @@ spec:
     )
 }
 
+/// Classes of our additions: files in the shape the app reads (an .env
+/// from a template, only it and the rotation manifest written), and one
+/// whose template fails at its line 2.
+const FILES_CLASSES: &str = r#"
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: files, namespace: shop}
+spec:
+  provider: aws
+  parameters:
+    objectFiles: "false"
+    rotationManifest: rotation.json
+    objects: |
+      - objectName: node/db
+        objectType: secretsmanager
+        jmesPath:
+          - {path: username, objectAlias: user}
+          - {path: password, objectAlias: password}
+    templates: |
+      - path: app.env
+        template: "DB_USER={{ .user }} DB_PASSWORD={{ .password }}"
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: broken-template, namespace: shop}
+spec:
+  provider: aws
+  parameters:
+    objects: |
+      - {objectName: node/db, objectType: secretsmanager, objectAlias: db}
+    templates: |
+      - path: app.env
+        template: |
+          A={{ .db | len }}
+          B={{ .nope }}
+"#;
+
+/// A pod that prints its .env file and the manifest's first version id.
+fn files_pod(name: &str, class: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: shop}}
+spec:
+  nodeName: {NODE}
+  hostNetwork: true
+  serviceAccountName: app
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/aws-secrets-csi-test/busybox:1
+    command: [sh, -c, 'while true; do echo "read=$(cat /mnt/secrets/app.env) files=$(ls /mnt/secrets | tr "\n" ,) $(grep -o "versionId.*" /mnt/secrets/rotation.json | head -1)"; sleep 1; done']
+    volumeMounts:
+      - {{name: secrets, mountPath: /mnt/secrets, readOnly: true}}
+  volumes:
+    - name: secrets
+      csi:
+        driver: {DRIVER}
+        readOnly: true
+        volumeAttributes: {{secretProviderClass: {class}}}
+"#
+    )
+}
+
 fn last_read(log: &str) -> Option<&str> {
     log.lines()
         .rev()
@@ -383,8 +448,13 @@ spec:
         objectType: secretsmanager
 ---
 {}
+---
+{FILES_CLASSES}
+---
+{}
 "#,
-            reader_pod("web", "db", true)
+            reader_pod("web", "db", true),
+            files_pod("files", "files"),
         )),
     );
     let took = eventually(
@@ -442,6 +512,50 @@ spec:
     )
     .await;
     eprintln!("rotation seen by the container {took:?} after the change in AWS");
+    // The templated file follows in the same swap, the manifest names the
+    // new version, and the pod gets a SecretRotated event naming the
+    // object (never a value).
+    let took = eventually(
+        Duration::from_secs(60),
+        "the templated .env to hold the rotated value",
+        || {
+            last_read(&node.log("shop", "files", "app")).is_some_and(|r| {
+                r.starts_with("DB_USER=u DB_PASSWORD=pw-2 files=app.env,rotation.json, versionId")
+            })
+        },
+    )
+    .await;
+    eprintln!("rotation seen in the templated file {took:?} after the change in AWS");
+    let versions: Vec<String> = node
+        .log("shop", "files", "app")
+        .lines()
+        .filter_map(|l| l.split_once("versionId").map(|(_, v)| v.to_owned()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        versions.len(),
+        2,
+        "the manifest named two versions: {versions:?}"
+    );
+    let rotated = cp.kubectl(
+        &[
+            "get",
+            "events",
+            "-n",
+            "shop",
+            "--field-selector",
+            "involvedObject.name=files,reason=SecretRotated",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+        None,
+    );
+    assert!(
+        rotated.contains("SecretProviderClass files: rotated node/db (version "),
+        "{rotated}"
+    );
+    assert!(!rotated.contains("pw-"), "{rotated}");
     let synced = || {
         cp.try_kubectl(
             &[
@@ -481,6 +595,43 @@ spec:
     .await;
     cp.kubectl(
         &["delete", "pod", "broken", "-n", "shop", "--wait=false"],
+        None,
+    );
+    // A template that fails: the mount fails with the template's place.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&files_pod("broken-template", "broken-template")),
+    );
+    eventually(
+        Duration::from_secs(60),
+        "FailedMount naming the template's line",
+        || {
+            let events = cp.kubectl(
+                &[
+                    "get",
+                    "events",
+                    "-n",
+                    "shop",
+                    "--field-selector",
+                    "involvedObject.name=broken-template,reason=FailedMount",
+                    "-o",
+                    "jsonpath={.items[*].message}",
+                ],
+                None,
+            );
+            events.contains("templates[0] (app.env):2") && !events.contains("pw-")
+        },
+    )
+    .await;
+    cp.kubectl(
+        &[
+            "delete",
+            "pod",
+            "broken-template",
+            "-n",
+            "shop",
+            "--wait=false",
+        ],
         None,
     );
 
