@@ -14,7 +14,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi/fuzz-target}
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir . >&2
-for target in plan paths render fanout template; do
+for target in plan paths render fanout template files; do
   mkdir -p "corpus/$target"
   echo "fuzzing $target for ${seconds}s" >&2
   cargo fuzz run --fuzz-dir . "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \

@@ -93,6 +93,39 @@ proptest! {
             let _ = crate::render::render(&p, &[crate::secret::SecretBytes::from(value.as_str())]);
         }
     }
+
+    /// Templated files never make a volume hold more than its size, and
+    /// the manifest comes on top of no less than what was planned, for any
+    /// value and any of these templates (repeating, ranging, nesting).
+    #[test]
+    fn templated_files_stay_within_the_volume(
+        value in proptest::string::string_regex(r#"[a-z0-9{}\[\]:,\x22. \-]{0,64}"#).unwrap(),
+        repeat in 0usize..5000,
+        max_bytes in 1u64..20_000,
+        which in 0usize..4,
+    ) {
+        let template = [
+            format!("{{{{ repeat {repeat} .s }}}}"),
+            format!("{{{{ range $i := until {repeat} }}}}{{{{ $.s }}}}{{{{ end }}}}"),
+            "{{ .s | b64enc | b64enc }}{{ .s_p | quote }}".to_owned(),
+            "{{ (.s | fromJson).a | default \"x\" }}".to_owned(),
+        ][which].clone();
+        let params: BTreeMap<String, String> = [
+            ("region", "r".to_owned()),
+            ("objects", "- {objectName: s, objectType: secretsmanager}\n- {objectName: /s/p, objectType: ssmparameter}".to_owned()),
+            ("templates", format!("- path: t\n  template: {}\n", serde_json::to_string(&template).unwrap())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let limits = super::VolumeLimits { max_files: 16, max_bytes };
+        let p = super::plan_within(&params, None, limits).unwrap();
+        let values = [crate::secret::SecretBytes::from(value.as_str()), crate::secret::SecretBytes::from("p")];
+        match crate::render::render(&p, &values) {
+            Ok(set) => prop_assert!(set.content_bytes() as u64 <= max_bytes),
+            Err(e) => prop_assert!(!e.to_string().contains(&value) || value.len() < 4, "{}", e),
+        }
+    }
 }
 
 /// Guards the property above against being vacuous: its template does make
