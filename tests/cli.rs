@@ -784,7 +784,7 @@ async fn mount_renders_templates_and_the_manifest_and_swaps_them_on_rotation() {
             .unwrap()
             .permissions(),
     );
-    assert_eq!(mode & 0o777, 0o400);
+    assert_eq!(mode & 0o777, 0o644);
     let manifest = || -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(target.join("rotation.json")).unwrap())
             .unwrap()

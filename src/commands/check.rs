@@ -232,7 +232,7 @@ mod tests {
         let set = render_samples(&plan, &samples).unwrap();
         let text = rendered_listing(&plan, &set, false, false);
         assert!(
-            text.contains("0400  app.env  (10 bytes, from templates[0])"),
+            text.contains("0644  app.env  (10 bytes, from templates[0])"),
             "{text}"
         );
         assert!(

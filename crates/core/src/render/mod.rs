@@ -430,7 +430,7 @@ mod tests {
             c[0],
             (
                 "app.env".into(),
-                0o400,
+                0o644,
                 "DB_USER=admin\nDB_PASSWORD=\"p\\\"w\"\nAPI_KEY=k1\n".into()
             )
         );
@@ -457,7 +457,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(contents(&set), vec![("u".into(), 0o400, "admin-k".into())]);
+        assert_eq!(contents(&set), vec![("u".into(), 0o644, "admin-k".into())]);
     }
 
     #[test]

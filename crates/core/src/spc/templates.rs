@@ -16,9 +16,11 @@ use crate::template::{Options, Template};
 /// etcd; one template this large is already unusual).
 pub const MAX_TEMPLATE_BYTES: usize = 256 * 1024;
 
-/// Mode of a templated file that sets none: readable by its owner only, as
-/// such a file usually gathers several secrets.
-pub const DEFAULT_TEMPLATE_MODE: u32 = 0o400;
+/// Mode of a templated file that sets none: the mode of every other file
+/// of the volume. The files are root's (the CSIDriver's fsGroupPolicy is
+/// None), so a stricter default would hide the file from a container that
+/// does not run as root; the volume is the pod's alone.
+pub const DEFAULT_TEMPLATE_MODE: u32 = super::plan::DEFAULT_FILE_MODE;
 
 /// One file rendered from a template.
 #[derive(Debug, Clone)]
