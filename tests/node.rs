@@ -250,7 +250,8 @@ spec:
           B={{ .nope }}
 "#;
 
-/// A pod that prints its .env file and the manifest's first version id.
+/// A pod, not root, that prints its .env file and the manifest's first
+/// version id.
 fn files_pod(name: &str, class: &str) -> String {
     format!(
         r#"
@@ -262,6 +263,8 @@ spec:
   hostNetwork: true
   serviceAccountName: app
   terminationGracePeriodSeconds: 1
+  # Not root: the files are readable by the app's own user.
+  securityContext: {{runAsUser: 65534, runAsGroup: 65534}}
   containers:
   - name: app
     image: localhost/aws-secrets-csi-test/busybox:1
