@@ -74,7 +74,13 @@ fn restarted_at(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Option<u
         .args(["-u", "-d", at, "+%s"])
         .output()
         .unwrap();
-    Some(String::from_utf8(out.stdout).unwrap().trim().parse().unwrap())
+    Some(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    )
 }
 
 fn unix_now() -> f64 {
@@ -181,7 +187,9 @@ fn restart_events(cp: &ControlPlane, ns: &str, kind: &str, name: &str) -> Vec<St
             "-n",
             ns,
             "--field-selector",
-            &format!("reason=RestartedForRotation,involvedObject.kind={kind},involvedObject.name={name}"),
+            &format!(
+                "reason=RestartedForRotation,involvedObject.kind={kind},involvedObject.name={name}"
+            ),
         ],
     )["items"]
         .as_array()
@@ -307,9 +315,11 @@ async fn opted_in_workloads_restart_once_per_rotation() {
             &metrics_addr,
         ],
     );
-    eventually(Duration::from_secs(30), "the watch of SecretRotated", || {
-        cp.count_calls(USER, "events", "watch") >= 1
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the watch of SecretRotated",
+        || cp.count_calls(USER, "events", "watch") >= 1,
+    )
     .await;
     let start = generations(cp, A);
     for w in [
@@ -371,7 +381,11 @@ async fn opted_in_workloads_restart_once_per_rotation() {
         "db restarted {:.1} s after its last restart, within the minimum interval",
         db_again_at - db_restarted as f64
     );
-    assert_eq!(generation(cp, A, "StatefulSet/db"), 3, "db restarted once more");
+    assert_eq!(
+        generation(cp, A, "StatefulSet/db"),
+        3,
+        "db restarted once more"
+    );
 
     // 3. An Event in B naming A's new pod (and B's pod of that name): not
     // heard in either namespace.
@@ -385,9 +399,11 @@ async fn opted_in_workloads_restart_once_per_rotation() {
     // 4. The same pod's Event in its own namespace restarts its owner
     // (after the quiet period: its interval is long over).
     burst(cp, A, &["web-new"]);
-    eventually(Duration::from_secs(10), "web restarted for its new pod", || {
-        generation(cp, A, "Deployment/web") == 3
-    })
+    eventually(
+        Duration::from_secs(10),
+        "web restarted for its new pod",
+        || generation(cp, A, "Deployment/web") == 3,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(generation(cp, A, "Deployment/web"), 3);
@@ -463,7 +479,8 @@ async fn opted_in_workloads_restart_once_per_rotation() {
     let web = restart_events(cp, A, "Deployment", "web");
     assert_eq!(web.len(), 2, "{web:?}");
     assert!(
-        web.iter().all(|m| m.contains("pod(s) reported SecretRotated")),
+        web.iter()
+            .all(|m| m.contains("pod(s) reported SecretRotated")),
         "{web:?}"
     );
     assert_eq!(restart_events(cp, A, "StatefulSet", "db").len(), 2);

@@ -148,7 +148,11 @@ struct RotatedPod {
 /// authentication: whoever may create Events in A may write it, and can
 /// restart A's opted-in workloads no more often than the schedule allows).
 fn rotated_pod(event: &Event) -> Option<RotatedPod> {
-    let namespace = event.metadata.namespace.as_deref().filter(|n| !n.is_empty())?;
+    let namespace = event
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())?;
     let o = &event.involved_object;
     let ours = [
         event.reporting_component.as_deref(),
@@ -288,6 +292,10 @@ impl<K: Hash + Eq, V: Clone> Recent<K, V> {
     }
 }
 
+/// A ReplicaSet as last read: its UID and its controller (a Deployment's
+/// reference); None when it is gone.
+type ReplicaSetView = Option<(String, Option<OwnerReference>)>;
+
 /// An opted-in workload as last read: its UID and the restart it shows.
 #[derive(Debug, Clone)]
 struct OptedIn {
@@ -315,7 +323,7 @@ pub struct Restarts {
     schedule: Mutex<Schedule<Workload>>,
     wake: tokio::sync::Notify,
     /// ReplicaSet (namespace, name) -> its UID and controller reference.
-    replica_sets: Mutex<Recent<(String, String), Option<(String, Option<OwnerReference>)>>>,
+    replica_sets: Mutex<Recent<(String, String), ReplicaSetView>>,
     /// Workload -> what it showed, None when it did not opt in (or is gone).
     workloads: Mutex<Recent<Workload, Option<OptedIn>>>,
     /// Namespace -> its opted-in workloads and the Secrets they read.
@@ -368,13 +376,11 @@ impl Restarts {
                 }
             }
         });
-        let secrets = tokio_stream::wrappers::ReceiverStream::new(changes).for_each_concurrent(
-            2,
-            |c| {
+        let secrets =
+            tokio_stream::wrappers::ReceiverStream::new(changes).for_each_concurrent(2, |c| {
                 let this = self.clone();
                 async move { this.changed_secret(c).await }
-            },
-        );
+            });
         futures::future::join3(events, secrets, self.clone().restart_when_due()).await;
     }
 
@@ -411,14 +417,19 @@ impl Restarts {
         match self.owner_of(&pod).await {
             Ok(Some((workload, uid, created))) => match self.opted_in(&workload, &uid).await {
                 Ok(Some(opted)) => {
-                    let verdict = self.signal(workload.clone(), Signal::Pod { created }, opted.shown);
+                    let verdict =
+                        self.signal(workload.clone(), Signal::Pod { created }, opted.shown);
                     tracing::debug!(%workload, namespace = %pod.namespace, pod = %pod.name, ?verdict, "{ROTATED}");
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(namespace = %pod.namespace, pod = %pod.name, error = %e, "cannot read the owner of a rotated pod"),
+                Err(e) => {
+                    tracing::warn!(namespace = %pod.namespace, pod = %pod.name, error = %e, "cannot read the owner of a rotated pod")
+                }
             },
             Ok(None) => {}
-            Err(e) => tracing::warn!(namespace = %pod.namespace, pod = %pod.name, error = %e, "cannot read a rotated pod"),
+            Err(e) => {
+                tracing::warn!(namespace = %pod.namespace, pod = %pod.name, error = %e, "cannot read a rotated pod")
+            }
         }
     }
 
@@ -479,11 +490,7 @@ impl Restarts {
             .map(|k| (workload(k, owner), owner.uid.clone(), created)))
     }
 
-    async fn replica_set(
-        &self,
-        ns: &str,
-        name: &str,
-    ) -> Result<Option<(String, Option<OwnerReference>)>, RestartError> {
+    async fn replica_set(&self, ns: &str, name: &str) -> Result<ReplicaSetView, RestartError> {
         let key = (ns.to_owned(), name.to_owned());
         if let Some(found) = lock(&self.replica_sets).get(&key) {
             return Ok(found);
@@ -866,9 +873,15 @@ mod tests {
             uid: "u".into(),
             ..Default::default()
         };
-        assert_eq!(Kind::of(&r("apps/v1", "StatefulSet")), Some(Kind::StatefulSet));
+        assert_eq!(
+            Kind::of(&r("apps/v1", "StatefulSet")),
+            Some(Kind::StatefulSet)
+        );
         assert_eq!(Kind::of(&r("apps/v1", "DaemonSet")), Some(Kind::DaemonSet));
-        assert_eq!(Kind::of(&r("apps/v1", "Deployment")), Some(Kind::Deployment));
+        assert_eq!(
+            Kind::of(&r("apps/v1", "Deployment")),
+            Some(Kind::Deployment)
+        );
         assert_eq!(Kind::of(&r("apps/v1", "ReplicaSet")), None);
         assert_eq!(Kind::of(&r("batch/v1", "Job")), None);
         assert_eq!(Kind::of(&r("example.com/v1", "StatefulSet")), None);

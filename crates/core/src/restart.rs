@@ -648,10 +648,7 @@ mod tests {
         s.signal("waiting", 20_000, pod(0), None);
         // A stale signal leaves an owner with nothing to do but its interval
         // (from the restart it shows, at 5 s).
-        assert_eq!(
-            s.signal("old", 20_000, pod(0), Some(5_000)),
-            Verdict::Stale
-        );
+        assert_eq!(s.signal("old", 20_000, pod(0), Some(5_000)), Verdict::Stale);
         s.prune(304_999);
         assert_eq!(s.len(), 4);
         s.prune(310_000);
