@@ -631,14 +631,14 @@ impl Restarts {
         let started = now();
         let workload = due.owner.clone();
         match self.patch(&workload).await {
-            Ok(Some((at, cutoff))) => {
+            Ok(Some(Restarted { at, cutoff, uid })) => {
                 lock(&self.schedule).restarted(&workload, started, cutoff);
                 lock(&self.workloads).remove(&workload);
                 lock(&self.readers).remove(&workload.namespace);
                 self.metrics.workload_restarted(workload.kind.name());
                 let message = restart_message(&due, &at);
                 tracing::info!(%workload, pods = due.pods, secrets = ?due.secrets, "restarted for rotated secrets");
-                self.record(&workload, &message).await;
+                self.record(&workload, uid, &message).await;
             }
             Ok(None) => {
                 tracing::info!(%workload, "not restarted: gone, or no longer annotated {OPT_IN}=true");
@@ -651,10 +651,8 @@ impl Restarts {
         }
     }
 
-    /// Sets the restart annotation on a workload that still opted in: its
-    /// time as written, and as the API server's clock tells it (the time
-    /// of this manager's write; pods' creation times are on that clock).
-    async fn patch(&self, w: &Workload) -> Result<Option<(String, Millis)>, RestartError> {
+    /// Sets the restart annotation on a workload that still opted in.
+    async fn patch(&self, w: &Workload) -> Result<Option<Restarted>, RestartError> {
         self.fence.check()?;
         let Some(current) = self.read(w).await? else {
             return Ok(None);
@@ -691,11 +689,15 @@ impl Restarts {
             .filter(|f| f.manager.as_deref() == Some(MANAGER))
             .filter_map(|f| f.time.as_ref().map(|t| millis(t.0)))
             .max();
-        Ok(Some((at, server.unwrap_or_else(|| millis(now)))))
+        Ok(Some(Restarted {
+            at,
+            cutoff: server.unwrap_or_else(|| millis(now)),
+            uid: after.metadata.uid,
+        }))
     }
 
     /// An Event on the restarted workload; best effort.
-    async fn record(&self, w: &Workload, message: &str) {
+    async fn record(&self, w: &Workload, uid: Option<String>, message: &str) {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let event = Event {
             metadata: ObjectMeta {
@@ -708,6 +710,7 @@ impl Restarts {
                 kind: Some(w.kind.name().into()),
                 name: Some(w.name.clone()),
                 namespace: Some(w.namespace.clone()),
+                uid,
                 ..Default::default()
             },
             reason: Some(RESTARTED.into()),
@@ -734,6 +737,16 @@ impl Restarts {
             tracing::warn!(workload = %w, error = %e, "cannot record an event");
         }
     }
+}
+
+/// A restart made.
+struct Restarted {
+    /// Its time as the annotation says it.
+    at: String,
+    /// Its time on the API server's clock (the time of this manager's
+    /// write), which pods' creation times are on.
+    cutoff: Millis,
+    uid: Option<String>,
 }
 
 /// The restart timing from the controller's flags.
