@@ -26,8 +26,9 @@ use crate::identity::issuer::IssuerKeys;
 use crate::identity::{BoundPod, TokenReviewed};
 use crate::request::Pod;
 
-/// Field manager of every server-side apply.
-const MANAGER: &str = "aws-secrets-csi";
+/// Field manager of every server-side apply, and the component of the
+/// driver's Events (the controller hears its `SecretRotated` by it).
+pub(crate) const MANAGER: &str = "aws-secrets-csi";
 /// The node label of our SecretProviderClassPodStatus objects. Not the
 /// upstream driver's `internal.secrets-store.csi.k8s.io/node-name`: its
 /// status controller watches the objects with that label on its node, and

@@ -12,6 +12,7 @@ mod fair;
 pub mod health;
 mod held;
 mod lease;
+pub mod restart;
 mod store_status;
 mod sync;
 
@@ -85,6 +86,28 @@ pub struct ControllerArgs {
     /// store run this many at once and gather into few AWS batches.
     #[arg(long, env = "SYNCS_PER_NAMESPACE", default_value_t = 24)]
     pub syncs_per_namespace: usize,
+    /// Restart the Deployments, StatefulSets and DaemonSets annotated
+    /// `aws-secrets-csi.io/restart-on-rotation: "true"` when secrets their
+    /// pods read rotate (a pod's `SecretRotated` Event, or a change of a
+    /// Secret this controller writes that their pod template reads).
+    #[arg(
+        long,
+        env = "RESTART_ON_ROTATION",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub restart_on_rotation: bool,
+    /// A restart waits this long after the last signal of its workload, so
+    /// that one rotation seen by many pods restarts it once ...
+    #[arg(long, env = "RESTART_QUIET", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub restart_quiet: Duration,
+    /// ... but no longer than this after the first.
+    #[arg(long, env = "RESTART_MAX_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub restart_max_wait: Duration,
+    /// The least time between two restarts of one workload (a signal
+    /// meanwhile from a pod of the new rollout waits for its end).
+    #[arg(long, env = "RESTART_MIN_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub restart_min_interval: Duration,
     /// Address of the Prometheus metrics endpoint (/metrics), IP:PORT;
     /// unset: none. Off unless asked (the chart asks): the endpoint has no
     /// authentication, a loopback default would serve no Prometheus in a
@@ -413,6 +436,30 @@ async fn control(
         secret_stores,
         cluster_stores,
     ));
+    // Restarts of opted-in workloads: the Secrets whose data a sync
+    // changed are one of their signals.
+    let (changes, changed) = tokio::sync::mpsc::channel(restart::QUEUE);
+    let restarts = {
+        let restarts = args.restart_on_rotation.then(|| {
+            Arc::new(restart::Restarts::new(
+                client.clone(),
+                elector.fence(),
+                restart::timing(
+                    args.restart_quiet,
+                    args.restart_max_wait,
+                    args.restart_min_interval,
+                ),
+                es_metrics.clone(),
+            ))
+        });
+        async move {
+            match restarts {
+                Some(r) => r.run(changed).await,
+                None => futures::future::pending().await,
+            }
+        }
+    };
+    let changes = args.restart_on_rotation.then_some(changes);
     let failures = Arc::new(sync::Failures::default());
     // Status writes (the sync's own) do not trigger a sync: without this
     // filter, each write of a changing Secret came back as a new sync.
@@ -542,6 +589,7 @@ async fn control(
                 let failures = failures.clone();
                 let slots = slots.clone();
                 let es_metrics = es_metrics.clone();
+                let changes = changes.clone();
                 async move {
                     let namespace = es.namespace().unwrap_or_default();
                     let name = es.name_any();
@@ -564,10 +612,16 @@ async fn control(
                                 Action::requeue(d.min(MAX_REQUEUE))
                             }))
                         }
-                        Ok(Synced::Done { written, next, .. }) => {
+                        Ok(Synced::Done { written, next, rotated, .. }) => {
                             failures.succeeded(&id);
                             if written {
                                 tracing::info!(externalsecret = %id, "Secret synced");
+                            }
+                            if let (Some(name), Some(changes)) = (rotated, &changes) {
+                                let changed = restart::SecretChanged { namespace, name };
+                                if changes.try_send(changed).is_err() {
+                                    tracing::warn!(externalsecret = %id, "too many changed Secrets waiting: the workloads that read this one are not restarted");
+                                }
                             }
                             Ok(next.map_or_else(Action::await_change, |d| {
                                 Action::requeue(d.min(MAX_REQUEUE))
@@ -594,7 +648,7 @@ async fn control(
         )
         .for_each(|_| async {});
     tokio::select! {
-        _ = futures::future::join3(run, cluster_external, store_status) => Ok(()),
+        _ = futures::future::join4(run, cluster_external, store_status, restarts) => Ok(()),
         // Never ends (it prunes on); here to be polled in this task.
         _ = listed => Ok(()),
         lost = elector.hold() => {

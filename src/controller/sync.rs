@@ -108,6 +108,10 @@ pub enum Synced {
         /// CreatedOnce or OnChange ExternalSecret had nothing to do.
         refreshed: bool,
         next: Option<Duration>,
+        /// The Secret whose data this write changed (not a first write,
+        /// not one that changed only labels or annotations): the
+        /// workloads that read it may be restarted.
+        rotated: Option<String>,
     },
     /// `creationPolicy: Merge` and the Secret does not exist (yet):
     /// nothing is created, as External Secrets does.
@@ -456,6 +460,7 @@ impl Syncer {
                     written: false,
                     refreshed: false,
                     next,
+                    rotated: None,
                 });
             }
             early = Some(existing);
@@ -529,13 +534,14 @@ impl Syncer {
         let sources = self.template_sources(&ns, &plan).await?;
         let rendered = external::render_target(&plan, data, &sources)
             .map_err(spec_error("ExternalSecret", &es_id))?;
-        let written = self
+        let write = self
             .write_secret(es, &ns, &plan, rendered, existing)
             .await?;
         Ok(Synced::Done {
-            written,
+            written: write != Write::Unchanged,
             refreshed: true,
             next,
+            rotated: (write == Write::DataChanged).then(|| plan.target.name.clone()),
         })
     }
 
@@ -1172,7 +1178,7 @@ impl Syncer {
         })
     }
 
-    /// Writes the Secret as the creation policy says; true when it changed.
+    /// Writes the Secret as the creation policy says, and says what changed.
     /// Only into a Secret the ExternalSecret may write
     /// ([`target_secret::may_write`]), under its own field manager, and
     /// only when what it owns there differs from what it would write.
@@ -1183,10 +1189,10 @@ impl Syncer {
         plan: &SyncPlan,
         rendered: external::Rendered,
         existing: Option<Secret>,
-    ) -> Result<bool, SyncError> {
+    ) -> Result<Write, SyncError> {
         let target = &plan.target;
         let Some(policy) = target.creation.write_policy(existing.is_some()) else {
-            return Ok(false);
+            return Ok(Write::Unchanged);
         };
         let api = Api::<Secret>::namespaced(self.client.clone(), ns);
         let secret_error = |message: String| SyncError::Secret {
@@ -1276,14 +1282,14 @@ impl Syncer {
             && !legacy
             && holds(current, &desired, &manager)
         {
-            return Ok(false);
+            return Ok(Write::Unchanged);
         }
         if existing.as_ref().is_some_and(|s| s.immutable == Some(true)) {
             // An immutable target that exists keeps its data while the
             // ExternalSecret asks for immutable too (External Secrets does
             // not touch it); delete it to have it written again.
             if target.immutable {
-                return Ok(false);
+                return Ok(Write::Unchanged);
             }
             return Err(secret_error(
                 "is immutable and its data changed; delete it to let it be created again".into(),
@@ -1293,13 +1299,14 @@ impl Syncer {
         object["apiVersion"] = json!("v1");
         object["kind"] = json!("Secret");
         self.fence.check()?;
-        api.patch(
-            &target.name,
-            &PatchParams::apply(&manager).force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .map_err(|e| secret_error(e.to_string()))?;
+        let mut after = api
+            .patch(
+                &target.name,
+                &PatchParams::apply(&manager).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .map_err(|e| secret_error(e.to_string()))?;
         if legacy {
             let release = json!({
                 "apiVersion": "v1",
@@ -1307,15 +1314,23 @@ impl Syncer {
                 "metadata": {"name": target.name, "namespace": ns},
             });
             self.fence.check()?;
-            api.patch(
-                &target.name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&release),
-            )
-            .await
-            .map_err(|e| secret_error(e.to_string()))?;
+            after = api
+                .patch(
+                    &target.name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&release),
+                )
+                .await
+                .map_err(|e| secret_error(e.to_string()))?;
         }
-        Ok(true)
+        // The data as the API server holds it now, against what it held:
+        // the whole Secret's, since keys released or written by others
+        // change what a pod reads as much as ours do.
+        Ok(match existing.map(|s| s.data.unwrap_or_default()) {
+            None => Write::Created,
+            Some(before) if before != after.data.unwrap_or_default() => Write::DataChanged,
+            Some(_) => Write::MetadataChanged,
+        })
     }
 
     /// The Secret an Owner ExternalSecret wrote under its previous
@@ -1541,6 +1556,17 @@ impl Syncer {
             tracing::warn!(externalsecret = %format!("{ns}/{name}"), reason, error = %e, "cannot record an event");
         }
     }
+}
+
+/// What a write of the Secret did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Unchanged,
+    Created,
+    /// Its data changed (what pods that read it see).
+    DataChanged,
+    /// Only its labels, annotations or type changed.
+    MetadataChanged,
 }
 
 /// How a sync ended, for the status.

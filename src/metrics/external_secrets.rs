@@ -3,7 +3,7 @@
 //! `..._status_condition`, `..._reconcile_duration`,
 //! `..._provider_api_calls_count`), so that its dashboards and alerts work
 //! unchanged, plus the time of each ExternalSecret's last successful
-//! refresh. Label values are object names, API names and fixed words: never
+//! refresh and the workloads restarted for rotated secrets. Label values are object names, API names and fixed words: never
 //! a value or a token.
 //!
 //! Held per ExternalSecret and encoded at each scrape, so that an
@@ -39,6 +39,8 @@ struct State {
     objects: BTreeMap<(String, String), PerObject>,
     /// (provider, call, status) -> calls.
     calls: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// Workload kind -> restarts for rotated secrets.
+    restarts: BTreeMap<&'static str, u64>,
 }
 
 /// Shared by the sync loop (which records), the fetch layer (AWS calls) and
@@ -133,6 +135,12 @@ impl ExternalSecretMetrics {
             .or_default() += 1;
     }
 
+    /// One workload restarted for rotated secrets (its kind: Deployment,
+    /// StatefulSet or DaemonSet; never its name, a bounded label set).
+    pub fn workload_restarted(&self, kind: &'static str) {
+        *self.state().restarts.entry(kind).or_default() += 1;
+    }
+
     /// Tracked ExternalSecrets (for tests of the pruning).
     pub fn tracked(&self) -> usize {
         self.state().objects.len()
@@ -178,6 +186,11 @@ struct ConditionLabels {
     namespace: String,
     condition: &'static str,
     status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -272,6 +285,17 @@ impl Collector for ExternalSecretMetrics {
                 status,
             })?)?;
         }
+        // Each kind from zero, so that a rate over it starts at the first.
+        let mut family = encoder.encode_descriptor(
+            "workload_restarts",
+            "Workloads restarted (annotated aws-secrets-csi.io/restart-on-rotation) because secrets they read rotated, by kind",
+            None,
+            MetricType::Counter,
+        )?;
+        for kind in ["Deployment", "StatefulSet", "DaemonSet"] {
+            let n = state.restarts.get(kind).copied().unwrap_or(0);
+            ConstCounter::new(n).encode(family.encode_family(&KindLabels { kind })?)?;
+        }
         Ok(())
     }
 }
@@ -335,6 +359,23 @@ mod tests {
         // Never refreshed: no time (an alert on time() - x would fire at once).
         assert!(!text.contains("externalsecret_last_refresh_timestamp_seconds{name=\"broken\""));
         assert!(!text.contains("AssumeRole"), "{text}");
+    }
+
+    #[test]
+    fn workload_restarts_are_counted_by_kind_from_zero() {
+        let m = ExternalSecretMetrics::default();
+        m.workload_restarted("Deployment");
+        m.workload_restarted("Deployment");
+        m.workload_restarted("DaemonSet");
+        let text = encode(&m);
+        for line in [
+            "# TYPE workload_restarts counter",
+            "workload_restarts_total{kind=\"Deployment\"} 2",
+            "workload_restarts_total{kind=\"StatefulSet\"} 0",
+            "workload_restarts_total{kind=\"DaemonSet\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
     }
 
     #[test]

@@ -191,6 +191,29 @@ pub fn semantics_grants() -> BTreeSet<(String, String)> {
     .collect()
 }
 
+/// Grants of the controller for restarts of opted-in workloads, used only
+/// when a signal comes (tests/restart_on_rotation.rs checks each was
+/// used); the watch of SecretRotated Events (events list, watch) runs in
+/// every leader, so the walkthrough proves it.
+pub fn restart_grants() -> BTreeSet<(String, String)> {
+    [
+        ("pods", "get"),
+        ("replicasets", "get"),
+        ("deployments", "get"),
+        ("deployments", "list"),
+        ("deployments", "patch"),
+        ("statefulsets", "get"),
+        ("statefulsets", "list"),
+        ("statefulsets", "patch"),
+        ("daemonsets", "get"),
+        ("daemonsets", "list"),
+        ("daemonsets", "patch"),
+    ]
+    .into_iter()
+    .map(|(r, v)| (r.to_owned(), v.to_owned()))
+    .collect()
+}
+
 pub fn cluster_external_secret_grants() -> BTreeSet<(String, String)> {
     [
         ("clusterexternalsecrets", "list"),

@@ -1,5 +1,6 @@
 //! The pure core of aws-secrets-csi: a SecretProviderClass's parameters ->
-//! a [`spc::MountPlan`], fetched values -> a [`render::FileSet`], and the
+//! a [`spc::MountPlan`], fetched values -> a [`render::FileSet`], when to
+//! restart a workload whose secrets rotated ([`restart::Schedule`]), and the
 //! types that hold secret material. No I/O, no async: tested exhaustively,
 //! property-tested and fuzzed apart from the driver (a fuzz build of this
 //! crate takes a minute; one of the driver's dependencies takes twenty).
@@ -9,6 +10,7 @@ pub mod certs;
 pub mod external;
 pub mod names;
 pub mod render;
+pub mod restart;
 pub mod secret;
 pub mod spc;
 pub mod target_secret;
