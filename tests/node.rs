@@ -250,6 +250,41 @@ spec:
           B={{ .nope }}
 "#;
 
+/// A Deployment of two pods reading the templated files, opted in to a
+/// restart by the controller when its secrets rotate.
+const ROLLING: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rolling
+  namespace: shop
+  annotations: {aws-secrets-csi.io/restart-on-rotation: "true"}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: rolling}}
+  template:
+    metadata: {labels: {app: rolling}}
+    spec:
+      nodeName: node-1
+      hostNetwork: true
+      serviceAccountName: app
+      terminationGracePeriodSeconds: 1
+      tolerations:
+        - {key: node.kubernetes.io/not-ready, operator: Exists}
+      containers:
+      - name: app
+        image: localhost/aws-secrets-csi-test/busybox:1
+        command: [sh, -c, 'while true; do echo "read=$(cat /mnt/secrets/app.env)"; sleep 1; done']
+        volumeMounts:
+          - {name: secrets, mountPath: /mnt/secrets, readOnly: true}
+      volumes:
+        - name: secrets
+          csi:
+            driver: secrets-store.aws-secrets-csi.io
+            readOnly: true
+            volumeAttributes: {secretProviderClass: files}
+"#;
+
 /// A pod, not root, that prints its .env file and the manifest's first
 /// version id.
 fn files_pod(name: &str, class: &str) -> String {
@@ -336,6 +371,12 @@ env:
   - {{name: AWS_ENDPOINT_URL, value: "{aws}"}}
   - {{name: AWS_EC2_METADATA_DISABLED, value: "true"}}
   - {{name: RUST_LOG, value: "info,aws_secrets_csi::csi=debug"}}
+controller:
+  enabled: true
+  replicas: 1
+  tolerations:
+    - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoSchedule}}
+  restartOnRotation: {{quiet: 2s, maxWait: 10s, minInterval: 10m}}
 "#,
             root = node.kubelet_root.display(),
             state = node.work.join("driver-state").display(),
@@ -394,11 +435,15 @@ env:
             "-n",
             "aws-secrets-csi",
             "-o",
-            "jsonpath={.items[*].spec.containers[*].name}",
+            "jsonpath={range .items[*]}{.spec.containers[*].name}{\"\\n\"}{end}",
         ],
         None,
     );
-    assert_eq!(pods, "driver");
+    // One container a pod: the node driver (no sidecars) and the
+    // controller.
+    let mut pods: Vec<&str> = pods.lines().collect();
+    pods.sort();
+    assert_eq!(pods, ["controller", "driver"]);
     assert!(
         driver_log().contains("kubelet registered the driver"),
         "{}",
@@ -455,6 +500,8 @@ spec:
 {FILES_CLASSES}
 ---
 {}
+---
+{ROLLING}
 "#,
             reader_pod("web", "db", true),
             files_pod("files", "files"),
@@ -559,6 +606,37 @@ spec:
         "{rotated}"
     );
     assert!(!rotated.contains("pw-"), "{rotated}");
+    // The Deployment that opted in is restarted by the controller once for
+    // the rotation its two pods reported (one rollout: generation 2), and
+    // its new pods read the new value.
+    let generation = || {
+        cp.get("deployment", "rolling", "shop")["metadata"]["generation"]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    let took = eventually(
+        Duration::from_secs(60),
+        "the controller to restart the Deployment that opted in",
+        || generation() == 2,
+    )
+    .await;
+    eprintln!("the Deployment restarted {took:?} after the rotation was seen");
+    let deployment = cp.get("deployment", "rolling", "shop");
+    assert!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["aws-secrets-csi.io/restartedAt"]
+            .is_string(),
+        "{deployment}"
+    );
+    let restarted = cp.kubectl(
+        &["get", "events", "-n", "shop", "--field-selector", "involvedObject.name=rolling,reason=RestartedForRotation", "-o", "jsonpath={.items[*].message}"],
+        None,
+    );
+    assert!(!restarted.is_empty() && !restarted.contains("pw-"), "{restarted}");
+    eventually(Duration::from_secs(90), "the rolled pods to be ready", || {
+        let d = cp.get("deployment", "rolling", "shop");
+        d["status"]["updatedReplicas"] == 2 && d["status"]["readyReplicas"] == 2
+    })
+    .await;
     let synced = || {
         cp.try_kubectl(
             &[
@@ -678,6 +756,19 @@ spec:
         || last_read(&node.log("shop", "web", "app")).is_some_and(|r| r.starts_with("pw-3 ")),
     )
     .await;
+
+    // The new pods saw a second rotation (pw-3) within the minimum
+    // interval: no second restart.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let signals = cp.kubectl(
+        &["get", "events", "-n", "shop", "--field-selector", "reason=SecretRotated", "-o", "jsonpath={range .items[*]}{.involvedObject.name}{\"\\n\"}{end}"],
+        None,
+    );
+    assert!(
+        signals.lines().filter(|p| p.starts_with("rolling-")).count() >= 4,
+        "the old pods and the new reported a rotation: {signals}"
+    );
+    assert_eq!(generation(), 2, "restarted once, not again within the minimum interval");
 
     // kubelet restarted: the registration comes back and new pods mount.
     let before = registrations();
