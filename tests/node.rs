@@ -187,6 +187,20 @@ fn reader_pod(name: &str, class: &str, with_env: bool) -> String {
     } else {
         ""
     };
+    pod(
+        name,
+        class,
+        "",
+        &format!(
+            r#"'while true; do echo "read=$(cat /mnt/secrets/password) env=$DB_PASSWORD"; sleep 1; done']{env}"#
+        ),
+    )
+}
+
+/// A pod of `name` on the node mounting `class` at /mnt/secrets and
+/// running `command` (the end of an `sh -c` list), with `spec` added to
+/// its spec.
+fn pod(name: &str, class: &str, spec: &str, command: &str) -> String {
     format!(
         r#"
 apiVersion: v1
@@ -196,11 +210,11 @@ spec:
   nodeName: {NODE}
   hostNetwork: true
   serviceAccountName: app
-  terminationGracePeriodSeconds: 1
+  terminationGracePeriodSeconds: 1{spec}
   containers:
   - name: app
     image: localhost/aws-secrets-csi-test/busybox:1
-    command: [sh, -c, 'while true; do echo "read=$(cat /mnt/secrets/password) env=$DB_PASSWORD"; sleep 1; done']{env}
+    command: [sh, -c, {command}
     volumeMounts:
       - {{name: secrets, mountPath: /mnt/secrets, readOnly: true}}
   volumes:
@@ -288,31 +302,12 @@ spec:
 /// A pod, not root, that prints its .env file and the manifest's first
 /// version id.
 fn files_pod(name: &str, class: &str) -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {{name: {name}, namespace: shop}}
-spec:
-  nodeName: {NODE}
-  hostNetwork: true
-  serviceAccountName: app
-  terminationGracePeriodSeconds: 1
-  # Not root: the files are readable by the app's own user.
-  securityContext: {{runAsUser: 65534, runAsGroup: 65534}}
-  containers:
-  - name: app
-    image: localhost/aws-secrets-csi-test/busybox:1
-    command: [sh, -c, 'while true; do echo "read=$(cat /mnt/secrets/app.env) files=$(ls /mnt/secrets | tr "\n" ,) $(grep -o "versionId.*" /mnt/secrets/rotation.json | head -1)"; sleep 1; done']
-    volumeMounts:
-      - {{name: secrets, mountPath: /mnt/secrets, readOnly: true}}
-  volumes:
-    - name: secrets
-      csi:
-        driver: {DRIVER}
-        readOnly: true
-        volumeAttributes: {{secretProviderClass: {class}}}
-"#
+    pod(
+        name,
+        class,
+        // Not root: the files are readable by the app's own user.
+        "\n  securityContext: {runAsUser: 65534, runAsGroup: 65534}",
+        r#"'while true; do echo "read=$(cat /mnt/secrets/app.env) files=$(ls /mnt/secrets | tr "\n" ,) $(grep -o "versionId.*" /mnt/secrets/rotation.json | head -1)"; sleep 1; done']"#,
     )
 }
 
@@ -628,14 +623,30 @@ spec:
         "{deployment}"
     );
     let restarted = cp.kubectl(
-        &["get", "events", "-n", "shop", "--field-selector", "involvedObject.name=rolling,reason=RestartedForRotation", "-o", "jsonpath={.items[*].message}"],
+        &[
+            "get",
+            "events",
+            "-n",
+            "shop",
+            "--field-selector",
+            "involvedObject.name=rolling,reason=RestartedForRotation",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
         None,
     );
-    assert!(!restarted.is_empty() && !restarted.contains("pw-"), "{restarted}");
-    eventually(Duration::from_secs(90), "the rolled pods to be ready", || {
-        let d = cp.get("deployment", "rolling", "shop");
-        d["status"]["updatedReplicas"] == 2 && d["status"]["readyReplicas"] == 2
-    })
+    assert!(
+        !restarted.is_empty() && !restarted.contains("pw-"),
+        "{restarted}"
+    );
+    eventually(
+        Duration::from_secs(90),
+        "the rolled pods to be ready",
+        || {
+            let d = cp.get("deployment", "rolling", "shop");
+            d["status"]["updatedReplicas"] == 2 && d["status"]["readyReplicas"] == 2
+        },
+    )
     .await;
     let synced = || {
         cp.try_kubectl(
@@ -761,14 +772,31 @@ spec:
     // interval: no second restart.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let signals = cp.kubectl(
-        &["get", "events", "-n", "shop", "--field-selector", "reason=SecretRotated", "-o", "jsonpath={range .items[*]}{.involvedObject.name}{\"\\n\"}{end}"],
+        &[
+            "get",
+            "events",
+            "-n",
+            "shop",
+            "--field-selector",
+            "reason=SecretRotated",
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.name}{\"\\n\"}{end}",
+        ],
         None,
     );
     assert!(
-        signals.lines().filter(|p| p.starts_with("rolling-")).count() >= 4,
+        signals
+            .lines()
+            .filter(|p| p.starts_with("rolling-"))
+            .count()
+            >= 4,
         "the old pods and the new reported a rotation: {signals}"
     );
-    assert_eq!(generation(), 2, "restarted once, not again within the minimum interval");
+    assert_eq!(
+        generation(),
+        2,
+        "restarted once, not again within the minimum interval"
+    );
 
     // kubelet restarted: the registration comes back and new pods mount.
     let before = registrations();

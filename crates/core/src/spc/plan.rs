@@ -1036,7 +1036,7 @@ pub(crate) fn go_float32_g(f: f64) -> String {
     format!("{sign}{text}")
 }
 
-fn kind_of(v: &Value) -> &'static str {
+pub(super) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

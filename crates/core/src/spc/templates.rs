@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::paths::FilePath;
-use super::plan::{FileSpec, PlanError};
+use super::plan::{FileSpec, PlanError, kind_of as kind};
 use crate::template::{Options, Template};
 
 /// Longest template source accepted (the whole class is at most 1.5 MB in
@@ -154,17 +154,6 @@ pub fn parse_manifest(v: &str) -> Result<Option<FileSpec>, PlanError> {
         path,
         mode: super::plan::DEFAULT_FILE_MODE,
     }))
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
-    }
 }
 
 #[cfg(test)]
