@@ -151,6 +151,17 @@ fn scenarios(full: bool) -> Vec<Scenario> {
         unpaced: false,
         templated: false,
     };
+    // 110 pods x 20 objects held, the node the figures are of.
+    let held = Scenario {
+        pods: scale(110, 11),
+        identities: scale(10, 2),
+        secrets: 15,
+        parameters: 5,
+        sequential: false,
+        hold: Some(hold(false)),
+        unpaced: false,
+        templated: false,
+    };
     vec![
         cold,
         Scenario {
@@ -177,35 +188,15 @@ fn scenarios(full: bool) -> Vec<Scenario> {
             unpaced: false,
             templated: false,
         },
+        held,
         Scenario {
-            pods: scale(110, 11),
-            identities: scale(10, 2),
-            secrets: 15,
-            parameters: 5,
-            sequential: false,
-            hold: Some(hold(false)),
-            unpaced: false,
-            templated: false,
+            hold: Some(hold(true)),
+            ..held
         },
         Scenario {
-            pods: scale(110, 11),
-            identities: scale(10, 2),
-            secrets: 15,
-            parameters: 5,
-            sequential: false,
             hold: Some(hold(true)),
-            unpaced: false,
-            templated: false,
-        },
-        Scenario {
-            pods: scale(110, 11),
-            identities: scale(10, 2),
-            secrets: 15,
-            parameters: 5,
-            sequential: false,
-            hold: Some(hold(true)),
-            unpaced: false,
             templated: true,
+            ..held
         },
     ]
 }
