@@ -86,6 +86,11 @@ struct SavedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsCallLabels {
     api: &'static str,
     outcome: &'static str,
@@ -107,6 +112,7 @@ pub struct Metrics {
     sync_k8s_secret: Family<ProviderLabels, Counter>,
     k8s_secret_duration: Family<OsLabels, Histogram>,
     class_refresh_failures: Family<ClassFailureLabels, Counter>,
+    aws_events: Family<EventLabels, Counter>,
     failing_classes: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
@@ -209,9 +215,16 @@ impl Metrics {
             "Failed refreshes of the class's mounted volumes on this node, by cause (the old files were kept)",
             class_refresh_failures.clone(),
         );
+        let aws_events = Family::default();
+        registry.register(
+            "aws_events",
+            "AWS change events read from the events queue, by outcome: applied (ExternalSecrets refreshed), unread (nobody reads the object: no AWS call), unrelated, invalid, queue_error (the queue could not be read)",
+            aws_events.clone(),
+        );
         Metrics {
             registry,
             class_refresh_failures,
+            aws_events,
             failing_classes: Default::default(),
             sync_k8s_secret,
             k8s_secret_duration,
@@ -299,6 +312,13 @@ impl Metrics {
         self.rotation_reconcile_duration
             .get_or_create(&OsLabels { os_type: OS })
             .observe(seconds);
+    }
+
+    /// One message of the events queue, or a failed read of the queue.
+    pub fn aws_event(&self, outcome: &'static str) {
+        self.aws_events
+            .get_or_create(&EventLabels { outcome })
+            .inc();
     }
 
     /// A failed refresh of a volume of `namespace`/`class`, by cause (the

@@ -8,6 +8,7 @@
 
 mod cluster_external;
 pub mod crds;
+pub mod events;
 mod fair;
 pub mod health;
 mod held;
@@ -118,6 +119,12 @@ pub struct ControllerArgs {
     /// none.
     #[arg(long, env = "HEALTH_ADDR", value_parser = crate::commands::parse_listen_addr)]
     pub health_addr: Option<std::net::SocketAddr>,
+    /// An SQS queue URL fed by an EventBridge rule with Secrets Manager and
+    /// Parameter Store change events: the ExternalSecrets that read a
+    /// changed object are refreshed at once (polling stays the backstop).
+    /// Read with the controller's own AWS identity.
+    #[arg(long, env = "EVENTS_QUEUE")]
+    pub events_queue: Option<String>,
 }
 
 /// The longest wait before an ExternalSecret is looked at again: a longer
@@ -400,6 +407,10 @@ async fn control(
         )
     };
     let sdk = crate::commands::aws_config().await;
+    let sqs = args
+        .events_queue
+        .as_ref()
+        .map(|_| aws_sdk_sqs::Client::new(&sdk));
     let watched = (
         es_store.clone(),
         secret_stores.clone(),
@@ -420,8 +431,8 @@ async fn control(
         // few hundred milliseconds (32 syncs at a time): a wider batch
         // window gathers them into fewer calls.
         Fetcher::with_window(
-            sdk,
-            metrics,
+            sdk.clone(),
+            metrics.clone(),
             Arc::new(RateBudget::new(&[])),
             BatchWindow::Always(Duration::from_millis(100)),
         ),
@@ -461,6 +472,31 @@ async fn control(
     };
     let changes = args.restart_on_rotation.then_some(changes);
     let failures = Arc::new(sync::Failures::default());
+    // Refreshes asked for by AWS change events, and the syncs they wait for.
+    let syncs = Arc::new(events::Syncs::default());
+    let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(1024);
+    let events = {
+        let source = args
+            .events_queue
+            .clone()
+            .zip(sqs)
+            .map(|(queue_url, sqs)| events::Source {
+                queue_url,
+                sqs,
+                syncer: syncer.clone(),
+                external_secrets: es_store.clone(),
+                resource: kinds.external_secret.clone(),
+                refresh: refresh_tx,
+                syncs: syncs.clone(),
+                metrics: metrics.clone(),
+            });
+        async move {
+            match source {
+                Some(s) => s.run().await,
+                None => futures::future::pending().await,
+            }
+        }
+    };
     // Status writes (the sync's own) do not trigger a sync: without this
     // filter, each write of a changing Secret came back as a new sync.
     let triggers = es_stream.predicate_filter(sync_trigger, Default::default());
@@ -468,7 +504,8 @@ async fn control(
     // kube's own bound would let one namespace fill every slot.
     let controller =
         Controller::for_stream_with(triggers, es_store.clone(), kinds.external_secret.clone())
-            .with_config(kube::runtime::controller::Config::default().concurrency(0));
+            .with_config(kube::runtime::controller::Config::default().concurrency(0))
+            .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(refresh_rx));
     // A change to a store syncs every ExternalSecret that names it, at once.
     let by_store = |kind: &'static str| {
         let store = es_store.clone();
@@ -565,6 +602,8 @@ async fn control(
     // them); pruned now and then, for churn between scrapes.
     let listed = {
         let (a, b, c) = watched;
+        let es_store_for_syncs = es_store.clone();
+        let syncs_for_prune = syncs.clone();
         let es_metrics = es_metrics.clone();
         async move {
             let _ = futures::future::join3(
@@ -579,6 +618,12 @@ async fn control(
             loop {
                 every.tick().await;
                 es_metrics.prune();
+                let held = es_store_for_syncs.state();
+                let ids: std::collections::HashSet<String> = held
+                    .iter()
+                    .map(|es| format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()))
+                    .collect();
+                syncs_for_prune.retain(|id| ids.contains(id));
             }
         }
     };
@@ -590,14 +635,17 @@ async fn control(
                 let slots = slots.clone();
                 let es_metrics = es_metrics.clone();
                 let changes = changes.clone();
+                let syncs = syncs.clone();
                 async move {
                     let namespace = es.namespace().unwrap_or_default();
                     let name = es.name_any();
                     let id = format!("{namespace}/{name}");
+                    let sync_started = syncs.start(&id);
                     let slot = slots.take(&namespace).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
                     let started = std::time::Instant::now();
                     let result = syncer.sync(&es, slot).await;
+                    syncs.end(sync_started);
                     match sync_outcome(&result, started.elapsed()) {
                         Some(outcome) => es_metrics.synced(&namespace, &name, outcome),
                         None if matches!(result, Ok(Synced::NotOurs)) => {
@@ -648,7 +696,7 @@ async fn control(
         )
         .for_each(|_| async {});
     tokio::select! {
-        _ = futures::future::join4(run, cluster_external, store_status, restarts) => Ok(()),
+        _ = futures::future::join5(run, cluster_external, store_status, restarts, events) => Ok(()),
         // Never ends (it prunes on); here to be polled in this task.
         _ = listed => Ok(()),
         lost = elector.hold() => {

@@ -28,6 +28,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::fetch::{FailureKind, FetchError, Fetcher, Priority, Sharing};
 use crate::identity::{Identities, IdentityError, IdentityRequest, Source};
 use crate::secret::Token;
+use aws_secrets_csi_core::aws_events::Change;
 
 /// Field manager of every write of the controller.
 pub const MANAGER: &str = "aws-secrets-csi-controller";
@@ -304,6 +305,81 @@ impl Syncer {
             }
         }
         result
+    }
+
+    /// Whether a periodic refresh of `es` reads the object `change` names,
+    /// through its own store or a `sourceRef.storeRef`'s (each store's
+    /// region, service and prefix applied as a sync applies them), or may
+    /// find it (`dataFrom.find` of that service and region). From the
+    /// watches alone: no call. An ExternalSecret refreshed only on a change
+    /// of its own (`CreatedOnce`, `OnChange`, interval 0) reads nothing
+    /// here, as External Secrets' refresh rules have it.
+    pub(crate) fn reads_change(&self, es: &DynamicObject, change: &Change) -> bool {
+        let ns = es.metadata.namespace.clone().unwrap_or_default();
+        let name = es.metadata.name.clone().unwrap_or_default();
+        let spec = es.data.get("spec").cloned().unwrap_or(Value::Null);
+        let Ok(own) = external::store_ref(&spec) else {
+            return false;
+        };
+        let parts = external::source_stores(&spec).unwrap_or_default();
+        std::iter::once((own, external::Part::Own))
+            .chain(
+                parts
+                    .into_iter()
+                    .map(|r| (r.clone(), external::Part::Store(r))),
+            )
+            .any(|(store_ref, part)| {
+                let Some(store) = self.watched_store(&ns, &store_ref) else {
+                    return false;
+                };
+                let Ok(plan) = external::sync_plan_part(&name, &spec, &store, &part) else {
+                    return false;
+                };
+                if !matches!(plan.refresh, Refresh::Every(_)) {
+                    return false;
+                }
+                let region = plan.objects.region.as_str();
+                plan.objects
+                    .objects
+                    .iter()
+                    .any(|o| change.is_read_by(o.object_type, region, &o.primary.name))
+                    // A find may come to read any object of its service.
+                    || (!plan.finds.is_empty()
+                        && change.service == store.service
+                        && (change.region.is_empty() || change.region == region))
+            })
+    }
+
+    /// Whether both store watches have listed.
+    pub(crate) fn stores_listed(&self) -> bool {
+        super::events::ready(&self.secret_stores) && super::events::ready(&self.cluster_stores)
+    }
+
+    /// A store as its watch holds it, planned as a sync would (no GET, no
+    /// wait: what the watch has not seen is not read).
+    fn watched_store(&self, ns: &str, store_ref: &external::StoreRef) -> Option<external::Store> {
+        let (cache, resource, store_ns) = match store_ref.kind {
+            StoreKind::SecretStore => (&self.secret_stores, &self.kinds.secret_store, Some(ns)),
+            StoreKind::ClusterSecretStore => {
+                (&self.cluster_stores, &self.kinds.cluster_secret_store, None)
+            }
+        };
+        let mut key = ObjectRef::new_with(&store_ref.name, resource.clone());
+        if let Some(ns) = store_ns {
+            key = key.within(ns);
+        }
+        let held = cache.get(&key)?;
+        let spec = held.object.data.get("spec").cloned().unwrap_or(Value::Null);
+        if !external::served_by(&spec, &self.class) {
+            return None;
+        }
+        external::store_status::usable(
+            &spec,
+            store_ns,
+            self.policies.namespaced_stores_use_controller_identity,
+        )
+        .ok()
+        .map(|s| s.for_sync(ns, &store_ref.name, store_ref.kind))
     }
 
     /// A store, from its watch. A store the watch has not seen does not

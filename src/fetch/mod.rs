@@ -185,6 +185,13 @@ impl Fetcher {
         self.shared.held()
     }
 
+    /// Forgets the shared values of objects that changed in AWS (`changed`
+    /// says which: service, region, name as asked), so that the next fetch
+    /// of each reads it afresh.
+    pub fn forget_changed(&self, changed: impl Fn(ObjectType, &str, &str) -> bool) -> usize {
+        self.shared.forget(changed)
+    }
+
     /// Drops shared values that are past their time (see
     /// [`shared::LONGEST_SHARED`]).
     pub fn sweep_shared_values(&self) {

@@ -457,6 +457,20 @@ impl SharedValues {
         self.sweep(&mut slots, now);
     }
 
+    /// Drops the values held of the objects `changed` names (of every
+    /// identity): the next request of one asks AWS. A fetch under way is
+    /// left alone; it may answer with the old value, and its requester is
+    /// told again by the next change or poll. Returns how many went.
+    pub fn forget(&self, changed: impl Fn(ObjectType, &str, &str) -> bool) -> usize {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let before = slots.len();
+        slots.retain(|key, slot| {
+            matches!(slot, Slot::Pending(_))
+                || !changed(key.queue.kind, &key.queue.region, &key.object.name)
+        });
+        before - slots.len()
+    }
+
     /// Values held now (for tests and the benchmark's memory figures).
     pub fn held(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -87,6 +87,18 @@ impl ControllerProcess {
         extra: &[&str],
         aws: &str,
     ) -> Self {
+        Self::start_with_env(dir, identity, kubeconfig, extra, aws, &[])
+    }
+
+    /// With more environment (e.g. the controller's own AWS keys).
+    pub fn start_with_env(
+        dir: &Path,
+        identity: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+        aws: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("controller-{identity}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_aws-secrets-csi"))
             .args([
@@ -109,6 +121,7 @@ impl ControllerProcess {
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -159,6 +159,11 @@ impl Moto {
         aws_sdk_secretsmanager::Client::new(&self.config_in(region))
     }
 
+    /// An SQS client with admin rights (the events queue).
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config())
+    }
+
     /// An SSM client with admin rights, for fixtures.
     pub fn ssm(&self) -> aws_sdk_ssm::Client {
         aws_sdk_ssm::Client::new(&self.config())

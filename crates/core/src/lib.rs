@@ -6,6 +6,7 @@
 //! crate takes a minute; one of the driver's dependencies takes twenty).
 #![forbid(unsafe_code)]
 
+pub mod aws_events;
 pub mod certs;
 pub mod external;
 pub mod names;

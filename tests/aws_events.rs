@@ -1,0 +1,450 @@
+//! Told of changes instead of polling: the controller with `--events-queue`
+//! against moto's SQS and a real kube-apiserver. ExternalSecrets refresh
+//! every hour; a change made in moto reaches the Secret only when its event
+//! (the exact shape EventBridge delivers from CloudTrail and Parameter
+//! Store; moto's CloudTrail makes none) is put on the queue. A duplicate, a
+//! late event of an older version, an event for a secret nobody reads, a
+//! queue that is gone or denied, and a controller that dies with an event
+//! on the queue each do what they must. Needs root (moto, the control
+//! plane) and the binaries of scripts/k8s-peers.sh.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::control_plane::*;
+use common::controller::*;
+use common::*;
+
+const NS: &str = "aws-events";
+const CLASS: &str = "aws-events";
+
+fn put_secret_event(name: &str) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("evt-{name}"),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": "2026-12-07T20:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": "PutSecretValue",
+            "awsRegion": REGION,
+            "requestParameters": {"secretId": name},
+            "responseElements": null
+        }
+    })
+    .to_string()
+}
+
+fn parameter_event(name: &str) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("evt-{name}"),
+        "detail-type": "Parameter Store Change",
+        "source": "aws.ssm",
+        "account": "123456789012",
+        "time": "2026-12-07T20:00:00Z",
+        "region": REGION,
+        "resources": [format!("arn:aws:ssm:{REGION}:123456789012:parameter{name}")],
+        "detail": {"name": name, "type": "SecureString", "operation": "Update"}
+    })
+    .to_string()
+}
+
+async fn send(queue: &str, body: &str) {
+    moto()
+        .sqs()
+        .send_message()
+        .queue_url(queue)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn put_secret(name: &str, value: &str) {
+    moto()
+        .secrets_manager()
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Messages on the queue, visible or in flight.
+async fn on_queue(queue: &str) -> u64 {
+    let out = moto()
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes.unwrap_or_default();
+    let n = |k: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
+        attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        + n(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+}
+
+/// Waits until every message of the queue is deleted.
+async fn queue_empties(queue: &str) {
+    let started = Instant::now();
+    while on_queue(queue).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the handled messages were not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn secret_value(cp: &ControlPlane, name: &str, key: &str) -> String {
+    cp.try_kubectl(
+        &[
+            "get",
+            "secret",
+            name,
+            "-n",
+            NS,
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ],
+        None,
+    )
+    .ok()
+    .and_then(|b64| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    })
+    .map(|b| String::from_utf8_lossy(&b).into_owned())
+    .unwrap_or_default()
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+fn aws_calls(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("aws_api_calls_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_change_events_refresh_the_external_secrets_that_read_them() {
+    require_root();
+    let cp = control_plane();
+    install_controller(cp, NS);
+    let moto = moto();
+    moto.create_secret("events/db", "db-v1").await;
+    moto.create_secret("events/unread", "u-v1").await;
+    moto.put_parameter("/events/key", "key-v1").await;
+    let queue = moto
+        .sqs()
+        .create_queue()
+        .queue_name("aws-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+
+    let manifests = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: reader
+  namespace: {NS}
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: sm, namespace: {NS}}}
+spec:
+  controller: {CLASS}
+  provider: {{aws: {{service: SecretsManager, region: {REGION}, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {{name: ps, namespace: {NS}}}
+spec:
+  controller: {CLASS}
+  provider: {{aws: {{service: ParameterStore, region: {REGION}, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: db, namespace: {NS}}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: sm}}
+  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: db-again, namespace: {NS}}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: sm}}
+  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: once, namespace: {NS}}}
+spec:
+  refreshInterval: 1h
+  refreshPolicy: CreatedOnce
+  secretStoreRef: {{name: sm}}
+  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata: {{name: key, namespace: {NS}}}
+spec:
+  refreshInterval: 1h
+  secretStoreRef: {{name: ps}}
+  data: [{{secretKey: key, remoteRef: {{key: /events/key}}}}]
+"#
+    );
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
+    let (access, secret) = moto.admin_keys();
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", access),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+    ];
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let start = |identity: &str, queue: &str, metrics: &str| {
+        let mut args = vec![
+            "--controller-class",
+            CLASS,
+            "--lease-name",
+            "aws-events",
+            "--events-queue",
+            queue,
+        ];
+        if !metrics.is_empty() {
+            args.extend(["--metrics-addr", metrics]);
+        }
+        ControllerProcess::start_with_env(
+            dir.path(),
+            identity,
+            &kubeconfig,
+            &args,
+            &moto.endpoint,
+            &keys,
+        )
+    };
+    let mut leader = start("events-a", &queue, &metrics_addr);
+    let scrape = || {
+        http_get(metrics_port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    };
+    eventually(Duration::from_secs(60), "the first sync", || {
+        secret_value(cp, "db", "password") == "db-v1"
+            && secret_value(cp, "db-again", "password") == "db-v1"
+            && secret_value(cp, "once", "password") == "db-v1"
+            && secret_value(cp, "key", "key") == "key-v1"
+    })
+    .await;
+
+    // Changed in AWS, no event: an hour's interval keeps the old value.
+    put_secret("events/db", "db-v2").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(secret_value(cp, "db", "password"), "db-v1");
+
+    // The event: both readers refresh at once; CreatedOnce does not (as
+    // External Secrets' refresh rules have it); the message is deleted.
+    let calls_before = aws_calls(&scrape());
+    let sent = Instant::now();
+    send(&queue, &put_secret_event("events/db")).await;
+    eventually(
+        Duration::from_secs(30),
+        "the Secrets to follow the event",
+        || {
+            secret_value(cp, "db", "password") == "db-v2"
+                && secret_value(cp, "db-again", "password") == "db-v2"
+        },
+    )
+    .await;
+    eprintln!(
+        "event to Secret: {:?} (the ExternalSecrets refresh every hour)",
+        sent.elapsed()
+    );
+    queue_empties(&queue).await;
+    assert_eq!(secret_value(cp, "once", "password"), "db-v1");
+    let metrics = scrape();
+    assert_eq!(
+        sample(&metrics, "aws_events_total{outcome=\"applied\"}"),
+        1.0,
+        "{metrics}"
+    );
+    // Two ExternalSecrets of one identity read the changed secret: one call.
+    let calls = aws_calls(&metrics) - calls_before;
+    assert!(
+        (1.0..=2.0).contains(&calls),
+        "AWS calls for one event: {calls}\n{metrics}"
+    );
+    eprintln!("AWS calls for one event read by two ExternalSecrets: {calls}");
+
+    // A duplicate and an event for a secret nobody reads: no AWS call for
+    // the latter, the value stands, both messages go.
+    let calls_before = aws_calls(&scrape());
+    send(&queue, &put_secret_event("events/unread")).await;
+    eventually(Duration::from_secs(30), "the unread event handled", || {
+        sample(&scrape(), "aws_events_total{outcome=\"unread\"}") == 1.0
+    })
+    .await;
+    assert_eq!(
+        aws_calls(&scrape()),
+        calls_before,
+        "no AWS call for an unread secret"
+    );
+    send(&queue, &put_secret_event("events/db")).await;
+    eventually(Duration::from_secs(30), "the duplicate handled", || {
+        sample(&scrape(), "aws_events_total{outcome=\"applied\"}") == 2.0
+    })
+    .await;
+    assert_eq!(secret_value(cp, "db", "password"), "db-v2");
+
+    // A late event of an older version after a newer one: the value is
+    // read from AWS, never taken from the event, so nothing rolls back.
+    put_secret("events/db", "db-v3").await;
+    send(&queue, &put_secret_event("events/db")).await;
+    eventually(Duration::from_secs(30), "the newer value", || {
+        secret_value(cp, "db", "password") == "db-v3"
+    })
+    .await;
+    send(&queue, &put_secret_event("events/db")).await; // the "old" event
+    eventually(Duration::from_secs(30), "the late event handled", || {
+        sample(&scrape(), "aws_events_total{outcome=\"applied\"}") == 4.0
+    })
+    .await;
+    assert_eq!(secret_value(cp, "db", "password"), "db-v3");
+
+    // Parameter Store changes, by name and ARN; junk is deleted, counted.
+    moto.put_parameter("/events/key", "key-v2").await;
+    send(&queue, &parameter_event("/events/key")).await;
+    send(&queue, "not an event").await;
+    eventually(Duration::from_secs(30), "the parameter to follow", || {
+        secret_value(cp, "key", "key") == "key-v2"
+    })
+    .await;
+    queue_empties(&queue).await;
+    assert_eq!(
+        sample(&scrape(), "aws_events_total{outcome=\"invalid\"}"),
+        1.0
+    );
+
+    // The leader dies with an event on the queue: the next leader reads it
+    // (the message was not deleted), and refreshes.
+    leader.kill();
+    // A long poll the dead leader had open could still take the message
+    // (it would come back after the visibility timeout, 90 s): the event
+    // is sent once that poll has ended.
+    tokio::time::sleep(Duration::from_secs(21)).await;
+    put_secret("events/db", "db-v4").await;
+    send(&queue, &put_secret_event("events/db")).await;
+    let port_b = free_port();
+    let follower = start("events-b", &queue, &format!("127.0.0.1:{port_b}"));
+    // (A new leader syncs everything once anyway: what shows the event was
+    // not lost is that this leader read it from the queue and applied it.)
+    let started = Instant::now();
+    loop {
+        let m = http_get(port_b, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if sample(&m, "aws_events_total{outcome=\"applied\"}") == 1.0
+            && secret_value(cp, "db", "password") == "db-v4"
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the next leader did not apply the event: {m}\n{}",
+            std::fs::read_to_string(&follower.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    queue_empties(&queue).await;
+    drop(follower);
+
+    // A queue that is gone, and one the controller may not read: counted,
+    // logged, and polling goes on (a new ExternalSecret still syncs).
+    for (identity, queue, keys) in [
+        (
+            "events-gone",
+            format!("{}/123456789012/no-such-queue", moto.endpoint),
+            keys.to_vec(),
+        ),
+        (
+            "events-denied",
+            queue.clone(),
+            vec![
+                ("AWS_ACCESS_KEY_ID", "AKIANOTKNOWN"),
+                ("AWS_SECRET_ACCESS_KEY", "x"),
+            ],
+        ),
+    ] {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let c = ControllerProcess::start_with_env(
+            dir.path(),
+            identity,
+            &kubeconfig,
+            &[
+                "--controller-class",
+                CLASS,
+                "--lease-name",
+                "aws-events",
+                "--events-queue",
+                &queue,
+                "--metrics-addr",
+                &addr,
+            ],
+            &moto.endpoint,
+            &keys,
+        );
+        let es = format!("polled-{identity}");
+        cp.kubectl(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {es}, namespace: {NS}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: sm}}\n  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]\n"
+            )),
+        );
+        eventually(
+            Duration::from_secs(60),
+            "a queue error counted and a sync by polling",
+            || {
+                let m = http_get(port, "/metrics")
+                    .map(|(_, b)| b)
+                    .unwrap_or_default();
+                sample(&m, "aws_events_total{outcome=\"queue_error\"}") >= 1.0
+                    && secret_value(cp, &es, "password") == "db-v4"
+            },
+        )
+        .await;
+        let log = std::fs::read_to_string(&c.log).unwrap_or_default();
+        assert!(log.contains("cannot read the events queue"), "{identity}");
+        drop(c);
+    }
+}
