@@ -549,7 +549,7 @@ impl Publisher {
             }
             Mounted::No => {}
         }
-        let rendered = tokio::time::timeout(self.config.deadline, self.render(req, None))
+        let rendered = tokio::time::timeout(self.config.deadline, self.render(req, None, false))
             .await
             .map_err(|_| PublishError::Deadline(self.config.deadline))??;
         let files = rendered.set.len();
@@ -591,15 +591,27 @@ impl Publisher {
             .volumes
             .get(&req.volume_id)
             .filter(|r| r.target == req.target);
+        // The class's sync-now annotation changed since the volume last
+        // fetched: fetch now, whatever the interval (our addition).
+        let asked = |r: &VolumeRecord| {
+            self.cluster
+                .class_sync_now(&req.pod.namespace, &req.class_name)
+                .is_some_and(|now| now != r.sync_now)
+        };
+        let forced = record.as_ref().is_some_and(asked);
         if let Some(r) = &record
             && !r.refresh.is_due(now)
+            && !forced
         {
             return Published::NotDue;
         }
         let started = Instant::now();
-        let result = tokio::time::timeout(self.config.deadline, self.refresh(req, record.as_ref()))
-            .await
-            .unwrap_or(Err(PublishError::Deadline(self.config.deadline)));
+        let result = tokio::time::timeout(
+            self.config.deadline,
+            self.refresh(req, record.as_ref(), forced),
+        )
+        .await
+        .unwrap_or(Err(PublishError::Deadline(self.config.deadline)));
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok((rendered, outcome)) => {
@@ -659,6 +671,7 @@ impl Publisher {
         &self,
         req: &PublishRequest,
         record: Option<&VolumeRecord>,
+        fresh: bool,
     ) -> Result<(Rendered, WriteOutcome), PublishError> {
         let on_target = |source| PublishError::Volume {
             target: req.target.clone(),
@@ -679,7 +692,7 @@ impl Publisher {
         let digests = std::hash::RandomState::new();
         let previous_digest = previous.as_ref().map(|set| digest(&digests, set));
         let reuse = previous.map(|set| (record.map_or(0, |r| r.class_fingerprint), set));
-        let rendered = self.render(req, reuse).await?;
+        let rendered = self.render(req, reuse, fresh).await?;
         // A swap writes the new set while the old one is still there: both
         // count until it is done. Unchanged content is not written at all.
         let unchanged = previous_digest == Some(digest(&digests, &rendered.set));
@@ -756,11 +769,13 @@ impl Publisher {
 
     /// Class -> plan -> credentials -> values -> files; no side effects on
     /// the node. `reuse` is the class fingerprint and file set of an earlier
-    /// fetch, for values that cannot have changed.
+    /// fetch, for values that cannot have changed; `fresh` reads AWS even
+    /// where another pod's value is young enough (a sync asked for).
     async fn render(
         &self,
         req: &PublishRequest,
         reuse: Option<(u64, FileSet)>,
+        fresh: bool,
     ) -> Result<Rendered, PublishError> {
         let refresh = reuse.is_some();
         let ns = &req.pod.namespace;
@@ -858,7 +873,8 @@ impl Publisher {
         // younger than the interval: as fresh as a mounted pod's files.
         let sharing = Sharing {
             scope: Some(IdentityKey::of(&who)),
-            max_age: interval,
+            // Asked to sync now: AWS is asked, not another pod's copy.
+            max_age: if fresh { Duration::ZERO } else { interval },
             priority: if refresh {
                 Priority::Refresh
             } else {
@@ -1196,6 +1212,12 @@ impl Publisher {
         );
         record.class_fingerprint = fingerprint;
         record.versions = versions;
+        // Whatever the outcome, the value seen is the one answered: a failed
+        // fetch is retried on the refresh backoff, not at every republish.
+        record.sync_now = self
+            .cluster
+            .class_sync_now(&req.pod.namespace, &req.class_name)
+            .flatten();
         if let Err(e) = self.volumes.put(record) {
             tracing::warn!(volume_id = %req.volume_id, error = %e, "cannot save the volume's state");
         }

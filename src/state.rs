@@ -31,6 +31,10 @@ pub struct VolumeRecord {
     /// the served version's age).
     #[serde(default)]
     pub versions: Vec<ServedVersion>,
+    /// The class's `sync-now` annotation when the volume last fetched: a
+    /// new value makes the next republish fetch.
+    #[serde(default)]
+    pub sync_now: Option<String>,
 }
 
 /// The version of one object a volume holds. Never a value.
@@ -63,6 +67,7 @@ impl VolumeRecord {
             refresh,
             class_fingerprint: 0,
             versions: Vec::new(),
+            sync_now: None,
         }
     }
 }

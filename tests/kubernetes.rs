@@ -629,6 +629,77 @@ spec:
     .await
     .unwrap();
 
+    // On-demand sync (our addition): a new value of the class's
+    // `aws-secrets-csi.io/sync-now` annotation makes the next republish
+    // fetch, whatever the refresh interval (an hour here); the same value
+    // again does not.
+    moto.create_secret("k1/sync", "sync-v1").await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: secrets-store.csi.x-k8s.io/v1\nkind: SecretProviderClass\nmetadata: {name: sync-now, namespace: e2e}\nspec:\n  provider: aws\n  parameters:\n    region: us-east-1\n    refreshInterval: 1h\n    objects: |\n      - {objectName: k1/sync, objectType: secretsmanager, objectAlias: s}\n",
+        ),
+    );
+    let sync_target = dir.volume_target(&pod.uid, "sync-volume");
+    let mut sync_req = publish_request(&sync_target, "sync-now", &pod);
+    sync_req.volume_id = "csi-sync".into();
+    node.node_publish_volume(sync_req.clone()).await.unwrap();
+    assert_eq!(read(&sync_target, "s"), "sync-v1");
+    let put = |value: &'static str| async move {
+        moto.secrets_manager()
+            .put_secret_value()
+            .secret_id("k1/sync")
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    };
+    put("sync-v2").await;
+    node.node_publish_volume(sync_req.clone()).await.unwrap();
+    assert_eq!(
+        read(&sync_target, "s"),
+        "sync-v1",
+        "not due: the hour stands"
+    );
+    for (round, value) in [("1", "sync-v2"), ("2", "sync-v3")] {
+        if round == "2" {
+            put("sync-v3").await;
+            // The annotation as it was: no fetch.
+            node.node_publish_volume(sync_req.clone()).await.unwrap();
+            assert_eq!(read(&sync_target, "s"), "sync-v2");
+        }
+        cp.kubectl(
+            &[
+                "annotate",
+                "secretproviderclass",
+                "sync-now",
+                "-n",
+                "e2e",
+                "--overwrite",
+                &format!("aws-secrets-csi.io/sync-now={round}"),
+            ],
+            None,
+        );
+        let asked = std::time::Instant::now();
+        loop {
+            node.node_publish_volume(sync_req.clone()).await.unwrap();
+            if read(&sync_target, "s") == value {
+                break;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(20),
+                "sync-now {round} did not fetch"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    node.node_unpublish_volume(aws_secrets_csi::csi::NodeUnpublishVolumeRequest {
+        volume_id: "csi-sync".into(),
+        target_path: sync_target.to_str().unwrap().into(),
+    })
+    .await
+    .unwrap();
+
     // Another pod of the same ServiceAccount, with the token kubelet would
     // get for it, and a token of another ServiceAccount that claims to be
     // this pod's: the API server's TokenReview tells them apart.

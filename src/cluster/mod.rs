@@ -212,6 +212,15 @@ impl Cluster {
         Ok(Some(found.map_or(BoundPod::Gone, |p| seen(&p.metadata))))
     }
 
+    /// A class's `aws-secrets-csi.io/sync-now` annotation, from the watch
+    /// only (no GET: a republish asks for it every minute). None when the
+    /// driver has no watch or has not seen the class.
+    pub fn class_sync_now(&self, namespace: &str, name: &str) -> Option<Option<String>> {
+        let classes = self.classes.as_ref()?;
+        let watched = classes.get(&ObjectRef::new(name).within(namespace))?;
+        Some(watched.sync_now.clone())
+    }
+
     pub async fn secret_provider_class(
         &self,
         namespace: &str,

@@ -33,10 +33,19 @@ pub const MAX_CLASS_BYTES: usize = 256 * 1024;
 pub struct WatchedClass {
     metadata: ObjectMeta,
     pub content: Result<Arc<SecretProviderClass>, String>,
+    /// The class's `aws-secrets-csi.io/sync-now` annotation: a new value
+    /// makes the next republish of its volumes fetch (our addition).
+    pub sync_now: Option<String>,
 }
 
+/// The annotation that asks for a fetch at the next republish.
+pub const SYNC_NOW: &str = "aws-secrets-csi.io/sync-now";
+/// The longest value of it kept (longer ones are cut: any change of the
+/// first 256 bytes still counts).
+const MAX_SYNC_NOW: usize = 256;
+
 /// Only the metadata a lookup needs; everything else (managedFields,
-/// annotations, labels) is skipped unread.
+/// labels, every other annotation) is skipped unread.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct WireMeta {
@@ -44,6 +53,47 @@ struct WireMeta {
     namespace: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
+    #[serde(default)]
+    annotations: SyncNowOnly,
+}
+
+/// The annotations map, read for [`SYNC_NOW`] alone.
+#[derive(Default)]
+struct SyncNowOnly(Option<String>);
+
+impl<'de> Deserialize<'de> for SyncNowOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = SyncNowOnly;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_unit<E>(self) -> Result<SyncNowOnly, E> {
+                Ok(SyncNowOnly(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SyncNowOnly, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == SYNC_NOW {
+                        let value: String = map.next_value()?;
+                        let mut end = value.len().min(MAX_SYNC_NOW);
+                        while !value.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        found = Some(value[..end].to_owned());
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(SyncNowOnly(found))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 #[derive(Deserialize)]
@@ -79,7 +129,11 @@ impl<'de> Deserialize<'de> for WatchedClass {
                 })
                 .map_err(|e| format!("its spec cannot be read: {e}"))
         };
-        Ok(WatchedClass { metadata, content })
+        Ok(WatchedClass {
+            metadata,
+            content,
+            sync_now: wire.metadata.annotations.0,
+        })
     }
 }
 
@@ -149,6 +203,30 @@ mod tests {
     /// own `json!` would stop at its recursion limit).
     fn nested(depth: usize) -> String {
         format!("{}1{}", "{\"f:a\":".repeat(depth), "}".repeat(depth))
+    }
+
+    #[test]
+    fn of_the_annotations_only_sync_now_is_kept_and_bounded() {
+        let with = |annotations: serde_json::Value| -> WatchedClass {
+            let text = serde_json::json!({
+                "metadata": {"name": "c", "namespace": "ns", "annotations": annotations},
+                "spec": {"provider": "aws"},
+            })
+            .to_string();
+            serde_json::from_str(&text).unwrap()
+        };
+        let class = with(serde_json::json!({
+            "big": "x".repeat(300_000),
+            SYNC_NOW: "2026-12-07T20:00:00Z",
+            "other": {"not": "a string"},
+        }));
+        assert_eq!(class.sync_now.as_deref(), Some("2026-12-07T20:00:00Z"));
+        assert!(class.metadata.annotations.is_none());
+        assert_eq!(with(serde_json::json!({"a": "b"})).sync_now, None);
+        assert_eq!(with(serde_json::Value::Null).sync_now, None);
+        let long = with(serde_json::json!({SYNC_NOW: "é".repeat(200)}));
+        let kept = long.sync_now.unwrap();
+        assert!(kept.len() <= MAX_SYNC_NOW && kept.chars().all(|c| c == 'é'));
     }
 
     #[test]
