@@ -67,14 +67,14 @@ async fn send(queue: &str, body: &str) {
 }
 
 async fn put_secret(name: &str, value: &str) {
-    moto()
-        .secrets_manager()
-        .put_secret_value()
-        .secret_id(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
+    moto().put_secret(name, value).await;
+}
+
+/// An ExternalSecret of an hour's interval reading `remote` into `key`.
+fn external_secret(name: &str, store: &str, key: &str, remote: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  refreshInterval: 1h\n  {extra}\n  secretStoreRef: {{name: {store}}}\n  data: [{{secretKey: {key}, remoteRef: {{key: {remote}}}}}]\n"
+    )
 }
 
 /// Messages on the queue, visible or in flight.
@@ -186,41 +186,20 @@ metadata: {{name: ps, namespace: {NS}}}
 spec:
   controller: {CLASS}
   provider: {{aws: {{service: ParameterStore, region: {REGION}, auth: {{jwt: {{serviceAccountRef: {{name: reader}}}}}}}}}}
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {{name: db, namespace: {NS}}}
-spec:
-  refreshInterval: 1h
-  secretStoreRef: {{name: sm}}
-  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {{name: db-again, namespace: {NS}}}
-spec:
-  refreshInterval: 1h
-  secretStoreRef: {{name: sm}}
-  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {{name: once, namespace: {NS}}}
-spec:
-  refreshInterval: 1h
-  refreshPolicy: CreatedOnce
-  secretStoreRef: {{name: sm}}
-  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]
----
-apiVersion: external-secrets.io/v1
-kind: ExternalSecret
-metadata: {{name: key, namespace: {NS}}}
-spec:
-  refreshInterval: 1h
-  secretStoreRef: {{name: ps}}
-  data: [{{secretKey: key, remoteRef: {{key: /events/key}}}}]
 "#
-    );
+    ) + &[
+        external_secret("db", "sm", "password", "events/db", ""),
+        external_secret("db-again", "sm", "password", "events/db", ""),
+        external_secret(
+            "once",
+            "sm",
+            "password",
+            "events/db",
+            "refreshPolicy: CreatedOnce",
+        ),
+        external_secret("key", "ps", "key", "/events/key", ""),
+    ]
+    .concat();
     cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
 
     let dir = tempfile::tempdir().unwrap();
@@ -427,9 +406,7 @@ spec:
         let es = format!("polled-{identity}");
         cp.kubectl(
             &["apply", "-f", "-"],
-            Some(&format!(
-                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {es}, namespace: {NS}}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: sm}}\n  data: [{{secretKey: password, remoteRef: {{key: events/db}}}}]\n"
-            )),
+            Some(&external_secret(&es, "sm", "password", "events/db", "")),
         );
         eventually(
             Duration::from_secs(60),

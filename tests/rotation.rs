@@ -32,14 +32,7 @@ async fn calls(driver: &Driver) -> Vec<u64> {
 }
 
 async fn put_secret(name: &str, value: &str) {
-    moto()
-        .secrets_manager()
-        .put_secret_value()
-        .secret_id(name)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
+    moto().put_secret(name, value).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

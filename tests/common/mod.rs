@@ -182,6 +182,17 @@ impl Moto {
             .to_owned()
     }
 
+    /// A new current version of a secret.
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.secrets_manager()
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn create_secret_in(&self, region: &str, name: &str, value: &str) {
         self.secrets_manager_in(region)
             .create_secret()
