@@ -594,9 +594,10 @@ impl Publisher {
         // The class's sync-now annotation changed since the volume last
         // fetched: fetch now, whatever the interval (our addition).
         let asked = |r: &VolumeRecord| {
-            self.cluster
-                .class_sync_now(&req.pod.namespace, &req.class_name)
-                .is_some_and(|now| now != r.sync_now)
+            let now = self
+                .cluster
+                .sync_now(&req.pod.namespace, &req.class_name, &req.pod.name);
+            now.is_some() && now != r.sync_now
         };
         let forced = record.as_ref().is_some_and(asked);
         if let Some(r) = &record
@@ -1216,8 +1217,7 @@ impl Publisher {
         // fetch is retried on the refresh backoff, not at every republish.
         record.sync_now = self
             .cluster
-            .class_sync_now(&req.pod.namespace, &req.class_name)
-            .flatten();
+            .sync_now(&req.pod.namespace, &req.class_name, &req.pod.name);
         if let Err(e) = self.volumes.put(record) {
             tracing::warn!(volume_id = %req.volume_id, error = %e, "cannot save the volume's state");
         }

@@ -629,10 +629,10 @@ spec:
     .await
     .unwrap();
 
-    // On-demand sync (our addition): a new value of the class's
-    // `aws-secrets-csi.io/sync-now` annotation makes the next republish
-    // fetch, whatever the refresh interval (an hour here); the same value
-    // again does not.
+    // On-demand sync (our addition): a new value of the class's or the
+    // pod's `aws-secrets-csi.io/sync-now` annotation makes the next
+    // republish fetch, whatever the refresh interval (an hour here); the
+    // same values again do not.
     moto.create_secret("k1/sync", "sync-v1").await;
     cp.kubectl(
         &["apply", "-f", "-"],
@@ -661,18 +661,23 @@ spec:
         "sync-v1",
         "not due: the hour stands"
     );
-    for (round, value) in [("1", "sync-v2"), ("2", "sync-v3")] {
-        if round == "2" {
-            put("sync-v3").await;
-            // The annotation as it was: no fetch.
+    // The class's annotation, a new value of it, then the pod's.
+    for (kind, name, round, value) in [
+        ("secretproviderclass", "sync-now", "1", "sync-v2"),
+        ("secretproviderclass", "sync-now", "2", "sync-v3"),
+        ("pod", "web", "3", "sync-v4"),
+    ] {
+        if round != "1" {
+            put(if round == "2" { "sync-v3" } else { "sync-v4" }).await;
+            // The annotations as they were: no fetch.
             node.node_publish_volume(sync_req.clone()).await.unwrap();
-            assert_eq!(read(&sync_target, "s"), "sync-v2");
+            assert_ne!(read(&sync_target, "s"), value);
         }
         cp.kubectl(
             &[
                 "annotate",
-                "secretproviderclass",
-                "sync-now",
+                kind,
+                name,
                 "-n",
                 "e2e",
                 "--overwrite",

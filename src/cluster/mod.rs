@@ -154,12 +154,20 @@ impl Cluster {
                 watcher::Config::default().fields(&format!("spec.nodeName={node}")),
             )
             .modify(|pod| {
+                // Of the annotations, only sync-now (bounded).
+                let sync_now = pod
+                    .metadata
+                    .annotations
+                    .take()
+                    .and_then(|mut a| a.remove_entry(watched::SYNC_NOW))
+                    .map(|(k, v)| (k, watched::bounded_sync_now(v)));
                 let kept = ObjectMeta {
                     name: pod.metadata.name.take(),
                     namespace: pod.metadata.namespace.take(),
                     uid: pod.metadata.uid.take(),
                     deletion_timestamp: pod.metadata.deletion_timestamp.take(),
                     resource_version: pod.metadata.resource_version.take(),
+                    annotations: sync_now.map(|kv| std::collections::BTreeMap::from([kv])),
                     ..Default::default()
                 };
                 pod.metadata = kept;
@@ -212,13 +220,34 @@ impl Cluster {
         Ok(Some(found.map_or(BoundPod::Gone, |p| seen(&p.metadata))))
     }
 
-    /// A class's `aws-secrets-csi.io/sync-now` annotation, from the watch
-    /// only (no GET: a republish asks for it every minute). None when the
-    /// driver has no watch or has not seen the class.
-    pub fn class_sync_now(&self, namespace: &str, name: &str) -> Option<Option<String>> {
-        let classes = self.classes.as_ref()?;
-        let watched = classes.get(&ObjectRef::new(name).within(namespace))?;
-        Some(watched.sync_now.clone())
+    /// The `aws-secrets-csi.io/sync-now` annotations of a class and of a
+    /// pod, together, from the watches only (no GET: a republish asks every
+    /// minute). None when neither has one (or the driver has no watch).
+    pub fn sync_now(&self, namespace: &str, class: &str, pod: &str) -> Option<String> {
+        let class = self
+            .classes
+            .as_ref()
+            .and_then(|c| c.get(&ObjectRef::new(class).within(namespace)))
+            .and_then(|c| c.sync_now.clone());
+        let pod = self
+            .pods
+            .as_ref()
+            .and_then(|p| p.get(&ObjectRef::new(pod).within(namespace)))
+            .and_then(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(watched::SYNC_NOW)
+                    .cloned()
+            });
+        match (class, pod) {
+            (None, None) => None,
+            (class, pod) => Some(format!(
+                "class={}\npod={}",
+                class.unwrap_or_default(),
+                pod.unwrap_or_default()
+            )),
+        }
     }
 
     pub async fn secret_provider_class(

@@ -44,6 +44,16 @@ pub const SYNC_NOW: &str = "aws-secrets-csi.io/sync-now";
 /// first 256 bytes still counts).
 const MAX_SYNC_NOW: usize = 256;
 
+/// A sync-now value cut to [`MAX_SYNC_NOW`] bytes, on a character boundary.
+pub fn bounded_sync_now(mut value: String) -> String {
+    let mut end = value.len().min(MAX_SYNC_NOW);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.truncate(end);
+    value
+}
+
 /// Only the metadata a lookup needs; everything else (managedFields,
 /// labels, every other annotation) is skipped unread.
 #[derive(Deserialize, Default)]
@@ -79,12 +89,7 @@ impl<'de> Deserialize<'de> for SyncNowOnly {
                 let mut found = None;
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     if key == SYNC_NOW {
-                        let value: String = map.next_value()?;
-                        let mut end = value.len().min(MAX_SYNC_NOW);
-                        while !value.is_char_boundary(end) {
-                            end -= 1;
-                        }
-                        found = Some(value[..end].to_owned());
+                        found = Some(bounded_sync_now(map.next_value()?));
                     } else {
                         map.next_value::<serde::de::IgnoredAny>()?;
                     }
