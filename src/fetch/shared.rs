@@ -308,20 +308,7 @@ impl SharedValues {
         let fetched_at = Instant::now();
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         for (item, outcome) in queue.items.iter().zip(outcomes) {
-            match &outcome {
-                Ok(value) => {
-                    slots.insert(
-                        item.key.clone(),
-                        Slot::Ready {
-                            value: value.clone(),
-                            fetched_at,
-                        },
-                    );
-                }
-                Err(_) => {
-                    slots.remove(&item.key);
-                }
-            }
+            settle(&mut slots, item, &outcome, fetched_at);
             item.answer.send_replace(Some(outcome));
         }
     }
@@ -459,21 +446,52 @@ impl SharedValues {
 
     /// Drops the values held of the objects `changed` names (of every
     /// identity): the next request of one asks AWS. A fetch under way is
-    /// left alone; it may answer with the old value, and its requester is
-    /// told again by the next change or poll. Returns how many went.
+    /// dropped too: it still answers the requests that joined it (they
+    /// came before the change), but what it brings is not kept for later
+    /// ones ([`settle`]). Returns how many went.
     pub fn forget(&self, changed: impl Fn(ObjectType, &str, &str) -> bool) -> usize {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let before = slots.len();
-        slots.retain(|key, slot| {
-            matches!(slot, Slot::Pending(_))
-                || !changed(key.queue.kind, &key.queue.region, &key.object.name)
-        });
+        slots.retain(|key, _| !changed(key.queue.kind, &key.queue.region, &key.object.name));
         before - slots.len()
     }
 
     /// Values held now (for tests and the benchmark's memory figures).
     pub fn held(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// Keeps (or drops) what a fetch brought for later requests, if its slot is
+/// still this fetch's: a slot forgotten while the fetch was under way (the
+/// object changed in AWS) is left to a newer fetch, since this one may
+/// have read the old value. Its own waiters are answered either way.
+fn settle(
+    slots: &mut HashMap<ValueKey, Slot>,
+    item: &Queued,
+    outcome: &Outcome,
+    fetched_at: Instant,
+) {
+    let ours = matches!(
+        slots.get(&item.key),
+        Some(Slot::Pending(rx)) if rx.same_channel(&item.answer.subscribe())
+    );
+    if !ours {
+        return;
+    }
+    match outcome {
+        Ok(value) => {
+            slots.insert(
+                item.key.clone(),
+                Slot::Ready {
+                    value: value.clone(),
+                    fetched_at,
+                },
+            );
+        }
+        Err(_) => {
+            slots.remove(&item.key);
+        }
     }
 }
 
@@ -658,6 +676,63 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         shared.sweep_now();
         assert_eq!(shared.held(), 0, "dropped without any request");
+    }
+
+    #[test]
+    fn a_fetch_under_way_when_its_object_changed_answers_but_is_not_kept() {
+        let shared = SharedValues::new(
+            Arc::new(RateBudget::new(&[])),
+            Arc::new(Metrics::new()),
+            BATCH_WINDOW,
+        );
+        let key = |name: &str| ValueKey {
+            queue: QueueKey {
+                scope: None,
+                region: "r".into(),
+                kind: ObjectType::SecretsManager,
+            },
+            object: ObjectRef {
+                name: name.into(),
+                version_id: None,
+                version_label: None,
+            },
+        };
+        let value = || FetchedValue {
+            bytes: "old".into(),
+            version: None,
+            stages: Vec::new(),
+            created_ms: None,
+        };
+        let mut items = Vec::new();
+        for name in ["changed", "other"] {
+            let (tx, rx) = watch::channel(None);
+            shared
+                .slots
+                .lock()
+                .unwrap()
+                .insert(key(name), Slot::Pending(rx));
+            items.push(Queued {
+                key: key(name),
+                answer: tx,
+                fill: false,
+            });
+        }
+        // The event: "changed" is forgotten while its fetch is under way.
+        assert_eq!(shared.forget(|_, _, name| name == "changed"), 1);
+        let mut slots = shared.slots.lock().unwrap();
+        for item in &items {
+            settle(&mut slots, item, &Ok(value()), Instant::now());
+        }
+        assert!(
+            slots.get(&key("changed")).is_none(),
+            "not kept for later requests"
+        );
+        assert!(matches!(slots.get(&key("other")), Some(Slot::Ready { .. })));
+        // A newer fetch's slot is not overwritten by the older one either.
+        let (_newer, rx) = watch::channel(None);
+        slots.insert(key("changed"), Slot::Pending(rx));
+        settle(&mut slots, &items[0], &Ok(value()), Instant::now());
+        assert!(matches!(slots.get(&key("changed")), Some(Slot::Pending(_))));
     }
 
     #[test]
