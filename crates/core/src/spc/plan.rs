@@ -497,18 +497,13 @@ pub fn plan_within(
     let descriptors = parse_objects(param("objects"), &mut warnings)?;
     let object_files = parse_object_files(param("objectFiles"))?;
     let manifest = parse_manifest(param("rotationManifest"))?;
-    // Counted before a template is parsed: a class of 100,000 templates is
-    // refused by its count.
-    let template_count = param("templates")
-        .lines()
-        .filter(|l| l.trim_start().starts_with('-'))
-        .count();
+    // The objects' files first (templates are counted once parsed, below:
+    // their YAML is bounded by its node budget).
     let files: usize = descriptors
         .iter()
         .map(|d| 1 + d.jmes_path.len())
         .sum::<usize>()
         .min(if object_files { usize::MAX } else { 0 })
-        + template_count.min(limits.max_files + 1)
         + usize::from(manifest.is_some());
     if files > limits.max_files {
         return Err(PlanError::TooManyFiles {
@@ -595,6 +590,14 @@ pub fn plan_within(
         check_jmes_expressions(d).map_err(|e| e.in_object(index, &d.object_name))?;
     }
     let templates = parse_templates(param("templates"))?;
+    // Counted as parsed: a line count of the text would take a template's
+    // own `- ` lines for entries, and miss a flow-style list.
+    if files + templates.len() > limits.max_files {
+        return Err(PlanError::TooManyFiles {
+            files: files + templates.len(),
+            limit: limits.max_files,
+        });
+    }
     if !object_files && templates.is_empty() {
         warnings.push(
             "objectFiles is false and the class has no templates: the volume holds no secret"

@@ -285,5 +285,24 @@ mod tests {
             .collect();
         let e = plan(&[("templates", &many)]).unwrap_err();
         assert!(matches!(e, PlanError::TooManyFiles { .. }), "{e}");
+        // A flow-style list is counted too; a template's own `- ` lines
+        // are not entries.
+        let flow = format!(
+            "[{}]",
+            (0..3000)
+                .map(|i| format!("{{path: f{i}, template: x}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let e = plan(&[("templates", &flow)]).unwrap_err();
+        assert!(
+            matches!(e, PlanError::TooManyFiles { files: 3001, .. }),
+            "{e}"
+        );
+        let dashes: String = (0..3000)
+            .map(|i| format!("          - item {i}\n"))
+            .collect();
+        let one = format!("- path: list.yaml\n  template: |\n{dashes}");
+        assert!(plan(&[("templates", &one)]).is_ok());
     }
 }
