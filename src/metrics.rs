@@ -113,6 +113,7 @@ pub struct Metrics {
     k8s_secret_duration: Family<OsLabels, Histogram>,
     class_refresh_failures: Family<ClassFailureLabels, Counter>,
     aws_events: Family<EventLabels, Counter>,
+    told_volumes: Family<EventLabels, Counter>,
     failing_classes: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
@@ -218,13 +219,20 @@ impl Metrics {
         let aws_events = Family::default();
         registry.register(
             "aws_events",
-            "AWS change events read from the events queue, by outcome: applied (ExternalSecrets refreshed), unread (nobody reads the object: no AWS call), unrelated, invalid, queue_error (the queue could not be read)",
+            "AWS change events read from the events queue, by outcome: applied (ExternalSecrets refreshed), unread (nobody reads the object: no AWS call), unrelated, invalid, queue_error (the queue could not be read), record_error (the change record for the nodes could not be written: the messages come back)",
             aws_events.clone(),
+        );
+        let told_volumes = Family::default();
+        registry.register(
+            "aws_change_volumes",
+            "Volumes on this node that read an object AWS reported changed, by outcome: refreshed (fetched at once; swapped counts those whose files changed too), failed, deferred (to the pod's next republish: no credentials held, or the record lost changes)",
+            told_volumes.clone(),
         );
         Metrics {
             registry,
             class_refresh_failures,
             aws_events,
+            told_volumes,
             failing_classes: Default::default(),
             sync_k8s_secret,
             k8s_secret_duration,
@@ -312,6 +320,22 @@ impl Metrics {
         self.rotation_reconcile_duration
             .get_or_create(&OsLabels { os_type: OS })
             .observe(seconds);
+    }
+
+    /// What a change told to the node did to its volumes.
+    pub fn told(&self, outcome: crate::publish::ToldOutcome) {
+        for (label, n) in [
+            ("refreshed", outcome.refreshed),
+            ("swapped", outcome.swapped),
+            ("failed", outcome.failed),
+            ("deferred", outcome.deferred),
+        ] {
+            if n > 0 {
+                self.told_volumes
+                    .get_or_create(&EventLabels { outcome: label })
+                    .inc_by(n as u64);
+            }
+        }
     }
 
     /// One message of the events queue, or a failed read of the queue.

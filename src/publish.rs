@@ -7,7 +7,7 @@
 //! (`requiresRepublish`): never a second mount, a refresh when the volume's
 //! interval has passed, and the old files kept when the refresh fails.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -69,6 +69,10 @@ pub enum PublishError {
     Deadline(Duration),
     #[error("an operation on volume {0} is already in progress")]
     Busy(String),
+    /// A refresh the node was told of found no credentials held for the
+    /// pod's identity: it waits for the pod's next republish and token.
+    #[error("no credentials are held for the pod's identity; refreshed at its next republish")]
+    NotHeld,
     #[error(
         "volume {volume_id} is already published at {target}; a volume is published at one target"
     )]
@@ -146,6 +150,7 @@ impl PublishError {
             PublishError::Volume { .. } => "FileWriteError",
             PublishError::Deadline(_) => "Timeout",
             PublishError::Busy(_) => "OperationInProgress",
+            PublishError::NotHeld => "CredentialsNotHeld",
             PublishError::PublishedElsewhere { .. } => "VolumePublishedElsewhere",
             PublishError::TargetHeld { .. }
             | PublishError::OtherIdentity { .. }
@@ -226,6 +231,21 @@ pub struct Publisher {
     budget: Arc<VolumeBudget>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Each mounted volume's last request and plan, so a change AWS reports
+    /// can refresh it before kubelet's next republish (docs/events.md).
+    /// Only in memory: the tokens in a request are never written down.
+    held: Mutex<HashMap<String, HeldVolume>>,
+    /// Volumes told of a change they could not refresh at once (no
+    /// credentials held, another operation under way): their next
+    /// republish refreshes them whatever their interval.
+    told: Mutex<HashSet<String>>,
+}
+
+/// What a refresh between republishes needs of a mounted volume.
+#[derive(Clone)]
+struct HeldVolume {
+    req: PublishRequest,
+    plan: Arc<MountPlan>,
 }
 
 /// Status writes under way at once, across volumes.
@@ -356,6 +376,8 @@ struct Rendered {
     secret_objects: Vec<SecretObject>,
     interval: Duration,
     fingerprint: u64,
+    /// The plan it was rendered by (which objects the volume reads).
+    plan: Arc<MountPlan>,
     /// The node's room for rendered bytes, held until the files are written.
     _in_flight: Option<InFlight>,
 }
@@ -371,6 +393,19 @@ impl Rendered {
             })
             .collect()
     }
+}
+
+/// What a change told to the node did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ToldOutcome {
+    /// Volumes refreshed (fetched and compared) at once.
+    pub refreshed: usize,
+    /// Of those, the volumes whose files were swapped.
+    pub swapped: usize,
+    /// Volumes whose refresh failed (counted and reported as any refresh).
+    pub failed: usize,
+    /// Volumes left to their pod's next republish.
+    pub deferred: usize,
 }
 
 /// The reason of the Event a pod gets when its files change; the
@@ -434,6 +469,8 @@ impl Publisher {
             budget,
             metrics,
             in_flight: Default::default(),
+            held: Mutex::default(),
+            told: Mutex::default(),
         }
     }
 
@@ -549,9 +586,10 @@ impl Publisher {
             }
             Mounted::No => {}
         }
-        let rendered = tokio::time::timeout(self.config.deadline, self.render(req, None, false))
-            .await
-            .map_err(|_| PublishError::Deadline(self.config.deadline))??;
+        let rendered =
+            tokio::time::timeout(self.config.deadline, self.render(req, None, false, false))
+                .await
+                .map_err(|_| PublishError::Deadline(self.config.deadline))??;
         let files = rendered.set.len();
         // Reserved before anything is mounted: a refusal leaves nothing.
         let bytes = footprint(&rendered.set);
@@ -576,6 +614,7 @@ impl Publisher {
             rendered.fingerprint,
             rendered.served_versions(),
         );
+        self.hold(req, &rendered.plan);
         self.report(req, &rendered)
             .instrument(crate::step!("report"))
             .await;
@@ -600,19 +639,37 @@ impl Publisher {
             now.is_some() && now != r.sync_now
         };
         let forced = record.as_ref().is_some_and(asked);
+        // Told of a change it could not act on at once: refresh now (the
+        // shared value was dropped when the node was told).
+        let told = self.lock_told().remove(&req.volume_id);
         if let Some(r) = &record
             && !r.refresh.is_due(now)
             && !forced
+            && !told
         {
+            self.hold_request(req);
             return Published::NotDue;
         }
         let started = Instant::now();
         let result = tokio::time::timeout(
             self.config.deadline,
-            self.refresh(req, record.as_ref(), forced),
+            self.refresh(req, record.as_ref(), forced, false),
         )
         .await
         .unwrap_or(Err(PublishError::Deadline(self.config.deadline)));
+        self.settle(req, record, now, started, result).await
+    }
+
+    /// What a refresh did, recorded: the volume's state, metrics, the
+    /// pod's events and status.
+    async fn settle(
+        &self,
+        req: &PublishRequest,
+        record: Option<VolumeRecord>,
+        now: u64,
+        started: Instant,
+        result: Result<(Rendered, WriteOutcome), PublishError>,
+    ) -> Published {
         let seconds = started.elapsed().as_secs_f64();
         match result {
             Ok((rendered, outcome)) => {
@@ -630,6 +687,7 @@ impl Publisher {
                 let message =
                     rotation_message(&req.class_name, before, &versions, rendered.set.len());
                 self.remember(req, refresh, rendered.fingerprint, versions);
+                self.hold(req, &rendered.plan);
                 self.metrics.rotation(changed, seconds);
                 if changed {
                     tracing::info!(volume_id = %req.volume_id, namespace = %req.pod.namespace, pod = %req.pod.name, files = rendered.set.len(), "volume content changed");
@@ -651,6 +709,7 @@ impl Publisher {
                 let fingerprint = record.as_ref().map_or(0, |r| r.class_fingerprint);
                 let versions = record.map(|r| r.versions).unwrap_or_default();
                 self.remember(req, refresh, fingerprint, versions);
+                self.hold_request(req);
                 self.metrics
                     .refresh_failed(&req.pod.namespace, &req.class_name, e.error_type());
                 self.cluster
@@ -666,6 +725,129 @@ impl Publisher {
         }
     }
 
+    fn lock_told(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.told.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<String, HeldVolume>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the volume's request and plan for refreshes it is told of.
+    fn hold(&self, req: &PublishRequest, plan: &Arc<MountPlan>) {
+        self.lock_held().insert(
+            req.volume_id.clone(),
+            HeldVolume {
+                req: req.clone(),
+                plan: plan.clone(),
+            },
+        );
+    }
+
+    /// Keeps kubelet's newest request (its tokens are the freshest) of a
+    /// volume held before.
+    fn hold_request(&self, req: &PublishRequest) {
+        if let Some(h) = self.lock_held().get_mut(&req.volume_id) {
+            h.req = req.clone();
+        }
+    }
+
+    /// AWS changed objects (the controller's change record says): the
+    /// volumes on this node that read one are refreshed now, each with the
+    /// credentials held for its pod's identity; a volume whose identity has
+    /// none held is refreshed at its pod's next republish. The changed
+    /// objects' shared values are dropped first, so the volumes of one
+    /// identity fetch each object once between them.
+    pub async fn told(&self, news: aws_secrets_csi_core::change_log::News) -> ToldOutcome {
+        let mut outcome = ToldOutcome::default();
+        if news.gap {
+            // Changes were missed: anything may have changed. Every volume
+            // fetches afresh at its next republish (not all at once now).
+            let all: Vec<String> = self.lock_held().keys().cloned().collect();
+            outcome.deferred += all.len();
+            self.fetcher.forget_changed(|_, _, _| true);
+            self.lock_told().extend(all);
+            tracing::warn!(
+                "the change record lost changes this node had not read; every volume fetches at its next republish"
+            );
+        }
+        if news.changes.is_empty() {
+            return outcome;
+        }
+        let affected: Vec<HeldVolume> = self
+            .lock_held()
+            .values()
+            .filter(|h| news.changes.iter().any(|c| c.is_read_by_plan(&h.plan)))
+            .cloned()
+            .collect();
+        if affected.is_empty() {
+            return outcome;
+        }
+        let forgotten = self.fetcher.forget_changed(|service, region, name| {
+            news.changes
+                .iter()
+                .any(|c| c.is_read_by(service, region, name))
+        });
+        tracing::info!(
+            changes = news.changes.len(),
+            volumes = affected.len(),
+            forgotten,
+            "AWS reported changes: refreshing the volumes that read them"
+        );
+        let results =
+            futures::future::join_all(affected.iter().map(|h| self.refresh_told(&h.req))).await;
+        for r in results {
+            match r {
+                Some(Published::Refreshed { changed }) => {
+                    outcome.refreshed += 1;
+                    outcome.swapped += usize::from(changed);
+                }
+                Some(_) => outcome.failed += 1,
+                None => outcome.deferred += 1,
+            }
+        }
+        outcome
+    }
+
+    /// One volume's refresh after a change: None when it is left to the
+    /// pod's next republish.
+    async fn refresh_told(&self, req: &PublishRequest) -> Option<Published> {
+        let defer = || {
+            self.lock_told().insert(req.volume_id.clone());
+            None
+        };
+        // An operation on the volume under way (a publish, an unpublish):
+        // it is left to the next republish.
+        let Ok(_guard) = VolumeGuard::take(&self.in_flight, &req.volume_id) else {
+            return defer();
+        };
+        let Ok(_target_guard) = VolumeGuard::take(&self.in_flight, &target_key(&req.target)) else {
+            return defer();
+        };
+        // Only a volume still recorded at this target and still our mount.
+        let record = self
+            .volumes
+            .get(&req.volume_id)
+            .filter(|r| r.target == req.target && r.pod_uid == req.pod.uid)?;
+        if !matches!(self.mounted(&req.target).await, Ok(Mounted::Ours)) {
+            return None;
+        }
+        let now = now_ms();
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            self.config.deadline,
+            self.refresh(req, Some(&record), false, true),
+        )
+        .await
+        .unwrap_or(Err(PublishError::Deadline(self.config.deadline)));
+        match result {
+            // No credentials held, or the token no longer proves the pod:
+            // the pod's next republish brings a fresh token.
+            Err(PublishError::NotHeld | PublishError::Identity(_)) => defer(),
+            result => Some(self.settle(req, Some(record), now, started, result).await),
+        }
+    }
+
     /// Fetches and writes a mounted volume's content; objects pinned to a
     /// version id are taken from the files when the class has not changed.
     async fn refresh(
@@ -673,6 +855,7 @@ impl Publisher {
         req: &PublishRequest,
         record: Option<&VolumeRecord>,
         fresh: bool,
+        held_only: bool,
     ) -> Result<(Rendered, WriteOutcome), PublishError> {
         let on_target = |source| PublishError::Volume {
             target: req.target.clone(),
@@ -693,7 +876,7 @@ impl Publisher {
         let digests = std::hash::RandomState::new();
         let previous_digest = previous.as_ref().map(|set| digest(&digests, set));
         let reuse = previous.map(|set| (record.map_or(0, |r| r.class_fingerprint), set));
-        let rendered = self.render(req, reuse, fresh).await?;
+        let rendered = self.render(req, reuse, fresh, held_only).await?;
         // A swap writes the new set while the old one is still there: both
         // count until it is done. Unchanged content is not written at all.
         let unchanged = previous_digest == Some(digest(&digests, &rendered.set));
@@ -757,6 +940,8 @@ impl Publisher {
 
     /// Drops everything known of a volume that is gone.
     fn forget(&self, volume_id: &str) {
+        self.lock_held().remove(volume_id);
+        self.lock_told().remove(volume_id);
         self.pod_status.forget(volume_id);
         self.budget.release(volume_id);
         self.secrets_synced
@@ -777,6 +962,7 @@ impl Publisher {
         req: &PublishRequest,
         reuse: Option<(u64, FileSet)>,
         fresh: bool,
+        held_only: bool,
     ) -> Result<Rendered, PublishError> {
         let refresh = reuse.is_some();
         let ns = &req.pod.namespace;
@@ -889,11 +1075,17 @@ impl Publisher {
             .prove(req, token, audience, account_uid.as_deref())
             .instrument(crate::step!("token_proof"))
             .await?;
-        let mut obtained = self
-            .identities
-            .credentials(&who)
-            .instrument(crate::step!("credentials"))
-            .await?;
+        let mut obtained = match held_only {
+            // Told of a change: only what is held, never a new exchange.
+            true if !proven => return Err(PublishError::NotHeld),
+            true => self.identities.held(&who).ok_or(PublishError::NotHeld)?,
+            false => {
+                self.identities
+                    .credentials(&who)
+                    .instrument(crate::step!("credentials"))
+                    .await?
+            }
+        };
         if obtained.cached && !proven {
             // The API server could not say: credentials another pod
             // obtained are served only once this pod's token is exchanged.
@@ -921,6 +1113,9 @@ impl Publisher {
         // once: they may have been revoked or come from a forgetful endpoint.
         if obtained.cached && matches!(&set, Err(e) if e.error_type() == "AwsAccessDenied") {
             self.identities.forget(&who);
+            if held_only {
+                return Err(PublishError::NotHeld);
+            }
             let fresh = self.identities.credentials(&who).await?;
             set = fetch_and_render(
                 &self.fetcher,
@@ -953,6 +1148,7 @@ impl Publisher {
             secret_objects: class.spec.secret_objects.clone(),
             interval,
             fingerprint,
+            plan,
             _in_flight: in_flight,
         })
     }

@@ -5,8 +5,11 @@
 //! Store; moto's CloudTrail makes none) is put on the queue. A duplicate, a
 //! late event of an older version, an event for a secret nobody reads, a
 //! queue that is gone or denied, and a controller that dies with an event
-//! on the queue each do what they must. Needs root (moto, the control
-//! plane) and the binaries of scripts/k8s-peers.sh.
+//! on the queue each do what they must. The second test takes events to a
+//! node: the controller records each change in a ConfigMap, a real driver
+//! (its own RBAC) watches it and refreshes the tmpfs volumes that read the
+//! changed secret, one AWS read per identity. Needs root (moto, the control
+//! plane, tmpfs) and the binaries of scripts/k8s-peers.sh.
 
 mod common;
 
@@ -304,6 +307,9 @@ spec:
     })
     .await;
     assert_eq!(secret_value(cp, "db", "password"), "db-v2");
+    // (Each step's messages are gone before the next is sent: events on
+    // the queue together are coalesced, by design.)
+    queue_empties(&queue).await;
 
     // A late event of an older version after a newer one: the value is
     // read from AWS, never taken from the event, so nothing rolls back.
@@ -311,8 +317,10 @@ spec:
     send(&queue, &put_secret_event("events/db")).await;
     eventually(Duration::from_secs(30), "the newer value", || {
         secret_value(cp, "db", "password") == "db-v3"
+            && sample(&scrape(), "aws_events_total{outcome=\"applied\"}") == 3.0
     })
     .await;
+    queue_empties(&queue).await;
     send(&queue, &put_secret_event("events/db")).await; // the "old" event
     eventually(Duration::from_secs(30), "the late event handled", || {
         sample(&scrape(), "aws_events_total{outcome=\"applied\"}") == 4.0
@@ -423,5 +431,333 @@ spec:
         let log = std::fs::read_to_string(&c.log).unwrap_or_default();
         assert!(log.contains("cannot read the events queue"), "{identity}");
         drop(c);
+    }
+}
+
+const NODE_NS: &str = "aws-events-node";
+/// Pods of one identity reading the changed secret on the node.
+const PODS: usize = 20;
+
+/// A pod of `NODE_NS` on the test node, with the token kubelet would get.
+fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
+    let uid = cp.kubectl(
+        &[
+            "get",
+            "pod",
+            name,
+            "-n",
+            NODE_NS,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+        None,
+    );
+    let token = cp.token(
+        NODE_NS,
+        service_account,
+        &[
+            "--audience",
+            "sts.amazonaws.com",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            name,
+            "--bound-object-uid",
+            &uid,
+            "--duration",
+            "1h",
+        ],
+    );
+    PodSpec {
+        namespace: NODE_NS.into(),
+        name: name.into(),
+        uid,
+        service_account: service_account.into(),
+        token: Some(token.trim().to_owned()),
+        pod_identity_token: None,
+    }
+}
+
+/// The record of changes the controller keeps for the nodes.
+fn change_record(cp: &ControlPlane) -> String {
+    cp.try_kubectl(
+        &[
+            "get",
+            "configmap",
+            "aws-secrets-csi-changes",
+            "-n",
+            "aws-secrets-csi",
+            "-o",
+            "jsonpath={.data.changes\\.json}",
+        ],
+        None,
+    )
+    .unwrap_or_default()
+}
+
+/// Calls the driver made to read secrets.
+async fn driver_reads(driver: &Driver) -> u64 {
+    driver.aws_calls("BatchGetSecretValue").await + driver.aws_calls("GetSecretValue").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aws_change_events_reach_the_volumes_mounted_on_a_node() {
+    require_root();
+    let cp = control_plane();
+    install_controller(cp, NODE_NS);
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    cp.kubectl(
+        &["apply", "-f", deploy.join("crds").to_str().unwrap()],
+        None,
+    );
+    cp.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    for file in ["rbac.yaml", "rbac-changes.yaml"] {
+        cp.kubectl(&["apply", "-f", deploy.join(file).to_str().unwrap()], None);
+    }
+    // The driver's roles under a ServiceAccount of its own: other tests
+    // count the calls of the chart's.
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: driver-events, namespace: aws-secrets-csi}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: driver-events}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: aws-secrets-csi}\nsubjects: [{kind: ServiceAccount, name: driver-events, namespace: aws-secrets-csi}]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: driver-events-changes, namespace: aws-secrets-csi}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: aws-secrets-csi-changes}\nsubjects: [{kind: ServiceAccount, name: driver-events, namespace: aws-secrets-csi}]\n",
+        ),
+    );
+    let moto = moto();
+    moto.create_secret("nodes/db", "db-v1").await;
+    moto.create_secret("nodes/quiet", "quiet-v1").await;
+    moto.create_secret("nodes/unread", "u-v1").await;
+    let queue = moto
+        .sqs()
+        .create_queue()
+        .queue_name("node-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let pod = |name: &str, sa: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NODE_NS}}}\nspec:\n  serviceAccountName: {sa}\n  nodeName: test-node\n  containers: [{{name: app, image: example.invalid/app}}]\n"
+        )
+    };
+    let mut manifests = format!(
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: app
+  namespace: {NODE_NS}
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: other
+  namespace: {NODE_NS}
+  annotations: {{eks.amazonaws.com/role-arn: "{READER_ROLE}"}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: db, namespace: {NODE_NS}}}
+spec:
+  provider: aws
+  parameters:
+    region: {REGION}
+    refreshInterval: 1h
+    objects: |
+      - {{objectName: nodes/db, objectType: secretsmanager, objectAlias: db}}
+      - {{objectName: nodes/quiet, objectType: secretsmanager, objectAlias: quiet}}
+"#
+    );
+    for i in 0..PODS {
+        manifests += &pod(&format!("app-{i}"), "app");
+    }
+    manifests += &pod("lone", "other");
+    cp.kubectl(&["apply", "-f", "-"], Some(&manifests));
+    let mut pods: Vec<PodSpec> = (0..PODS)
+        .map(|i| bound_pod(cp, &format!("app-{i}"), "app"))
+        .collect();
+    pods.push(bound_pod(cp, "lone", "other"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let token = cp.token("aws-secrets-csi", "driver-events", &["--duration", "1h"]);
+    let driver_kubeconfig = dir.path().join("driver.kubeconfig");
+    cp.kubeconfig_with_token(&driver_kubeconfig, &cp.server, token.trim());
+    let tdir = TestDir::new();
+    let driver = Driver::start_with(
+        tdir.path(),
+        &driver_kubeconfig,
+        &[],
+        &[
+            "--changes-configmap",
+            "aws-secrets-csi/aws-secrets-csi-changes",
+        ],
+    )
+    .await;
+    let kubeconfig = controller_kubeconfig(cp, dir.path());
+    let (access, secret) = moto.admin_keys();
+    let _controller = ControllerProcess::start_with_env(
+        dir.path(),
+        "node-events",
+        &kubeconfig,
+        &[
+            "--controller-class",
+            "node-events",
+            "--lease-name",
+            "node-events",
+            "--events-queue",
+            &queue,
+        ],
+        &moto.endpoint,
+        &[
+            ("AWS_ACCESS_KEY_ID", access),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
+    );
+    let mut node = driver.node().await;
+    for p in &pods {
+        node.node_publish_volume(publish_request(&tdir.target(&p.uid), "db", p))
+            .await
+            .unwrap();
+        assert_eq!(read(&tdir.target(&p.uid), "db"), "db-v1");
+    }
+    let all_read = |value: &str| {
+        pods.iter().all(|p| {
+            std::fs::read_to_string(tdir.target(&p.uid).join("db"))
+                .ok()
+                .as_deref()
+                == Some(value)
+        })
+    };
+
+    // Changed in AWS, no event: the class refreshes every hour.
+    put_secret("nodes/db", "db-v2").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(all_read("db-v1"));
+
+    // The event: every volume that reads the secret swaps, one read per
+    // identity on the node (21 volumes, two identities).
+    let reads_before = driver_reads(&driver).await;
+    let sent = Instant::now();
+    send(&queue, &put_secret_event("nodes/db")).await;
+    eventually(
+        Duration::from_secs(30),
+        "every mounted file to follow the event",
+        || all_read("db-v2"),
+    )
+    .await;
+    let took = sent.elapsed();
+    let reads = driver_reads(&driver).await - reads_before;
+    eprintln!(
+        "event to {} mounted files: {took:?}; the driver's AWS reads: {reads}",
+        pods.len()
+    );
+    assert!(
+        (1..=2).contains(&reads),
+        "one read per identity, not per volume: {reads}\n{}",
+        driver.metrics().await
+    );
+    assert!(
+        pods.iter()
+            .all(|p| read(&tdir.target(&p.uid), "quiet") == "quiet-v1"),
+        "the unchanged object stays"
+    );
+    let refreshed = || async {
+        driver
+            .metric("aws_change_volumes_total{outcome=\"refreshed\"}")
+            .await
+    };
+    let started = Instant::now();
+    while refreshed().await < pods.len() as f64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            driver.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(refreshed().await, pods.len() as f64, "each volume once");
+    queue_empties(&queue).await;
+
+    // An event for a secret no volume reads: recorded for the nodes, no
+    // AWS call on the node. A duplicate of the first: a read at most, the
+    // value stands.
+    let reads_before = driver_reads(&driver).await;
+    send(&queue, &put_secret_event("nodes/unread")).await;
+    eventually(
+        Duration::from_secs(30),
+        "the unread change recorded",
+        || change_record(cp).contains("nodes/unread"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        driver_reads(&driver).await,
+        reads_before,
+        "no read for an unread secret"
+    );
+    send(&queue, &put_secret_event("nodes/db")).await;
+    let started = Instant::now();
+    while driver
+        .metric("aws_change_volumes_total{outcome=\"refreshed\"}")
+        .await
+        < 2.0 * pods.len() as f64
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the duplicate did not refresh the volumes\n{}",
+            driver.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reads = driver_reads(&driver).await - reads_before;
+    assert!(
+        (1..=2).contains(&reads),
+        "a duplicate costs a read per identity: {reads}"
+    );
+    assert!(all_read("db-v2"));
+    assert_eq!(
+        driver
+            .metric("aws_change_volumes_total{outcome=\"swapped\"}")
+            .await,
+        pods.len() as f64,
+        "the duplicate swapped nothing"
+    );
+    queue_empties(&queue).await;
+
+    // Least privilege: the driver used what deploy/rbac.yaml and
+    // deploy/rbac-changes.yaml grant, and watched the record; the
+    // controller made and replaced it with the grants of
+    // deploy/controller/rbac.yaml kept for it.
+    let used = cp.calls_by("system:serviceaccount:aws-secrets-csi:driver-events");
+    let mut granted = granted_by_all_roles("rbac.yaml");
+    granted.extend(granted_by_all_roles("rbac-changes.yaml"));
+    let missing: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "the driver used but was not granted: {missing:?}"
+    );
+    for verb in ["list", "watch"] {
+        assert!(
+            used.contains(&("configmaps".to_owned(), verb.to_owned())),
+            "{used:?}"
+        );
+    }
+    let used = cp.calls_by("system:serviceaccount:aws-secrets-csi:aws-secrets-csi-controller");
+    let unused: Vec<_> = events_grants().difference(&used).cloned().collect();
+    assert!(unused.is_empty(), "events grants not used: {unused:?}");
+    assert!(events_grants().is_subset(&granted_by_all_roles("controller/rbac.yaml")));
+
+    for p in &pods {
+        node.node_unpublish_volume(unpublish_request(&tdir.target(&p.uid), p))
+            .await
+            .unwrap();
     }
 }

@@ -1642,8 +1642,9 @@ spec:
     // Least privilege: everything the controller did is granted by
     // deploy/controller/rbac.yaml, and everything granted was used (but
     // for what ClusterExternalSecrets alone use: this cluster has no such
-    // kind; tests/cluster_external_secrets.rs proves those; and the
-    // restarts of workloads, which tests/restart_on_rotation.rs proves).
+    // kind; tests/cluster_external_secrets.rs proves those; the restarts
+    // of workloads, which tests/restart_on_rotation.rs proves; and the
+    // record of AWS changes, which tests/aws_events.rs proves).
     let used = cp.calls_by("system:serviceaccount:aws-secrets-csi:aws-secrets-csi-controller");
     let granted = granted_by_all_roles("controller/rbac.yaml");
     let missing: Vec<_> = used.difference(&granted).collect();
@@ -1651,9 +1652,15 @@ spec:
     let cluster_only = cluster_external_secret_grants();
     let elsewhere = semantics_grants();
     let restarts = restart_grants();
+    let events = events_grants();
     let unused: Vec<_> = granted
         .difference(&used)
-        .filter(|g| !cluster_only.contains(*g) && !elsewhere.contains(*g) && !restarts.contains(*g))
+        .filter(|g| {
+            !cluster_only.contains(*g)
+                && !elsewhere.contains(*g)
+                && !restarts.contains(*g)
+                && !events.contains(*g)
+        })
         .collect();
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }

@@ -2,6 +2,7 @@
 //! read from the Kubernetes API; and what the driver writes back: events on
 //! the pod, synced Secrets, SecretProviderClassPodStatus objects.
 
+pub mod change_record;
 mod secret_sync;
 mod tls;
 mod watched;

@@ -134,6 +134,33 @@ pub struct ServeArgs {
     /// idle; any connection is closed after 60 s.
     #[arg(long, env = "HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub http_header_timeout: Duration,
+    /// The controller's record of AWS changes, NAMESPACE/NAME (a ConfigMap;
+    /// the controller writes it when it reads an events queue): the volumes
+    /// that read a changed object are refreshed at once, with the
+    /// credentials held for their pod. Unset: volumes refresh at their
+    /// interval only.
+    #[arg(long, env = "CHANGES_CONFIGMAP", value_parser = parse_object_ref)]
+    pub changes_configmap: Option<(String, String)>,
+}
+
+/// NAMESPACE/NAME, both DNS names.
+fn parse_object_ref(s: &str) -> Result<(String, String), String> {
+    let (ns, name) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not NAMESPACE/NAME"))?;
+    let dns = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 253
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    };
+    if !dns(ns) || !dns(name) {
+        return Err(format!(
+            "{s:?}: namespace and name must be lowercase DNS names"
+        ));
+    }
+    Ok((ns.to_owned(), name.to_owned()))
 }
 
 impl ServeArgs {
@@ -184,7 +211,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "starting"
     );
     let publisher = Publisher::new(
-        Cluster::watching(kube, args.node_id.clone()),
+        Cluster::watching(kube.clone(), args.node_id.clone()),
         Identities::new(
             sdk.clone(),
             PodIdentityAgent::new(
@@ -259,6 +286,20 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let publisher = publisher.clone();
         async move { publisher.prepare().await }
     });
+    // Told of AWS changes by the controller's record (docs/events.md).
+    if let Some((namespace, name)) = &args.changes_configmap {
+        tracing::info!(configmap = %format!("{namespace}/{name}"), "watching the record of AWS changes");
+        let news = crate::cluster::change_record::watch(kube.clone(), namespace, name);
+        let (publisher, metrics) = (publisher.clone(), metrics.clone());
+        tokio::spawn(async move {
+            futures::pin_mut!(news);
+            while let Some(news) = futures::StreamExt::next(&mut news).await {
+                let outcome = publisher.told(news).await;
+                tracing::debug!(?outcome, "changes told");
+                metrics.told(outcome);
+            }
+        });
+    }
     tokio::spawn({
         let publisher = publisher.clone();
         async move {

@@ -111,6 +111,9 @@ pub struct Source {
     pub refresh: mpsc::Sender<ObjectRef<Held>>,
     pub syncs: Arc<Syncs>,
     pub metrics: Arc<Metrics>,
+    /// Where the nodes learn of changes (docs/events.md); None: they are
+    /// not told (`--changes-configmap ""`).
+    pub record: Option<super::change_record::ChangeRecord>,
 }
 
 impl Source {
@@ -189,6 +192,19 @@ impl Source {
                 }
             }
         }
+        // Every change goes to the nodes (their volumes may read objects no
+        // ExternalSecret reads), written while the ExternalSecrets refresh.
+        let parsed: Vec<String> = changes.values().flat_map(|(_, r)| r.clone()).collect();
+        let recorded = {
+            let record = self.record.clone();
+            let all: Vec<Change> = changes.values().map(|(c, _)| c.clone()).collect();
+            tokio::spawn(async move {
+                match record {
+                    Some(record) => record.record(all).await,
+                    None => true,
+                }
+            })
+        };
         // Which ExternalSecrets read each object, from the watches.
         let all = self.external_secrets.state();
         let mut waits: Vec<(String, u64, Vec<String>)> = Vec::new();
@@ -262,6 +278,11 @@ impl Source {
                 refreshes = waits.len(),
                 "refreshes asked for by AWS events did not end in time; their messages come back"
             );
+        }
+        // Not recorded for the nodes: the changes' messages come back.
+        if !recorded.await.unwrap_or(false) {
+            self.metrics.aws_event("record_error");
+            done.retain(|r| !parsed.contains(r));
         }
         self.delete(done).await;
     }

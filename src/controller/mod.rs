@@ -6,6 +6,7 @@
 //! interval (on its store's clock, so one identity's refreshes batch). One
 //! replica syncs; the others wait on a Lease.
 
+mod change_record;
 mod cluster_external;
 pub mod crds;
 pub mod events;
@@ -125,6 +126,16 @@ pub struct ControllerArgs {
     /// Read with the controller's own AWS identity.
     #[arg(long, env = "EVENTS_QUEUE")]
     pub events_queue: Option<String>,
+    /// The ConfigMap (in the controller's namespace) where the changes AWS
+    /// reported are recorded for the node drivers, which watch it and
+    /// refresh the volumes that read a changed object; empty: the nodes are
+    /// not told (their volumes refresh at their interval).
+    #[arg(
+        long,
+        env = "CHANGES_CONFIGMAP",
+        default_value = "aws-secrets-csi-changes"
+    )]
+    pub changes_configmap: String,
 }
 
 /// The longest wait before an ExternalSecret is looked at again: a longer
@@ -475,12 +486,27 @@ async fn control(
     // Refreshes asked for by AWS change events, and the syncs they wait for.
     let syncs = Arc::new(events::Syncs::default());
     let (refresh_tx, refresh_rx) = tokio::sync::mpsc::channel(1024);
+    // The record of changes for the nodes, written by the leader.
+    let (record, record_writer) =
+        match args.events_queue.is_some() && !args.changes_configmap.is_empty() {
+            true => {
+                let (record, writer) = change_record::ChangeRecord::new(
+                    client.clone(),
+                    &args.lease_namespace,
+                    &args.changes_configmap,
+                    elector.fence(),
+                );
+                (Some(record), Some(writer))
+            }
+            false => (None, None),
+        };
     let events = {
         let source = args
             .events_queue
             .clone()
             .zip(sqs)
             .map(|(queue_url, sqs)| events::Source {
+                record,
                 queue_url,
                 sqs,
                 syncer: syncer.clone(),
@@ -491,9 +517,12 @@ async fn control(
                 metrics: metrics.clone(),
             });
         async move {
-            match source {
-                Some(s) => s.run().await,
-                None => futures::future::pending().await,
+            match (source, record_writer) {
+                (Some(s), Some(writer)) => {
+                    futures::future::join(s.run(), writer).await;
+                }
+                (Some(s), None) => s.run().await,
+                _ => futures::future::pending().await,
             }
         }
     };

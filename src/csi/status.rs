@@ -53,6 +53,9 @@ fn code_of(e: &PublishError) -> Code {
         PublishError::Volume { .. } => Code::Internal,
         PublishError::Deadline(_) => Code::DeadlineExceeded,
         PublishError::Busy(_) => Code::Aborted,
+        // Never a reply to kubelet (a refresh between republishes); were it
+        // one, kubelet would retry.
+        PublishError::NotHeld => Code::Unavailable,
         PublishError::NotPublishedHere { .. } => Code::NotFound,
         PublishError::PublishedElsewhere { .. }
         | PublishError::TargetHeld { .. }

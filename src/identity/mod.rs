@@ -187,6 +187,20 @@ impl Identities {
         self.get(req, false).await
     }
 
+    /// Credentials for `req` only if the cache holds them (a refresh the
+    /// node was told of uses what it holds and exchanges no token).
+    pub fn held(&self, req: &IdentityRequest<'_>) -> Option<Obtained> {
+        if let Source::Irsa { role_arn, .. } = req.source {
+            check_role_arn(role_arn).ok()?;
+        }
+        self.cache
+            .get(&IdentityKey::of(req))
+            .map(|credentials| Obtained {
+                credentials,
+                cached: true,
+            })
+    }
+
     async fn get(
         &self,
         req: &IdentityRequest<'_>,

@@ -227,6 +227,20 @@ pub fn restart_grants() -> BTreeSet<(String, String)> {
     .collect()
 }
 
+/// Grants of the controller for the record of AWS changes it keeps for the
+/// nodes, used only with `--events-queue` (tests/aws_events.rs checks each
+/// was used).
+pub fn events_grants() -> BTreeSet<(String, String)> {
+    [
+        ("configmaps", "create"),
+        ("configmaps", "get"),
+        ("configmaps", "update"),
+    ]
+    .into_iter()
+    .map(|(r, v)| (r.to_owned(), v.to_owned()))
+    .collect()
+}
+
 pub fn cluster_external_secret_grants() -> BTreeSet<(String, String)> {
     [
         ("clusterexternalsecrets", "list"),

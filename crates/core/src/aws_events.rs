@@ -203,6 +203,20 @@ impl Change {
         }
     }
 
+    /// Whether a mounted volume of `plan` reads this object: any object of
+    /// the plan, in its region or (for the failover object) the failover
+    /// region.
+    pub fn is_read_by_plan(&self, plan: &crate::spc::MountPlan) -> bool {
+        plan.objects.iter().any(|o| {
+            self.is_read_by(o.object_type, &plan.region, &o.primary.name)
+                || o.failover.as_ref().is_some_and(|f| {
+                    plan.failover_region
+                        .as_deref()
+                        .is_some_and(|region| self.is_read_by(o.object_type, region, &f.name))
+                })
+        })
+    }
+
     /// A key for coalescing: events naming one object in one region are one.
     pub fn key(&self) -> (ObjectType, String, String) {
         (
@@ -422,5 +436,60 @@ mod tests {
         ))
         .unwrap();
         assert_ne!(a.key(), other.key());
+    }
+
+    #[test]
+    fn a_mounted_class_reads_a_change_of_any_of_its_objects_in_its_regions() {
+        let plan = |region: &str, extra: &[(&str, &str)], objects: &str| {
+            let mut params: std::collections::BTreeMap<String, String> = [
+                ("region".to_string(), region.to_string()),
+                ("objects".to_string(), objects.to_string()),
+            ]
+            .into();
+            for (k, v) in extra {
+                params.insert(k.to_string(), v.to_string());
+            }
+            crate::spc::plan(&params, None).unwrap()
+        };
+        let objects = r#"
+- objectName: prod/db
+  objectType: secretsmanager
+- objectName: /app/flag
+  objectType: ssmparameter
+"#;
+        let p = plan("us-east-1", &[], objects);
+        let put = parse(&cloudtrail(
+            "PutSecretValue",
+            serde_json::json!({"secretId": ARN}),
+            Value::Null,
+        ))
+        .unwrap();
+        assert!(put.is_read_by_plan(&p), "the ARN's name is prod/db");
+        assert!(
+            !put.is_read_by_plan(&plan("eu-west-1", &[], objects)),
+            "another region"
+        );
+        let other = parse(&cloudtrail(
+            "PutSecretValue",
+            serde_json::json!({"secretId": "prod/other"}),
+            Value::Null,
+        ))
+        .unwrap();
+        assert!(!other.is_read_by_plan(&p));
+        let flag = Change {
+            service: ObjectType::SsmParameter,
+            region: "us-east-1".into(),
+            account: None,
+            names: vec!["app/flag".into()],
+            what: "Update".into(),
+        };
+        assert!(flag.is_read_by_plan(&p));
+        // The failover region's object is read too.
+        let failover = plan(
+            "eu-west-1",
+            &[("failoverRegion", "us-east-1")],
+            "- objectName: prod/db\n  objectType: secretsmanager\n",
+        );
+        assert!(put.is_read_by_plan(&failover));
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod aws_events;
 pub mod certs;
+pub mod change_log;
 pub mod external;
 pub mod names;
 pub mod render;

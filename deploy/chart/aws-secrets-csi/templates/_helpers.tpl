@@ -27,3 +27,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 {{- end -}}
+{{/* The ConfigMap where the controller records AWS changes for the nodes;
+set only when the controller reads an events queue. */}}
+{{- define "aws-secrets-csi.changes" -}}
+{{- if and .Values.controller.enabled .Values.controller.eventsQueue -}}
+{{ include "aws-secrets-csi.fullname" . }}-changes
+{{- end -}}
+{{- end -}}
