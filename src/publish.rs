@@ -245,7 +245,9 @@ pub struct Publisher {
 #[derive(Clone)]
 struct HeldVolume {
     req: PublishRequest,
-    plan: Arc<MountPlan>,
+    /// None for a volume republished since the driver started but not yet
+    /// fetched: planned when a change comes.
+    plan: Option<Arc<MountPlan>>,
 }
 
 /// Status writes under way at once, across volumes.
@@ -739,17 +741,40 @@ impl Publisher {
             req.volume_id.clone(),
             HeldVolume {
                 req: req.clone(),
-                plan: plan.clone(),
+                plan: Some(plan.clone()),
             },
         );
     }
 
-    /// Keeps kubelet's newest request (its tokens are the freshest) of a
-    /// volume held before.
+    /// Keeps kubelet's newest request (its tokens are the freshest); a
+    /// volume not held yet (the driver restarted) is held from now on.
     fn hold_request(&self, req: &PublishRequest) {
-        if let Some(h) = self.lock_held().get_mut(&req.volume_id) {
-            h.req = req.clone();
-        }
+        self.lock_held()
+            .entry(req.volume_id.clone())
+            .and_modify(|h| h.req = req.clone())
+            .or_insert_with(|| HeldVolume {
+                req: req.clone(),
+                plan: None,
+            });
+    }
+
+    /// The plan of a held volume's class, as a publish would plan it now.
+    async fn plan_of(&self, req: &PublishRequest) -> Option<Arc<MountPlan>> {
+        let ns = &req.pod.namespace;
+        let class = self
+            .cluster
+            .secret_provider_class(ns, &req.class_name)
+            .await
+            .ok()?;
+        let default_region = self.default_region(&class.spec).await;
+        self.plans
+            .get_or_plan(
+                (ns, &req.class_name),
+                &class,
+                default_region.as_deref(),
+                || spc::plan_class(&class.spec, default_region.as_deref(), self.config.limits()),
+            )
+            .ok()
     }
 
     /// AWS changed objects (the controller's change record says): the
@@ -774,12 +799,19 @@ impl Publisher {
         if news.changes.is_empty() {
             return outcome;
         }
-        let affected: Vec<HeldVolume> = self
-            .lock_held()
-            .values()
-            .filter(|h| news.changes.iter().any(|c| c.is_read_by_plan(&h.plan)))
-            .cloned()
-            .collect();
+        let held: Vec<HeldVolume> = self.lock_held().values().cloned().collect();
+        let mut affected: Vec<HeldVolume> = Vec::new();
+        for mut h in held {
+            if h.plan.is_none() {
+                h.plan = self.plan_of(&h.req).await;
+            }
+            if h.plan
+                .as_ref()
+                .is_some_and(|plan| news.changes.iter().any(|c| c.is_read_by_plan(plan)))
+            {
+                affected.push(h);
+            }
+        }
         if affected.is_empty() {
             return outcome;
         }

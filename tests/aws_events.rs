@@ -591,7 +591,7 @@ spec:
     let driver_kubeconfig = dir.path().join("driver.kubeconfig");
     cp.kubeconfig_with_token(&driver_kubeconfig, &cp.server, token.trim());
     let tdir = TestDir::new();
-    let driver = Driver::start_with(
+    let mut driver = Driver::start_with(
         tdir.path(),
         &driver_kubeconfig,
         &[],
@@ -730,6 +730,66 @@ spec:
         pods.len() as f64,
         "the duplicate swapped nothing"
     );
+    queue_empties(&queue).await;
+
+    // The driver restarts: it holds no credentials now. kubelet
+    // republishes (not due: nothing is fetched). An event: no volume can be
+    // refreshed with credentials held, so none is read now; each one's next
+    // republish fetches, with its pod's fresh token.
+    drop(node);
+    driver.kill();
+    let driver = Driver::start_with(
+        tdir.path(),
+        &driver_kubeconfig,
+        &[],
+        &[
+            "--changes-configmap",
+            "aws-secrets-csi/aws-secrets-csi-changes",
+        ],
+    )
+    .await;
+    let mut node = driver.node().await;
+    for p in &pods {
+        node.node_publish_volume(publish_request(&tdir.target(&p.uid), "db", p))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        driver_reads(&driver).await,
+        0,
+        "a republish not due reads nothing"
+    );
+    // The watch has listed the record before the event is sent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    put_secret("nodes/db", "db-v3").await;
+    send(&queue, &put_secret_event("nodes/db")).await;
+    let started = Instant::now();
+    while driver
+        .metric("aws_change_volumes_total{outcome=\"deferred\"}")
+        .await
+        < pods.len() as f64
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the volumes were not deferred\n{}",
+            driver.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        driver_reads(&driver).await,
+        0,
+        "no credentials held: no read"
+    );
+    assert!(all_read("db-v2"));
+    for p in &pods {
+        node.node_publish_volume(publish_request(&tdir.target(&p.uid), "db", p))
+            .await
+            .unwrap();
+    }
+    assert!(all_read("db-v3"), "the next republish fetched");
+    let reads = driver_reads(&driver).await;
+    assert!((1..=2).contains(&reads), "one read per identity: {reads}");
     queue_empties(&queue).await;
 
     // Least privilege: the driver used what deploy/rbac.yaml and
