@@ -1,7 +1,7 @@
 //! The controller's half of telling the nodes (docs/events.md, "Reaching
 //! the nodes"): every change AWS reported is appended to one ConfigMap in
 //! the controller's namespace, which every node driver watches. The leader
-//! writes it at most once a second, whatever the rate of events: changes
+//! writes it at most twice a second, whatever the rate of events: changes
 //! that arrive meanwhile go out in one write, so a burst of a thousand
 //! events is a few writes and a few watch events per node.
 //!
@@ -20,8 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::lease::Fence;
 
-/// The least time between two writes of the record.
-const WRITE_GAP: Duration = Duration::from_secs(1);
+/// The least time between two writes of the record: every node driver
+/// gets each write through its watch.
+const WRITE_GAP: Duration = Duration::from_millis(500);
+/// How long the first change after a quiet time waits for others (the
+/// events of one change burst come in several small batches).
+const GATHER: Duration = Duration::from_millis(100);
 /// Tries of one write that loses a race (409) before it is given up.
 const TRIES: usize = 5;
 
@@ -84,9 +88,9 @@ impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<(Vec<Change>, oneshot::Sender<bool>)>) {
         let mut last: Option<tokio::time::Instant> = None;
         while let Some(first) = rx.recv().await {
-            if let Some(last) = last {
-                tokio::time::sleep_until(last + WRITE_GAP).await;
-            }
+            let gathered = tokio::time::Instant::now() + GATHER;
+            let due = last.map_or(gathered, |last| (last + WRITE_GAP).max(gathered));
+            tokio::time::sleep_until(due).await;
             let mut waiting = vec![first];
             while let Ok(more) = rx.try_recv() {
                 waiting.push(more);

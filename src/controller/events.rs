@@ -41,6 +41,11 @@ const VISIBILITY_SECONDS: i32 = 90;
 /// How long the refreshes of one batch are waited for before its messages
 /// are left to come back.
 const REFRESH_WAIT: Duration = Duration::from_secs(60);
+/// Batches handled at once: the next batch is received while the syncs of
+/// the earlier ones run (a long poll answers as soon as one message is
+/// there, so a burst comes in many small batches; one at a time, each
+/// waited for the syncs of all before it).
+const BATCHES_AT_ONCE: usize = 16;
 
 /// How often each ExternalSecret's sync started and finished, so that a
 /// message is deleted only after a sync that *started after* its event ran
@@ -119,6 +124,11 @@ pub struct Source {
 impl Source {
     /// Polls until the future is dropped (the leader's work ends).
     pub async fn run(self) {
+        let this = Arc::new(self);
+        this.receive().await
+    }
+
+    async fn receive(self: &Arc<Self>) {
         // Which ExternalSecrets read an object is known from the watches
         // only once they have listed: an event read before would find no
         // reader and be deleted.
@@ -127,7 +137,14 @@ impl Source {
         }
         tracing::info!(queue = %self.queue_url, "listening for AWS change events");
         let mut failures: u32 = 0;
+        let at_once = Arc::new(tokio::sync::Semaphore::new(BATCHES_AT_ONCE));
+        let mut batches = tokio::task::JoinSet::new();
         loop {
+            let Ok(permit) = at_once.clone().acquire_owned().await else {
+                return;
+            };
+            // Ended batches leave their results; they go as others arrive.
+            while batches.try_join_next().is_some() {}
             let received = self
                 .sqs
                 .receive_message()
@@ -159,7 +176,13 @@ impl Source {
             if messages.is_empty() {
                 continue;
             }
-            self.batch(messages).await;
+            // The batches end with the leader's work (the set is dropped):
+            // their messages then come back to the next leader.
+            let this = self.clone();
+            batches.spawn(async move {
+                this.batch(messages).await;
+                drop(permit);
+            });
         }
     }
 

@@ -16,9 +16,11 @@ use serde::{Deserialize, Serialize};
 use crate::aws_events::Change;
 use crate::spc::ObjectType;
 
-/// Changes kept: about four minutes of a thousand events a minute, far more
-/// than a watch falls behind by.
-pub const MAX_ENTRIES: usize = 256;
+/// Changes kept: eight minutes' worth at a thousand events an hour, eight
+/// seconds' at a thousand a minute; a watch that falls further behind sees
+/// a gap. Each write goes to every node's watch, so the record stays small
+/// (about 150 bytes an entry).
+pub const MAX_ENTRIES: usize = 128;
 /// Names kept of one change (an event names an object at most three ways).
 pub const MAX_NAMES: usize = 4;
 /// The longest name kept (an SSM parameter ARN is at most about 1,100
