@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the parts that take hostile input (class planning, path rules,
+# Fuzzes the parts that take hostile input (class planning, path rules, AWS
+# change events and the change record,
 # rendering) with cargo-fuzz / libFuzzer, each target for FUZZ_SECONDS
 # (default 20; scripts/test.sh runs this short round, a long run is e.g.
 # FUZZ_SECONDS=600). The stable toolchain is used with RUSTC_BOOTSTRAP=1,
@@ -14,7 +15,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/aws-secrets-csi/fuzz-target}
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build --fuzz-dir . >&2
-for target in plan paths render fanout template files; do
+for target in plan paths render fanout template files changes; do
   mkdir -p "corpus/$target"
   echo "fuzzing $target for ${seconds}s" >&2
   cargo fuzz run --fuzz-dir . "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 \

@@ -4,8 +4,8 @@
 //! (the exact shape EventBridge delivers from CloudTrail and Parameter
 //! Store; moto's CloudTrail makes none) is put on the queue. A duplicate, a
 //! late event of an older version, an event for a secret nobody reads, a
-//! queue that is gone or denied, and a controller that dies with an event
-//! on the queue each do what they must. The second test takes events to a
+//! burst of a thousand events, a queue that is gone or denied, and a
+//! controller that dies with an event on the queue each do what they must. The second test takes events to a
 //! node: the controller records each change in a ConfigMap, a real driver
 //! (its own RBAC) watches it and refreshes the tmpfs volumes that read the
 //! changed secret, one AWS read per identity. Needs root (moto, the control
@@ -341,6 +341,55 @@ spec:
         sample(&scrape(), "aws_events_total{outcome=\"invalid\"}"),
         1.0
     );
+
+    // A burst of a thousand events (EventBridge retries, a rotation storm):
+    // 995 for the secret two ExternalSecrets read, 5 for one nobody reads,
+    // sent ten to a call as fast as moto takes them. They are coalesced: far
+    // fewer reads than events, every message deleted, the value current.
+    put_secret("events/db", "db-burst").await;
+    let calls_before = aws_calls(&scrape());
+    let applied_before = sample(&scrape(), "aws_events_total{outcome=\"applied\"}");
+    let sent = Instant::now();
+    for chunk in 0..100 {
+        let entries: Vec<_> = (0..10)
+            .map(|k| {
+                let name = if chunk % 20 == 0 && k == 0 {
+                    "events/unread"
+                } else {
+                    "events/db"
+                };
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(k.to_string())
+                    .message_body(put_secret_event(name))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        moto.sqs()
+            .send_message_batch()
+            .queue_url(&queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    eventually(Duration::from_secs(30), "the burst's value", || {
+        secret_value(cp, "db", "password") == "db-burst"
+    })
+    .await;
+    queue_empties(&queue).await;
+    let metrics = scrape();
+    let reads = aws_calls(&metrics) - calls_before;
+    let batches = sample(&metrics, "aws_events_total{outcome=\"applied\"}") - applied_before;
+    eprintln!(
+        "a burst of 1,000 events: {batches} refreshes of the secret, {reads} AWS reads, all deleted {:?} after the first was sent",
+        sent.elapsed()
+    );
+    assert!(
+        reads <= batches && reads <= 100.0,
+        "at most a read per batch of ten: {reads} reads, {batches} batches"
+    );
+    assert_eq!(secret_value(cp, "db-again", "password"), "db-burst");
 
     // The leader dies with an event on the queue: the next leader reads it
     // (the message was not deleted), and refreshes.

@@ -64,6 +64,68 @@ fn the_chart_renders_without_a_kube_version() {
 }
 
 #[test]
+fn the_chart_tells_the_nodes_of_aws_events_with_the_rules_of_deploy_and_no_more() {
+    let docs = |extra: &[&str]| -> Vec<serde_json::Value> {
+        serde_saphyr::from_str_multiple(&helm_template_with(extra)).unwrap()
+    };
+    let args = |docs: &[serde_json::Value], kind: &str| -> Vec<String> {
+        let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
+        d["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let role = |docs: &[serde_json::Value], name: &str| -> Option<serde_json::Value> {
+        docs.iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == name)
+            .map(|d| d["rules"].clone())
+    };
+    let deploy_role = |file: &str, name: &str| -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
+        let docs: Vec<serde_json::Value> =
+            serde_saphyr::from_str_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
+        docs.into_iter()
+            .find(|d| d["kind"] == "Role" && d["metadata"]["name"] == name)
+            .unwrap()["rules"]
+            .clone()
+    };
+    let queue = "controller.eventsQueue=https://sqs.us-east-1.amazonaws.com/123456789012/q";
+    let on = docs(&["controller.enabled=true", queue]);
+    assert!(
+        args(&on, "DaemonSet")
+            .contains(&"--changes-configmap=aws-secrets-csi/aws-secrets-csi-changes".to_owned())
+    );
+    let controller = args(&on, "Deployment");
+    assert!(controller.contains(&"--changes-configmap=aws-secrets-csi-changes".to_owned()));
+    assert!(controller.iter().any(|a| a.starts_with("--events-queue=https://sqs.")));
+    // The chart's Roles are deploy/'s, rule for rule (names included).
+    assert_eq!(
+        role(&on, "aws-secrets-csi-changes"),
+        Some(deploy_role("rbac-changes.yaml", "aws-secrets-csi-changes"))
+    );
+    assert_eq!(
+        role(&on, "aws-secrets-csi-controller-lease"),
+        Some(deploy_role(
+            "controller/rbac.yaml",
+            "aws-secrets-csi-controller-lease"
+        ))
+    );
+    // Without a queue: no argument, no Role, no ConfigMap rule.
+    for off in [
+        docs(&["controller.enabled=true"]),
+        docs(&["controller.enabled=false", queue]),
+    ] {
+        assert!(!args(&off, "DaemonSet").iter().any(|a| a.contains("changes")));
+        assert!(role(&off, "aws-secrets-csi-changes").is_none());
+        if let Some(lease) = role(&off, "aws-secrets-csi-controller-lease") {
+            assert!(!lease.to_string().contains("configmaps"), "{lease}");
+        }
+    }
+}
+
+#[test]
 fn the_chart_runs_one_container_per_node_unless_sidecars_are_asked_for() {
     fn daemonset_pod(rendered: &str) -> serde_json::Value {
         let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(rendered).unwrap();

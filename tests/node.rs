@@ -346,6 +346,17 @@ async fn a_real_kubelet_runs_the_driver_from_its_image_and_pods_read_rotate_and_
         ],
     );
 
+    // AWS change events: the controller reads them with its own identity.
+    let queue = moto
+        .sqs()
+        .create_queue()
+        .queue_name("node-test-events")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+
     // helm install, AWS and the API server reached over the host's loopback
     // (the pod uses the host's network: there is no CNI).
     let api_port = cp.server.rsplit(':').next().unwrap();
@@ -372,10 +383,16 @@ controller:
   tolerations:
     - {{key: node.kubernetes.io/not-ready, operator: Exists, effect: NoSchedule}}
   restartOnRotation: {{quiet: 2s, maxWait: 10s, minInterval: 10m}}
+  eventsQueue: "{queue}"
+  env:
+    - {{name: AWS_ACCESS_KEY_ID, value: "{access}"}}
+    - {{name: AWS_SECRET_ACCESS_KEY, value: "{secret}"}}
 "#,
             root = node.kubelet_root.display(),
             state = node.work.join("driver-state").display(),
             aws = moto.endpoint,
+            access = moto.admin_keys().0,
+            secret = moto.admin_keys().1,
         ),
     )
     .unwrap();
@@ -878,6 +895,85 @@ spec:
         "{:?}",
         mounts_under(&node.kubelet_root)
     );
+    // Told by AWS (docs/events.md): a class that refreshes every hour; a
+    // change's event on the queue reaches the container's file through the
+    // controller's change record and the node driver's watch, with the
+    // chart's arguments and RBAC and the credentials held for the pod.
+    moto.create_secret("node/evented", r#"{"password":"ev-1"}"#)
+        .await;
+    cp.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: evented, namespace: shop}}
+spec:
+  provider: aws
+  parameters:
+    refreshInterval: 1h
+    objects: |
+      - objectName: node/evented
+        objectType: secretsmanager
+        jmesPath:
+          - {{path: password, objectAlias: password}}
+---
+{}
+"#,
+            reader_pod("evented", "evented", false)
+        )),
+    );
+    eventually(
+        Duration::from_secs(90),
+        "the evented pod to read its secret",
+        || last_read(&node.log("shop", "evented", "app")).is_some_and(|r| r.starts_with("ev-1 ")),
+    )
+    .await;
+    moto.secrets_manager()
+        .put_secret_value()
+        .secret_id("node/evented")
+        .secret_string(r#"{"password":"ev-2"}"#)
+        .send()
+        .await
+        .unwrap();
+    let event = serde_json::json!({
+        "version": "0",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "region": REGION,
+        "detail": {
+            "eventName": "PutSecretValue",
+            "awsRegion": REGION,
+            "requestParameters": {"secretId": "node/evented"}
+        }
+    });
+    moto.sqs()
+        .send_message()
+        .queue_url(&queue)
+        .message_body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    let took = eventually(
+        Duration::from_secs(30),
+        "the container to read the value the event announced",
+        || last_read(&node.log("shop", "evented", "app")).is_some_and(|r| r.starts_with("ev-2 ")),
+    )
+    .await;
+    eprintln!("an AWS event reached the container's file in {took:?} (the class refreshes hourly)");
+    assert!(
+        driver_log().contains("AWS reported changes: refreshing the volumes that read them"),
+        "{}",
+        driver_log()
+    );
+    cp.kubectl(
+        &[
+            "delete", "pod", "evented", "-n", "shop", "--wait=true", "--timeout=60s",
+        ],
+        None,
+    );
+
     // Kubernetes >= 1.35 can hand the tokens over in the request's secrets
     // instead of the volume context (the API server warns while it is
     // unset): the chart's tokensInSecrets, switched on by helm upgrade.
