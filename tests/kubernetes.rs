@@ -1358,9 +1358,13 @@ spec:
 "#
         )),
     );
-    // The chart with the controller: the API server accepts it, and its
-    // controller RBAC is what the audit log proves below.
-    let rendered = helm_template_with(&["controller.enabled=true"]);
+    // The chart with the controller (and an events queue, whose record
+    // grants deploy/controller/rbac.yaml holds too): the API server accepts
+    // it, and its controller RBAC is what the audit log proves below.
+    let rendered = helm_template_with(&[
+        "controller.enabled=true",
+        "controller.eventsQueue=https://sqs.us-east-1.amazonaws.com/123456789012/q",
+    ]);
     cp.kubectl(&["apply", "--dry-run=server", "-f", "-"], Some(&rendered));
     let docs: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&rendered).unwrap();
     let chart_controller_rules: BTreeSet<_> = docs
