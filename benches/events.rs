@@ -52,9 +52,9 @@ type Seen = std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>>;
 /// `password`, decoded. (A watch, not a list every few milliseconds: a list
 /// of 1,000 Secrets loads the API server the controller writes to.)
 fn watch_secrets(client: &::kube::Client) -> Seen {
+    use ::kube::runtime::{WatchStreamExt, watcher};
     use futures::StreamExt;
     use k8s_openapi::api::core::v1::Secret;
-    use ::kube::runtime::{WatchStreamExt, watcher};
     let seen: Seen = Default::default();
     let api = ::kube::Api::<Secret>::namespaced(client.clone(), NS);
     let into = seen.clone();

@@ -83,7 +83,9 @@ fn the_chart_tells_the_nodes_of_aws_events_with_the_rules_of_deploy_and_no_more(
             .map(|d| d["rules"].clone())
     };
     let deploy_role = |file: &str, name: &str| -> serde_json::Value {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .join(file);
         let docs: Vec<serde_json::Value> =
             serde_saphyr::from_str_multiple(&std::fs::read_to_string(path).unwrap()).unwrap();
         docs.into_iter()
@@ -99,7 +101,11 @@ fn the_chart_tells_the_nodes_of_aws_events_with_the_rules_of_deploy_and_no_more(
     );
     let controller = args(&on, "Deployment");
     assert!(controller.contains(&"--changes-configmap=aws-secrets-csi-changes".to_owned()));
-    assert!(controller.iter().any(|a| a.starts_with("--events-queue=https://sqs.")));
+    assert!(
+        controller
+            .iter()
+            .any(|a| a.starts_with("--events-queue=https://sqs."))
+    );
     // The chart's Roles are deploy/'s, rule for rule (names included).
     assert_eq!(
         role(&on, "aws-secrets-csi-changes"),
@@ -117,7 +123,11 @@ fn the_chart_tells_the_nodes_of_aws_events_with_the_rules_of_deploy_and_no_more(
         docs(&["controller.enabled=true"]),
         docs(&["controller.enabled=false", queue]),
     ] {
-        assert!(!args(&off, "DaemonSet").iter().any(|a| a.contains("changes")));
+        assert!(
+            !args(&off, "DaemonSet")
+                .iter()
+                .any(|a| a.contains("changes"))
+        );
         assert!(role(&off, "aws-secrets-csi-changes").is_none());
         if let Some(lease) = role(&off, "aws-secrets-csi-controller-lease") {
             assert!(!lease.to_string().contains("configmaps"), "{lease}");

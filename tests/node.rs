@@ -385,6 +385,7 @@ controller:
   restartOnRotation: {{quiet: 2s, maxWait: 10s, minInterval: 10m}}
   eventsQueue: "{queue}"
   env:
+    - {{name: AWS_REGION, value: "{REGION}"}}
     - {{name: AWS_ACCESS_KEY_ID, value: "{access}"}}
     - {{name: AWS_SECRET_ACCESS_KEY, value: "{secret}"}}
 "#,
@@ -955,12 +956,29 @@ spec:
         .send()
         .await
         .unwrap();
-    let took = eventually(
-        Duration::from_secs(30),
-        "the container to read the value the event announced",
-        || last_read(&node.log("shop", "evented", "app")).is_some_and(|r| r.starts_with("ev-2 ")),
-    )
-    .await;
+    let sent = std::time::Instant::now();
+    while !last_read(&node.log("shop", "evented", "app")).is_some_and(|r| r.starts_with("ev-2 ")) {
+        if sent.elapsed() > Duration::from_secs(30) {
+            let relevant = |log: String| {
+                log.lines()
+                    .filter(|l| {
+                        l.contains("WARN")
+                            || l.contains("ERROR")
+                            || l.contains("change")
+                            || l.contains("events")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "the container did not read the value the event announced\ncontroller:\n{}\ndriver:\n{}",
+                relevant(node.logs_of("aws-secrets-csi_aws-secrets-csi-controller", "controller")),
+                relevant(driver_log())
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = sent.elapsed();
     eprintln!("an AWS event reached the container's file in {took:?} (the class refreshes hourly)");
     assert!(
         driver_log().contains("AWS reported changes: refreshing the volumes that read them"),
@@ -969,7 +987,13 @@ spec:
     );
     cp.kubectl(
         &[
-            "delete", "pod", "evented", "-n", "shop", "--wait=true", "--timeout=60s",
+            "delete",
+            "pod",
+            "evented",
+            "-n",
+            "shop",
+            "--wait=true",
+            "--timeout=60s",
         ],
         None,
     );

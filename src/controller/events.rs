@@ -161,14 +161,12 @@ impl Source {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let code = e
-                        .as_service_error()
-                        .and_then(aws_sdk_sqs::error::ProvideErrorMetadata::code)
-                        .unwrap_or("unreachable")
-                        .to_owned();
+                    // The code and AWS's message, or what kept the request
+                    // from AWS (never a message body).
+                    let (code, message, _) = crate::aws::describe(&e);
                     self.metrics.aws_event("queue_error");
                     let wait = backoff(failures);
-                    tracing::warn!(queue = %self.queue_url, error = %code, retry_in = ?wait, "cannot read the events queue; ExternalSecrets are still refreshed by polling");
+                    tracing::warn!(queue = %self.queue_url, error = %code, cause = %message, detail = %aws_sdk_sqs::error::DisplayErrorContext(&e), retry_in = ?wait, "cannot read the events queue; ExternalSecrets are still refreshed by polling");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -331,12 +329,8 @@ impl Source {
                 .send()
                 .await
             {
-                let code = e
-                    .as_service_error()
-                    .and_then(aws_sdk_sqs::error::ProvideErrorMetadata::code)
-                    .unwrap_or("unreachable")
-                    .to_owned();
-                tracing::warn!(error = %code, "cannot delete handled events; they come back and cost a refresh");
+                let (code, message, _) = crate::aws::describe(&e);
+                tracing::warn!(error = %code, cause = %message, "cannot delete handled events; they come back and cost a refresh");
             }
         }
     }

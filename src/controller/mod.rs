@@ -418,10 +418,23 @@ async fn control(
         )
     };
     let sdk = crate::commands::aws_config().await;
-    let sqs = args
-        .events_queue
-        .as_ref()
-        .map(|_| aws_sdk_sqs::Client::new(&sdk));
+    // The queue's own region (from its URL), else the controller's.
+    let sqs = match &args.events_queue {
+        Some(url) => {
+            let region = aws_secrets_csi_core::aws_events::queue_region(url)
+                .or_else(|| sdk.region().map(|r| r.to_string()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--events-queue {url}: no region to reach it in: give the queue's https://sqs.REGION.amazonaws.com/ACCOUNT/NAME URL or set AWS_REGION"
+                    )
+                })?;
+            let config = aws_sdk_sqs::config::Builder::from(&sdk)
+                .region(aws_sdk_sqs::config::Region::new(region))
+                .build();
+            Some(aws_sdk_sqs::Client::from_conf(config))
+        }
+        None => None,
+    };
     let watched = (
         es_store.clone(),
         secret_stores.clone(),

@@ -175,6 +175,29 @@ fn parameter_name_of_arn(arn: &str) -> Option<String> {
     (name.len() > 1).then(|| name.to_owned())
 }
 
+/// The region of an SQS queue URL (`https://sqs.REGION.amazonaws.com/...`,
+/// its FIPS and China forms, or the legacy `https://REGION.queue.amazonaws.com/...`);
+/// None for any other address (an emulator, a VPC endpoint).
+pub fn queue_region(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let host = rest.split(['/', ':']).next()?;
+    let labels: Vec<&str> = host.split('.').collect();
+    let region = match labels.as_slice() {
+        ["sqs" | "sqs-fips", region, "amazonaws", "com" | "com.cn"] => *region,
+        ["sqs" | "sqs-fips", region, "amazonaws", "com", "cn"] => *region,
+        [region, "queue", "amazonaws", "com"] => *region,
+        _ => return None,
+    };
+    let valid = !region.is_empty()
+        && region.len() <= 32
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    valid.then(|| region.to_owned())
+}
+
 impl Change {
     /// Whether a reader asking for `key` in `service` and `region` reads
     /// this object: by name, by full ARN, or by a partial ARN (without
@@ -491,5 +514,33 @@ mod tests {
             "- objectName: prod/db\n  objectType: secretsmanager\n",
         );
         assert!(put.is_read_by_plan(&failover));
+    }
+
+    #[test]
+    fn a_queue_url_names_its_region() {
+        for (url, region) in [
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+                Some("us-east-1"),
+            ),
+            (
+                "https://sqs-fips.us-gov-west-1.amazonaws.com/1/q",
+                Some("us-gov-west-1"),
+            ),
+            (
+                "https://sqs.cn-north-1.amazonaws.com.cn/1/q",
+                Some("cn-north-1"),
+            ),
+            (
+                "https://eu-west-1.queue.amazonaws.com/1/q",
+                Some("eu-west-1"),
+            ),
+            ("http://127.0.0.1:4566/123456789012/q", None),
+            ("https://vpce-1.sqs.us-east-1.vpce.amazonaws.com/1/q", None),
+            ("https://sqs.US_EAST.amazonaws.com/1/q", None),
+            ("sqs.us-east-1.amazonaws.com/1/q", None),
+        ] {
+            assert_eq!(queue_region(url).as_deref(), region, "{url}");
+        }
     }
 }
