@@ -31,19 +31,7 @@ const NS: &str = "bench-events";
 const CLASS: &str = "bench-events";
 
 fn event(name: &str) -> String {
-    serde_json::json!({
-        "version": "0",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "region": REGION,
-        "detail": {
-            "eventName": "PutSecretValue",
-            "awsRegion": REGION,
-            "requestParameters": {"secretId": name}
-        }
-    })
-    .to_string()
+    put_secret_value_event(name)
 }
 
 type Seen = std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>>;
@@ -114,15 +102,7 @@ async fn run(full: bool, secret_count: usize, per_secret: usize, rounds: usize, 
     let cp = control_plane();
     install_controller(cp, NS);
     let moto = moto();
-    let queue = moto
-        .sqs()
-        .create_queue()
-        .queue_name("bench-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = moto.create_queue("bench-events").await;
     for i in 0..secret_count {
         moto.create_secret(&format!("bench/s{i}"), "v0").await;
     }
@@ -225,27 +205,11 @@ async fn run(full: bool, secret_count: usize, per_secret: usize, rounds: usize, 
         // Ten to a call, the calls at once (EventBridge delivers a burst
         // in parallel); timed from the first event on the queue.
         let sent = Instant::now();
-        let sends = chosen.chunks(10).enumerate().map(|(c, chunk)| {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, i)| {
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(format!("{c}-{k}"))
-                        .message_body(event(&format!("bench/s{i}")))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            moto.sqs()
-                .send_message_batch()
-                .queue_url(&queue)
-                .set_entries(Some(entries))
-                .send()
-        });
-        for r in futures::future::join_all(sends).await {
-            r.unwrap();
-        }
+        let bodies: Vec<String> = chosen
+            .iter()
+            .map(|i| event(&format!("bench/s{i}")))
+            .collect();
+        send_messages(&queue, &bodies).await;
         // Per changed secret: when all its Secrets held the new value, and
         // when all the files that mount it did.
         let mut waiting: BTreeMap<usize, ()> = chosen.iter().map(|&i| (i, ())).collect();
@@ -383,20 +347,8 @@ struct Mounted {
 
 impl Mounted {
     async fn start(cp: &ControlPlane, pods: usize, classes: usize, per_class: usize) -> Self {
+        install_spc_crds(cp);
         let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-        cp.kubectl(
-            &["apply", "-f", deploy.join("crds").to_str().unwrap()],
-            None,
-        );
-        cp.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
-                "--timeout=30s",
-            ],
-            None,
-        );
         for file in ["rbac.yaml", "rbac-changes.yaml"] {
             cp.kubectl(&["apply", "-f", deploy.join(file).to_str().unwrap()], None);
         }
@@ -453,22 +405,7 @@ impl Mounted {
                             .map(|k| {
                                 let name = format!("p{k}");
                                 let uid = uids[&name].clone();
-                                let token = cp.token(
-                                    NODE_NS,
-                                    "reader",
-                                    &[
-                                        "--audience",
-                                        "sts.amazonaws.com",
-                                        "--bound-object-kind",
-                                        "Pod",
-                                        "--bound-object-name",
-                                        &name,
-                                        "--bound-object-uid",
-                                        &uid,
-                                        "--duration",
-                                        "1h",
-                                    ],
-                                );
+                                let token = pod_token(cp, NODE_NS, &name, &uid, "reader");
                                 let c = k % classes;
                                 (
                                     PodSpec {

@@ -23,24 +23,7 @@ const NS: &str = "aws-events";
 const CLASS: &str = "aws-events";
 
 fn put_secret_event(name: &str) -> String {
-    serde_json::json!({
-        "version": "0",
-        "id": format!("evt-{name}"),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "time": "2026-12-07T20:00:00Z",
-        "region": REGION,
-        "resources": [],
-        "detail": {
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": "PutSecretValue",
-            "awsRegion": REGION,
-            "requestParameters": {"secretId": name},
-            "responseElements": null
-        }
-    })
-    .to_string()
+    put_secret_value_event(name)
 }
 
 fn parameter_event(name: &str) -> String {
@@ -100,11 +83,16 @@ async fn on_queue(queue: &str) -> u64 {
 
 /// Waits until every message of the queue is deleted.
 async fn queue_empties(queue: &str) {
+    queue_empties_within(queue, Duration::from_secs(30)).await
+}
+
+async fn queue_empties_within(queue: &str, limit: Duration) {
     let started = Instant::now();
     while on_queue(queue).await > 0 {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the handled messages were not deleted"
+            started.elapsed() < limit,
+            "the handled messages were not deleted within {limit:?}: {} left",
+            on_queue(queue).await
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -158,15 +146,7 @@ async fn aws_change_events_refresh_the_external_secrets_that_read_them() {
     moto.create_secret("events/db", "db-v1").await;
     moto.create_secret("events/unread", "u-v1").await;
     moto.put_parameter("/events/key", "key-v1").await;
-    let queue = moto
-        .sqs()
-        .create_queue()
-        .queue_name("aws-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = moto.create_queue("aws-events").await;
 
     let manifests = format!(
         r#"apiVersion: v1
@@ -350,34 +330,26 @@ spec:
     let calls_before = aws_calls(&scrape());
     let applied_before = sample(&scrape(), "aws_events_total{outcome=\"applied\"}");
     let sent = Instant::now();
-    for chunk in 0..100 {
-        let entries: Vec<_> = (0..10)
-            .map(|k| {
-                let name = if chunk % 20 == 0 && k == 0 {
-                    "events/unread"
-                } else {
-                    "events/db"
-                };
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(k.to_string())
-                    .message_body(put_secret_event(name))
-                    .build()
-                    .unwrap()
+    let bodies: Vec<String> = (0..1000)
+        .map(|n| {
+            put_secret_event(if n % 200 == 0 {
+                "events/unread"
+            } else {
+                "events/db"
             })
-            .collect();
-        moto.sqs()
-            .send_message_batch()
-            .queue_url(&queue)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .unwrap();
+        })
+        .collect();
+    // A hundred calls of ten, ten calls at a time.
+    for burst in bodies.chunks(100) {
+        send_messages(&queue, burst).await;
     }
     eventually(Duration::from_secs(30), "the burst's value", || {
         secret_value(cp, "db", "password") == "db-burst"
     })
     .await;
-    queue_empties(&queue).await;
+    // (moto scans its whole queue at each receive: a thousand messages
+    // waiting drain at about twenty a second there.)
+    queue_empties_within(&queue, Duration::from_secs(180)).await;
     let metrics = scrape();
     let reads = aws_calls(&metrics) - calls_before;
     let batches = sample(&metrics, "aws_events_total{outcome=\"applied\"}") - applied_before;
@@ -501,22 +473,7 @@ fn bound_pod(cp: &ControlPlane, name: &str, service_account: &str) -> PodSpec {
         ],
         None,
     );
-    let token = cp.token(
-        NODE_NS,
-        service_account,
-        &[
-            "--audience",
-            "sts.amazonaws.com",
-            "--bound-object-kind",
-            "Pod",
-            "--bound-object-name",
-            name,
-            "--bound-object-uid",
-            &uid,
-            "--duration",
-            "1h",
-        ],
-    );
+    let token = pod_token(cp, NODE_NS, name, &uid, service_account);
     PodSpec {
         namespace: NODE_NS.into(),
         name: name.into(),
@@ -554,20 +511,8 @@ async fn aws_change_events_reach_the_volumes_mounted_on_a_node() {
     require_root();
     let cp = control_plane();
     install_controller(cp, NODE_NS);
+    install_spc_crds(cp);
     let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    cp.kubectl(
-        &["apply", "-f", deploy.join("crds").to_str().unwrap()],
-        None,
-    );
-    cp.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
-            "--timeout=30s",
-        ],
-        None,
-    );
     for file in ["rbac.yaml", "rbac-changes.yaml"] {
         cp.kubectl(&["apply", "-f", deploy.join(file).to_str().unwrap()], None);
     }
@@ -583,15 +528,7 @@ async fn aws_change_events_reach_the_volumes_mounted_on_a_node() {
     moto.create_secret("nodes/db", "db-v1").await;
     moto.create_secret("nodes/quiet", "quiet-v1").await;
     moto.create_secret("nodes/unread", "u-v1").await;
-    let queue = moto
-        .sqs()
-        .create_queue()
-        .queue_name("node-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = moto.create_queue("node-events").await;
     let pod = |name: &str, sa: &str| {
         format!(
             "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NODE_NS}}}\nspec:\n  serviceAccountName: {sa}\n  nodeName: test-node\n  containers: [{{name: app, image: example.invalid/app}}]\n"
@@ -640,16 +577,18 @@ spec:
     let driver_kubeconfig = dir.path().join("driver.kubeconfig");
     cp.kubeconfig_with_token(&driver_kubeconfig, &cp.server, token.trim());
     let tdir = TestDir::new();
-    let mut driver = Driver::start_with(
-        tdir.path(),
-        &driver_kubeconfig,
-        &[],
-        &[
-            "--changes-configmap",
-            "aws-secrets-csi/aws-secrets-csi-changes",
-        ],
-    )
-    .await;
+    let start_driver = || {
+        Driver::start_with(
+            tdir.path(),
+            &driver_kubeconfig,
+            &[],
+            &[
+                "--changes-configmap",
+                "aws-secrets-csi/aws-secrets-csi-changes",
+            ],
+        )
+    };
+    let mut driver = start_driver().await;
     let kubeconfig = controller_kubeconfig(cp, dir.path());
     let (access, secret) = moto.admin_keys();
     let _controller = ControllerProcess::start_with_env(
@@ -787,16 +726,7 @@ spec:
     // republish fetches, with its pod's fresh token.
     drop(node);
     driver.kill();
-    let driver = Driver::start_with(
-        tdir.path(),
-        &driver_kubeconfig,
-        &[],
-        &[
-            "--changes-configmap",
-            "aws-secrets-csi/aws-secrets-csi-changes",
-        ],
-    )
-    .await;
+    let driver = start_driver().await;
     let mut node = driver.node().await;
     for p in &pods {
         node.node_publish_volume(publish_request(&tdir.target(&p.uid), "db", p))

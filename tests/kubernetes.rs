@@ -18,23 +18,8 @@ use common::control_plane::*;
 use common::controller::*;
 use common::*;
 
-/// The CRDs of deploy/crds, applied once per test binary (the tests of this
-/// file share one API server and run at once).
 fn install_crds(cp: &ControlPlane) {
-    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| {
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/");
-        cp.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
-        cp.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
-                "--timeout=30s",
-            ],
-            None,
-        );
-    });
+    install_spc_crds(cp);
 }
 
 /// The chart rendered with Secret sync on, in the driver's namespace.
@@ -289,22 +274,7 @@ fn bound_pod_in(cp: &ControlPlane, namespace: &str, name: &str, service_account:
         ],
         None,
     );
-    let token = cp.token(
-        namespace,
-        service_account,
-        &[
-            "--audience",
-            "sts.amazonaws.com",
-            "--bound-object-kind",
-            "Pod",
-            "--bound-object-name",
-            name,
-            "--bound-object-uid",
-            &uid,
-            "--duration",
-            "1h",
-        ],
-    );
+    let token = pod_token(cp, namespace, name, &uid, service_account);
     assert_eq!(token.trim().split('.').count(), 3, "a real JWT");
     PodSpec {
         namespace: namespace.into(),

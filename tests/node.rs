@@ -347,15 +347,7 @@ async fn a_real_kubelet_runs_the_driver_from_its_image_and_pods_read_rotate_and_
     );
 
     // AWS change events: the controller reads them with its own identity.
-    let queue = moto
-        .sqs()
-        .create_queue()
-        .queue_name("node-test-events")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue = moto.create_queue("node-test-events").await;
 
     // helm install, AWS and the API server reached over the host's loopback
     // (the pod uses the host's network: there is no CNI).
@@ -937,22 +929,11 @@ spec:
         .send()
         .await
         .unwrap();
-    let event = serde_json::json!({
-        "version": "0",
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": "123456789012",
-        "region": REGION,
-        "detail": {
-            "eventName": "PutSecretValue",
-            "awsRegion": REGION,
-            "requestParameters": {"secretId": "node/evented"}
-        }
-    });
+    let event = put_secret_value_event("node/evented");
     moto.sqs()
         .send_message()
         .queue_url(&queue)
-        .message_body(event.to_string())
+        .message_body(event)
         .send()
         .await
         .unwrap();

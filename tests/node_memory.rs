@@ -127,17 +127,7 @@ async fn tenants_objects_without_pods_do_not_grow_the_drivers_memory() {
     use common::control_plane::*;
     require_root();
     let cp = control_plane();
-    let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/");
-    cp.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
-    cp.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
-            "--timeout=30s",
-        ],
-        None,
-    );
+    install_spc_crds(cp);
     cp.kubectl(&["create", "namespace", "m9"], None);
     let dir = TestDir::new();
     let settle = || tokio::time::sleep(std::time::Duration::from_secs(4));

@@ -277,3 +277,49 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> 
     }
     started.elapsed()
 }
+
+/// The CRDs of deploy/crds (SecretProviderClass and its pod status),
+/// applied once per test binary (its tests share one API server).
+pub fn install_spc_crds(cp: &ControlPlane) {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/crds/");
+        cp.kubectl(&["apply", "-f", crds.to_str().unwrap()], None);
+        cp.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/secretproviderclasses.secrets-store.csi.x-k8s.io",
+                "--timeout=30s",
+            ],
+            None,
+        );
+    });
+}
+
+/// The `sts.amazonaws.com` token kubelet would get for pod `name` (uid
+/// `uid`) of `service_account`, bound to the pod, valid an hour.
+pub fn pod_token(
+    cp: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    service_account: &str,
+) -> String {
+    cp.token(
+        namespace,
+        service_account,
+        &[
+            "--audience",
+            "sts.amazonaws.com",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            name,
+            "--bound-object-uid",
+            uid,
+            "--duration",
+            "1h",
+        ],
+    )
+}

@@ -183,6 +183,18 @@ impl Moto {
     }
 
     /// A new current version of a secret.
+    /// A new SQS queue; its URL.
+    pub async fn create_queue(&self, name: &str) -> String {
+        self.sqs()
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap()
+    }
+
     pub async fn put_secret(&self, name: &str, value: &str) {
         self.secrets_manager()
             .put_secret_value()
@@ -751,4 +763,54 @@ pub fn upstream_driver(
         .arg(format!("--metrics-addr=127.0.0.1:{}", free_port()))
         .env("KUBECONFIG", kubeconfig);
     cmd
+}
+
+/// A Secrets Manager `PutSecretValue` of secret `name` as EventBridge
+/// delivers it from CloudTrail (the fields the controller reads).
+pub fn put_secret_value_event(name: &str) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("evt-{name}"),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": "123456789012",
+        "time": "2026-12-07T20:00:00Z",
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": "PutSecretValue",
+            "awsRegion": REGION,
+            "requestParameters": {"secretId": name},
+            "responseElements": null
+        }
+    })
+    .to_string()
+}
+
+/// Puts `bodies` on `queue`, ten to a call (SQS's most), the calls at once
+/// (as EventBridge delivers a burst).
+pub async fn send_messages(queue: &str, bodies: &[String]) {
+    let sends = bodies.chunks(10).enumerate().map(|(c, chunk)| {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(k, body)| {
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("{c}-{k}"))
+                    .message_body(body)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        moto()
+            .sqs()
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+    });
+    for r in futures::future::join_all(sends).await {
+        r.unwrap();
+    }
 }
