@@ -11,11 +11,12 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use aws_secrets_csi_core::aws_events::Change;
 use aws_secrets_csi_core::change_log::{ChangeLog, DATA_KEY};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ObjectMeta, PostParams};
-use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::lease::Fence;
@@ -119,7 +120,9 @@ impl Writer {
     /// Appends `changes` to the record (made if missing); the next sequence
     /// number once written.
     async fn write(&self, changes: &[Change]) -> Result<u64, WriteError> {
-        let now = crate::publish::now_ms();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         for _ in 0..TRIES {
             self.fence.check()?;
             let current = self.api.get_opt(&self.name).await?;

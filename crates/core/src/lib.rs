@@ -14,6 +14,7 @@ pub mod names;
 pub mod render;
 pub mod restart;
 pub mod secret;
+pub mod shard;
 pub mod spc;
 pub mod target_secret;
 pub mod template;
