@@ -6,6 +6,12 @@
 //! namespace's sync by one slot's turn, not by its whole queue. A namespace
 //! alone uses up to `per_namespace` slots at once: its syncs of one store
 //! then gather into few AWS batches.
+//!
+//! Syncs of new or changed ExternalSecrets are urgent: in their namespace
+//! they go before its periodic refreshes, and a namespace with an urgent
+//! sync waiting gets the next freed slot before namespaces with only
+//! refreshes waiting (External Secrets Operator's users see new
+//! ExternalSecrets wait behind thousands of refreshes).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -22,9 +28,28 @@ struct State {
     /// Slots held per namespace (entries removed at zero).
     running: HashMap<String, usize>,
     /// Waiters per namespace, in the order they asked.
-    waiting: HashMap<String, VecDeque<oneshot::Sender<Slot>>>,
+    waiting: HashMap<String, Waiting>,
     /// Namespaces with waiters, in turn.
     turn: VecDeque<String>,
+}
+
+/// One namespace's waiters: urgent ones first.
+#[derive(Default)]
+struct Waiting {
+    urgent: VecDeque<oneshot::Sender<Slot>>,
+    periodic: VecDeque<oneshot::Sender<Slot>>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.urgent.is_empty() && self.periodic.is_empty()
+    }
+
+    fn pop(&mut self) -> Option<oneshot::Sender<Slot>> {
+        self.urgent
+            .pop_front()
+            .or_else(|| self.periodic.pop_front())
+    }
 }
 
 /// A running sync's slot; released (and handed on) when dropped.
@@ -49,15 +74,19 @@ impl Slots {
         }
     }
 
-    /// A slot for a sync of `namespace`: at once when one is free and the
-    /// namespace is under its share with no one of it waiting, else when
-    /// its turn comes.
-    pub async fn take(&self, namespace: &str) -> Slot {
+    /// A slot for a sync of `namespace` (`urgent`: of a new or changed
+    /// ExternalSecret): at once when one is free and the namespace is under
+    /// its share with no one of it waiting ahead, else when its turn comes.
+    pub async fn take(&self, namespace: &str, urgent: bool) -> Slot {
         let receiver = {
             let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let s = &mut *guard;
             let running = s.running.get(namespace).copied().unwrap_or(0);
-            if s.free > 0 && running < s.per_namespace && !s.waiting.contains_key(namespace) {
+            let ahead = s.waiting.get(namespace).is_some_and(|w| match urgent {
+                true => !w.urgent.is_empty(),
+                false => !w.is_empty(),
+            });
+            if s.free > 0 && running < s.per_namespace && !ahead {
                 s.free -= 1;
                 *s.running.entry(namespace.to_owned()).or_default() += 1;
                 return Slot {
@@ -68,13 +97,14 @@ impl Slots {
             }
             let (tx, rx) = oneshot::channel();
             let queue = s.waiting.entry(namespace.to_owned()).or_default();
-            if queue.is_empty() {
+            let first = queue.is_empty();
+            match urgent {
+                true => queue.urgent.push_back(tx),
+                false => queue.periodic.push_back(tx),
+            }
+            if first {
                 s.turn.push_back(namespace.to_owned());
             }
-            s.waiting
-                .get_mut(namespace)
-                .expect("just inserted")
-                .push_back(tx);
             rx
         };
         receiver.await.expect("a waiter is only dropped by itself")
@@ -83,8 +113,15 @@ impl Slots {
 
 impl State {
     /// Hands a freed slot to the next namespace in turn that is under its
-    /// share, else keeps it free.
+    /// share (those with an urgent sync waiting first), else keeps it free.
     fn hand_on(&mut self, state: &Arc<Mutex<State>>) {
+        self.hand_on_pass(state, true);
+        self.hand_on_pass(state, false);
+    }
+
+    /// One round of the turn; `urgent_only` serves only namespaces with an
+    /// urgent waiter.
+    fn hand_on_pass(&mut self, state: &Arc<Mutex<State>>, urgent_only: bool) {
         let mut passes = self.turn.len();
         while passes > 0 && self.free > 0 {
             passes -= 1;
@@ -92,13 +129,14 @@ impl State {
                 break;
             };
             let running = self.running.get(&namespace).copied().unwrap_or(0);
-            if running >= self.per_namespace {
-                // Its share is taken: its turn waits for one of its own.
+            let queue = self.waiting.get_mut(&namespace).expect("in turn");
+            if running >= self.per_namespace || (urgent_only && queue.urgent.is_empty()) {
+                // Its share is taken (its turn waits for one of its own),
+                // or nothing of it is urgent in this round.
                 self.turn.push_back(namespace);
                 continue;
             }
-            let queue = self.waiting.get_mut(&namespace).expect("in turn");
-            while let Some(tx) = queue.pop_front() {
+            while let Some(tx) = queue.pop() {
                 // Armed before it travels: if its waiter is dropped with it
                 // still in the channel, its drop hands it on again.
                 let slot = Slot {
@@ -154,7 +192,7 @@ mod tests {
     use std::time::Duration;
 
     async fn within_a_second(slots: &Slots, namespace: &str) -> Option<Slot> {
-        tokio::time::timeout(Duration::from_secs(1), slots.take(namespace))
+        tokio::time::timeout(Duration::from_secs(1), slots.take(namespace, false))
             .await
             .ok()
     }
@@ -167,7 +205,7 @@ mod tests {
         for _ in 0..100 {
             let slots = slots.clone();
             held.push(tokio::spawn(async move {
-                let _slot = slots.take("noisy").await;
+                let _slot = slots.take("noisy", false).await;
                 std::future::pending::<()>().await;
             }));
         }
@@ -184,15 +222,15 @@ mod tests {
     #[tokio::test]
     async fn a_freed_slot_goes_to_the_namespaces_in_turn() {
         let slots = Arc::new(Slots::new(2, 2));
-        let first = slots.take("noisy").await;
-        let second = slots.take("noisy").await;
+        let first = slots.take("noisy", false).await;
+        let second = slots.take("noisy", false).await;
         // 50 more of the noisy namespace queue before the quiet one asks.
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut waiters = Vec::new();
         for i in 0..50 {
             let (slots, order) = (slots.clone(), order.clone());
             waiters.push(tokio::spawn(async move {
-                let _slot = slots.take("noisy").await;
+                let _slot = slots.take("noisy", false).await;
                 order.lock().unwrap().push(format!("noisy-{i}"));
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }));
@@ -200,7 +238,7 @@ mod tests {
         }
         let (s, o) = (slots.clone(), order.clone());
         let quiet = tokio::spawn(async move {
-            let _slot = s.take("quiet").await;
+            let _slot = s.take("quiet", false).await;
             o.lock().unwrap().push("quiet".into());
         });
         tokio::task::yield_now().await;
@@ -235,14 +273,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_external_secret_goes_before_a_thousand_refreshes() {
+        let slots = Arc::new(Slots::new(2, 2));
+        let held = [
+            slots.take("big", false).await,
+            slots.take("big", false).await,
+        ];
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        // A thousand periodic refreshes of one namespace and ten of another
+        // queue first; then a new ExternalSecret of each, and of a third.
+        for (ns, n) in [("big", 1000), ("small", 10)] {
+            for i in 0..n {
+                let (slots, order) = (slots.clone(), order.clone());
+                waiters.push(tokio::spawn(async move {
+                    let _slot = slots.take(ns, false).await;
+                    order.lock().unwrap().push(format!("{ns}-refresh-{i}"));
+                }));
+            }
+        }
+        tokio::task::yield_now().await;
+        for ns in ["big", "small", "third"] {
+            let (slots, order) = (slots.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let _slot = slots.take(ns, true).await;
+                order.lock().unwrap().push(format!("{ns}-new"));
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        for w in waiters {
+            w.await.unwrap();
+        }
+        let order = order.lock().unwrap();
+        assert_eq!(order.len(), 1013, "every waiter ran");
+        for ns in ["big", "small", "third"] {
+            let at = order
+                .iter()
+                .position(|o| *o == format!("{ns}-new"))
+                .unwrap();
+            assert!(
+                at < 3,
+                "{ns}'s new ExternalSecret ran {at}th: {:?}",
+                &order[..6]
+            );
+        }
+        // The refreshes kept their order within a namespace.
+        let big: Vec<&String> = order
+            .iter()
+            .filter(|o| o.starts_with("big-refresh"))
+            .collect();
+        assert_eq!(big.first().map(|s| s.as_str()), Some("big-refresh-0"));
+        assert_eq!(big.last().map(|s| s.as_str()), Some("big-refresh-999"));
+    }
+
+    #[tokio::test]
     async fn a_waiter_that_gives_up_passes_its_turn_on() {
         let slots = Arc::new(Slots::new(1, 1));
-        let running = slots.take("a").await;
+        let running = slots.take("a", false).await;
         // Gives up while waiting (its sync is cancelled).
-        let gone = tokio::time::timeout(Duration::from_millis(10), slots.take("b")).await;
+        let gone = tokio::time::timeout(Duration::from_millis(10), slots.take("b", false)).await;
         assert!(gone.is_err());
         let s = slots.clone();
-        let next = tokio::spawn(async move { s.take("c").await });
+        let next = tokio::spawn(async move { s.take("c", false).await });
         tokio::task::yield_now().await;
         drop(running);
         let c = tokio::time::timeout(Duration::from_secs(1), next).await;

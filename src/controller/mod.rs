@@ -683,7 +683,9 @@ async fn control(
                     let name = es.name_any();
                     let id = format!("{namespace}/{name}");
                     let sync_started = syncs.start(&id);
-                    let slot = slots.take(&namespace).await;
+                    // New and changed ExternalSecrets before refreshes.
+                    let urgent = syncer.is_new_or_changed(&es.object);
+                    let slot = slots.take(&namespace, urgent).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
                     let started = std::time::Instant::now();
                     let result = syncer.sync(&es, slot).await;

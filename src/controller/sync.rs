@@ -621,6 +621,13 @@ impl Syncer {
         })
     }
 
+    /// Whether the ExternalSecret was never synced, or changed (spec,
+    /// labels, annotations such as `force-sync`) since its last sync: its
+    /// sync goes before periodic refreshes.
+    pub fn is_new_or_changed(&self, es: &DynamicObject) -> bool {
+        self.synced_version(es).as_deref() != Some(version_of(es).as_str())
+    }
+
     /// The version of the ExternalSecret last synced: its status's, or the
     /// one this controller wrote and the watch has not brought back yet.
     fn synced_version(&self, es: &DynamicObject) -> Option<String> {
