@@ -326,16 +326,35 @@ async fn the_dashboard_and_alerts_name_only_metrics_the_product_exposes() {
     })
     .await;
 
-    let (node, controller) = (exposed(&node), exposed(&controller));
-    let mut missing = Vec::new();
-    for (place, expr) in queries.iter().chain(&rules) {
-        let names = metric_names(expr);
-        assert!(!names.is_empty(), "{place}: no metric in {expr:?}");
-        for name in names {
-            if !node.contains(&name) && !controller.contains(&name) {
-                missing.push(format!("{place}: {name} (in {expr:?})"));
+    let missing_in = |node: &BTreeSet<String>, controller: &BTreeSet<String>| {
+        let mut missing = Vec::new();
+        for (place, expr) in queries.iter().chain(&rules) {
+            let names = metric_names(expr);
+            assert!(!names.is_empty(), "{place}: no metric in {expr:?}");
+            for name in names {
+                if !node.contains(&name) && !controller.contains(&name) {
+                    missing.push(format!("{place}: {name} (in {expr:?})"));
+                }
             }
         }
+        missing
+    };
+    let (mut node, mut controller) = (exposed(&node), exposed(&controller));
+    let mut missing = missing_in(&node, &controller);
+    // A scrape is taken again before a name is called missing (a CI run
+    // once found one family in neither scrape, and never since).
+    for _ in 0..5 {
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        node = exposed(&w.driver.metrics().await);
+        controller = exposed(
+            &http_get(metrics_port, "/metrics")
+                .map(|(_, body)| body)
+                .unwrap_or_default(),
+        );
+        missing = missing_in(&node, &controller);
     }
     assert!(
         missing.is_empty(),
