@@ -255,6 +255,7 @@ impl Source {
                 "AWS reported a change: refreshing the ExternalSecrets that read it"
             );
             for es in readers {
+                self.syncer.refresh_now(&es.object);
                 let id = format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any());
                 let before = self.syncs.started(&id);
                 if asked.insert(id.clone()) {

@@ -71,6 +71,11 @@ impl Fence {
         *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
     }
 
+    /// No more writes: this replica is handing the Lease over.
+    fn close(&self) {
+        *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// Ok while the Lease is surely still ours.
     pub fn check(&self) -> Result<(), Fenced> {
         match *self.renewed.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -157,6 +162,34 @@ impl Elector {
                     }
                     tracing::warn!(error = %e, "cannot renew the lease; retrying");
                 }
+            }
+        }
+    }
+
+    /// At shutdown (a rollout, a drained node): the fence closes, then the
+    /// Lease is given up (no holder), so that another replica takes it at
+    /// its next try instead of waiting out the Lease. Best effort: if it
+    /// fails, the Lease expires as it would have.
+    pub async fn release(&self) {
+        self.fence.close();
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.config.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => tracing::info!("Lease released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the Lease; it expires by itself")
             }
         }
     }

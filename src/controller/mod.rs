@@ -646,6 +646,7 @@ async fn control(
         let (a, b, c) = watched;
         let es_store_for_syncs = es_store.clone();
         let syncs_for_prune = syncs.clone();
+        let syncer_for_prune = syncer.clone();
         let es_metrics = es_metrics.clone();
         async move {
             let _ = futures::future::join3(
@@ -666,6 +667,11 @@ async fn control(
                     .map(|es| format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any()))
                     .collect();
                 syncs_for_prune.retain(|id| ids.contains(id));
+                let uids: std::collections::HashSet<&str> = held
+                    .iter()
+                    .filter_map(|es| es.object.metadata.uid.as_deref())
+                    .collect();
+                syncer_for_prune.retain_ticks(|uid| uids.contains(uid));
             }
         }
     };
@@ -747,7 +753,10 @@ async fn control(
             // Another replica leads now: stop, and start again as a follower.
             Err(anyhow::anyhow!("{lost}; stopping so that one replica syncs"))
         }
-        _ = shutdown() => Ok(()),
+        _ = shutdown() => {
+            elector.release().await;
+            Ok(())
+        }
     }
 }
 

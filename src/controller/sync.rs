@@ -84,6 +84,9 @@ pub(crate) struct Resolved {
     pub(crate) store: Store,
     /// `namespace/name`, or the name of a ClusterSecretStore.
     pub(crate) store_id: String,
+    /// A digest of the store's spec: a changed store (other credentials,
+    /// region) is refreshed through at once, not at its next tick.
+    pub(crate) spec_digest: u64,
 }
 
 /// The flood gate: Some(the Ready condition's message) when a store's
@@ -176,6 +179,20 @@ pub struct Syncer {
     /// Orphan Secret was written again).
     /// Kept for [`WATCH_LAG`] at most.
     written_versions: Mutex<HashMap<String, (String, Instant)>>,
+    /// When each periodically refreshed ExternalSecret (by UID) reads AWS
+    /// next: its store's next tick. One this process has not seen yet (a
+    /// restart, a failover) waits for that tick instead of reading at once,
+    /// so a new leader does not refresh ten thousand together; the status
+    /// keeps no refresh time for it (not written on an unchanged refresh).
+    ticks: Mutex<HashMap<String, Tick>>,
+}
+
+/// The next periodic read of an ExternalSecret, and the digest of the
+/// stores it read through last.
+#[derive(Clone, Copy)]
+struct Tick {
+    at: std::time::SystemTime,
+    stores: u64,
 }
 
 type Labels = BTreeMap<String, String>;
@@ -220,7 +237,73 @@ impl Syncer {
             roles: Mutex::default(),
             namespaces: Mutex::default(),
             written_versions: Mutex::default(),
+            ticks: Mutex::default(),
         }
+    }
+
+    /// The next sync of this ExternalSecret reads AWS whatever its tick
+    /// (AWS reported a change of an object it reads).
+    pub fn refresh_now(&self, es: &DynamicObject) {
+        if let Some(uid) = es.metadata.uid.as_deref() {
+            self.ticks_mut()
+                .entry(uid.to_owned())
+                .or_insert(Tick {
+                    at: std::time::SystemTime::UNIX_EPOCH,
+                    stores: 0,
+                })
+                .at = std::time::SystemTime::UNIX_EPOCH;
+        }
+    }
+
+    /// Forgets the ticks of ExternalSecrets no longer held.
+    pub fn retain_ticks(&self, held: impl Fn(&str) -> bool) {
+        self.ticks_mut().retain(|uid, _| held(uid));
+    }
+
+    fn ticks_mut(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tick>> {
+        self.ticks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a periodic refresh of an unchanged ExternalSecret is due
+    /// now; if not, how long until it is. The first look of this process
+    /// schedules it at the store's next tick; a store changed since the
+    /// last read makes it due.
+    fn tick_due(
+        &self,
+        uid: &str,
+        interval: Duration,
+        store_id: &str,
+        stores: u64,
+    ) -> Result<(), Duration> {
+        let now = std::time::SystemTime::now();
+        let mut ticks = self.ticks_mut();
+        let tick = *ticks.entry(uid.to_owned()).or_insert_with(|| Tick {
+            at: now + until_next_tick(interval, store_id, now),
+            stores,
+        });
+        if tick.stores != stores {
+            return Ok(());
+        }
+        let at = tick.at;
+        // A requeue may wake a little early (timers, a wait for a slot
+        // counts the other way): within a second (or a tenth of the
+        // interval) of its tick is the tick.
+        let early = (interval / 10).min(Duration::from_secs(1));
+        match at.duration_since(now + early) {
+            Ok(wait) if !wait.is_zero() => Err(wait + early),
+            _ => Ok(()),
+        }
+    }
+
+    /// A refresh read AWS: the next is at the store's next tick.
+    fn refreshed(&self, uid: &str, next: Duration, stores: u64) {
+        self.ticks_mut().insert(
+            uid.to_owned(),
+            Tick {
+                at: std::time::SystemTime::now() + next,
+                stores,
+            },
+        );
     }
 
     /// The field manager of one ExternalSecret's writes: each owns the keys
@@ -448,7 +531,12 @@ impl Syncer {
         };
         let es_id = format!("{ns}/{name}");
         let store_ref = external::store_ref(&spec).map_err(spec_error("ExternalSecret", &es_id))?;
-        let Some(Resolved { store, store_id }) = self.resolve_store(&ns, &store_ref).await? else {
+        let Some(Resolved {
+            store,
+            store_id,
+            spec_digest,
+        }) = self.resolve_store(&ns, &store_ref).await?
+        else {
             return Ok(Synced::NotOurs);
         };
         // The stores entries name in `sourceRef.storeRef`: each is checked
@@ -486,8 +574,24 @@ impl Syncer {
                     message: e.to_string(),
                 })
         };
-        let mut due = external::refresh_due(plan.refresh, synced, &version)
-            || matches!(plan.refresh, Refresh::Every(_));
+        let mut due = external::refresh_due(plan.refresh, synced, &version);
+        // The stores read through, as they are now.
+        let stores = parts.iter().fold(spec_digest, |d, (_, part)| {
+            d.rotate_left(7) ^ part.spec_digest
+        });
+        // A periodic refresh of an unchanged ExternalSecret at its store's
+        // tick; between ticks (a watch event, a restart) only the Secret
+        // is checked.
+        let mut tick_next = None;
+        let uid = es.metadata.uid.clone().unwrap_or_default();
+        if let Refresh::Every(d) = plan.refresh
+            && !due
+        {
+            match self.tick_due(&uid, d.max(self.policies.min_refresh), &store_id, stores) {
+                Ok(()) => due = true,
+                Err(wait) => tick_next = Some(wait),
+            }
+        }
         // syncWindows gate the periodic refreshes only: a change, a first
         // sync or a missing Secret still syncs. The next look is when a
         // window opens (or the next tick, if sooner).
@@ -523,12 +627,15 @@ impl Syncer {
                 // to read or write.
                 let next = match plan.refresh {
                     Refresh::Every(d) => Some(
-                        until_next_tick(
-                            d.max(self.policies.min_refresh),
-                            &store_id,
-                            std::time::SystemTime::now(),
-                        )
-                        .min(window_next.unwrap_or(Duration::MAX)),
+                        tick_next
+                            .unwrap_or_else(|| {
+                                until_next_tick(
+                                    d.max(self.policies.min_refresh),
+                                    &store_id,
+                                    std::time::SystemTime::now(),
+                                )
+                            })
+                            .min(window_next.unwrap_or(Duration::MAX)),
                     ),
                     _ => None,
                 };
@@ -584,7 +691,11 @@ impl Syncer {
         };
         let data = external::merge_entries(entries);
         let next = match refresh {
-            Refresh::Every(d) => Some(until_next_tick(d, &store_id, std::time::SystemTime::now())),
+            Refresh::Every(d) => {
+                let next = until_next_tick(d, &store_id, std::time::SystemTime::now());
+                self.refreshed(&uid, next, stores);
+                Some(next)
+            }
             Refresh::Once | Refresh::OnChange => None,
         };
         // AWS has none of the secrets: the deletion policy decides, before
@@ -723,7 +834,17 @@ impl Syncer {
             )
             .map_err(|e| SyncError::Denied(e.to_string()))?;
         }
-        Ok(Some(Resolved { store, store_id }))
+        let spec_digest = {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            store_spec.to_string().hash(&mut h);
+            h.finish()
+        };
+        Ok(Some(Resolved {
+            store,
+            store_id,
+            spec_digest,
+        }))
     }
 
     /// The keys of the entries whose `sourceRef.storeRef` names `store_ref`,
@@ -1467,8 +1588,11 @@ impl Syncer {
 
     /// The ExternalSecret's status: the Ready condition, refreshTime,
     /// syncedResourceVersion and binding; written only when one of them
-    /// changes (the refresh time at every refresh that read AWS, so tools
-    /// that show the last sync stay true).
+    /// changes or the Secret was written. A refresh that changed nothing
+    /// writes nothing (External Secrets Operator writes refreshTime at every
+    /// refresh: ten thousand status writes an interval at that scale); the
+    /// time of each one's last read of AWS is the metric
+    /// `externalsecret_last_refresh_timestamp_seconds`.
     async fn status(&self, es: &DynamicObject, outcome: &Outcome<'_>) -> Result<(), SyncError> {
         let Outcome {
             ready,
@@ -1505,8 +1629,7 @@ impl Syncer {
             && old_ready["message"] == message
             && old["syncedResourceVersion"] == version
             && old["binding"] == binding
-            && !written
-            && !(ready && refreshed);
+            && !written;
         if unchanged {
             return Ok(());
         }

@@ -1,6 +1,6 @@
 //! A local AWS stand-in for the benchmark: STS AssumeRoleWithWebIdentity,
 //! Secrets Manager GetSecretValue / BatchGetSecretValue / DescribeSecret and
-//! SSM GetParameters, each answered after a fixed latency, each call counted.
+//! SSM GetParameters / GetParameter, each answered after a fixed latency, each call counted.
 //! Every name exists; its value is derived from the name and a version that
 //! `change_all` bumps. Loopback only; stopped when dropped.
 
@@ -341,15 +341,13 @@ async fn answer(
                 let parameters: Vec<Value> = names
                     .iter()
                     .filter_map(Value::as_str)
-                    .map(|n| {
-                        json!({
-                            "Name": n, "Type": "SecureString", "DataType": "text",
-                            "Value": value_of(n, generation), "Version": generation,
-                            "ARN": format!("arn:aws:ssm:us-east-1:123456789012:parameter{n}"),
-                        })
-                    })
+                    .map(|n| parameter(n, generation))
                     .collect();
                 json!({"Parameters": parameters, "InvalidParameters": []})
+            }
+            // One at a time, as External Secrets Operator reads them.
+            "GetParameter" => {
+                json!({"Parameter": parameter(input["Name"].as_str().unwrap_or(""), generation)})
             }
             _ => json!({"__type": "UnknownOperationException"}),
         };
@@ -360,6 +358,14 @@ async fn answer(
         .header("content-type", response.1)
         .body(Full::new(Bytes::from(response.0)))
         .unwrap())
+}
+
+fn parameter(name: &str, generation: u64) -> Value {
+    json!({
+        "Name": name, "Type": "SecureString", "DataType": "text",
+        "Value": value_of(name, generation), "Version": generation,
+        "ARN": format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}"),
+    })
 }
 
 fn version_id(generation: u64) -> String {
