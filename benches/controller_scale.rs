@@ -510,7 +510,16 @@ fn ours(dir: &Path, kubeconfig: &Path, aws: &str, class: &str, identity: &str) -
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", "AKIDBENCHCONTROLLER0")
         .env("AWS_SECRET_ACCESS_KEY", "bench-controller-secret-key")
-        .env("RUST_LOG", "warn")
+        // For a look inside: CONTROLLER_RUST_LOG=info CONTROLLER_ARGS=--log-step-times
+        .args(
+            std::env::var("CONTROLLER_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
+        .env(
+            "RUST_LOG",
+            std::env::var("CONTROLLER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -722,6 +731,11 @@ async fn run(full: bool, s: Scale, with_eso: bool) {
     let applying = Instant::now();
     create_all(&client, &work.objects).await;
     let applied = applying.elapsed();
+    eprintln!(
+        "created {} objects in {:.1} s",
+        work.objects.len(),
+        applied.as_secs_f64()
+    );
     let total = s.total();
     let intervals = if full { 2 } else { 1 };
 
@@ -745,6 +759,10 @@ async fn run(full: bool, s: Scale, with_eso: bool) {
         synced: synced(&seen, "ours"),
         ..Default::default()
     };
+    eprintln!(
+        "ours: first sync in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     // Status writes trail the Secrets a little.
     tokio::time::sleep(Duration::from_secs(3)).await;
     f.first_calls = aws.calls();
@@ -805,6 +823,7 @@ async fn run(full: bool, s: Scale, with_eso: bool) {
     f.peak_rss_kib = peak_rss_kib(leader.child.id());
     f.synced = synced(&seen, "ours");
 
+    eprintln!("ours: intervals and new ExternalSecrets measured");
     // ---- ours: a restart (a rollout: SIGTERM, a new process) ----
     let scrape_ready = |port: u16| ready_count(&scrape(port));
     leader.terminate();
@@ -837,6 +856,15 @@ async fn run(full: bool, s: Scale, with_eso: bool) {
     let failover_herd = refreshes_per_second(&scrape(port), failed_at);
     let standby_log = standby.log_tail();
     standby.kill();
+    // For a look inside: the API server's audit log and our logs, kept.
+    if let Ok(keep) = std::env::var("KEEP_LOGS") {
+        let keep = Path::new(&keep);
+        let _ = std::fs::create_dir_all(keep);
+        let _ = std::fs::copy(cp.work.join("audit.log"), keep.join("audit.log"));
+        for name in ["ours-a.log", "ours-b.log", "ours-c.log"] {
+            let _ = std::fs::copy(dir.path().join(name), keep.join(name));
+        }
+    }
     drop(leader);
 
     let herd = |h: &BTreeMap<u64, usize>| {

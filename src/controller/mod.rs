@@ -88,6 +88,17 @@ pub struct ControllerArgs {
     /// store run this many at once and gather into few AWS batches.
     #[arg(long, env = "SYNCS_PER_NAMESPACE", default_value_t = 24)]
     pub syncs_per_namespace: usize,
+    /// Calls per second to one AWS API, API=RATE (GetSecretValue,
+    /// BatchGetSecretValue, GetParameters; repeat or comma-separate).
+    /// Defaults: half the account's quota (5000, 50, 20): the controller is
+    /// one process for the cluster; the nodes' drivers take a tenth each.
+    #[arg(
+        long = "aws-rate-limit",
+        value_name = "API=RATE",
+        env = "AWS_RATE_LIMITS",
+        value_delimiter = ','
+    )]
+    pub aws_rate_limits: Vec<crate::fetch::RateSetting>,
     /// Restart the Deployments, StatefulSets and DaemonSets annotated
     /// `aws-secrets-csi.io/restart-on-rotation: "true"` when secrets their
     /// pods read rotate (a pod's `SecretRotated` Event, or a change of a
@@ -457,7 +468,10 @@ async fn control(
         Fetcher::with_window(
             sdk.clone(),
             metrics.clone(),
-            Arc::new(RateBudget::new(&[])),
+            Arc::new(RateBudget::with_defaults(
+                &crate::fetch::CONTROLLER_BUDGETS,
+                &args.aws_rate_limits,
+            )),
             BatchWindow::Always(Duration::from_millis(100)),
         ),
         kinds.clone(),
@@ -694,7 +708,9 @@ async fn control(
                     let slot = slots.take(&namespace, urgent).await;
                     tracing::debug!(externalsecret = %id, "sync slot taken");
                     let started = std::time::Instant::now();
-                    let result = syncer.sync(&es, slot).await;
+                    // Boxed: the thousands of syncs waiting for a slot
+                    // hold a pointer each, not a sync's whole state.
+                    let result = Box::pin(syncer.sync(&es, slot)).await;
                     syncs.end(sync_started);
                     match sync_outcome(&result, started.elapsed()) {
                         Some(outcome) => es_metrics.synced(&namespace, &name, outcome),

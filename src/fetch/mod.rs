@@ -22,7 +22,9 @@ use std::sync::Arc;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-pub use budget::{DEFAULT_BUDGETS, DefaultBudget, Priority, RateBudget, RateSetting};
+pub use budget::{
+    CONTROLLER_BUDGETS, DEFAULT_BUDGETS, DefaultBudget, Priority, RateBudget, RateSetting,
+};
 pub use failure::{FailureKind, ObjectFailure};
 pub use listing::Listing;
 pub use shared::{BATCH_WINDOW, BatchWindow, LONGEST_SHARED, SharedValues, Sharing};
