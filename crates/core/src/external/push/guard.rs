@@ -157,7 +157,7 @@ pub enum SmDecision {
     Update(SmUpdate),
 }
 
-fn sm_meta<'a>(entry: &'a PushEntry) -> Result<&'a SecretsManagerMetadata, PushError> {
+fn sm_meta(entry: &PushEntry) -> Result<&SecretsManagerMetadata, PushError> {
     match &entry.metadata {
         PushMetadata::SecretsManager(m) => Ok(m),
         PushMetadata::ParameterStore(_) => Err(PushError::invalid(
@@ -167,7 +167,7 @@ fn sm_meta<'a>(entry: &'a PushEntry) -> Result<&'a SecretsManagerMetadata, PushE
     }
 }
 
-fn ssm_meta<'a>(entry: &'a PushEntry) -> Result<&'a ParameterStoreMetadata, PushError> {
+fn ssm_meta(entry: &PushEntry) -> Result<&ParameterStoreMetadata, PushError> {
     match &entry.metadata {
         PushMetadata::ParameterStore(m) => Ok(m),
         PushMetadata::SecretsManager(_) => Err(PushError::invalid(

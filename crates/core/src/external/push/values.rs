@@ -117,10 +117,10 @@ pub(crate) fn reverse_key(strategy: PushConversionStrategy, key: &str) -> String
 
 /// Every key of `data` under `strategy`, each with its original key; two
 /// keys converting to one is an error naming that key.
-pub(crate) fn reverse_keys<'a>(
+pub(crate) fn reverse_keys(
     strategy: PushConversionStrategy,
-    data: &'a BTreeMap<String, Vec<u8>>,
-) -> Result<BTreeMap<String, (&'a str, &'a [u8])>, String> {
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Result<BTreeMap<String, (&str, &[u8])>, String> {
     let mut out = BTreeMap::new();
     for (k, v) in data {
         let key = reverse_key(strategy, k);
