@@ -24,7 +24,6 @@ mod values;
 mod tests;
 
 use crate::external::ExternalError;
-use crate::external::rewrite::RewriteError;
 
 /// The tag every remote secret written by a push carries, and without
 /// which an existing remote secret is neither overwritten nor deleted.
@@ -149,17 +148,6 @@ impl From<ExternalError> for PushError {
                 path: "spec".into(),
                 why: other.to_string(),
             },
-        }
-    }
-}
-
-impl From<RewriteError> for PushError {
-    fn from(e: RewriteError) -> Self {
-        // Rewrite errors name their path first; keep them whole.
-        let text = e.to_string();
-        match text.split_once(": ") {
-            Some((path, why)) => PushError::invalid(path, why),
-            None => PushError::invalid("spec.dataTo", text),
         }
     }
 }
