@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod conditions;
 pub mod decoding;
 pub mod go_regexp;
+pub mod push;
 pub mod refresh;
 pub mod rewrite;
 pub mod store_status;
