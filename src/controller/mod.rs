@@ -485,6 +485,7 @@ async fn control(
         secret_stores,
         cluster_stores,
     ));
+    syncer.read_ahead_from(es_store.clone());
     // Restarts of opted-in workloads: the Secrets whose data a sync
     // changed are one of their signals.
     let (changes, changed) = tokio::sync::mpsc::channel(restart::QUEUE);

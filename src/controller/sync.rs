@@ -185,7 +185,29 @@ pub struct Syncer {
     /// so a new leader does not refresh ten thousand together; the status
     /// keeps no refresh time for it (not written on an unchanged refresh).
     ticks: Mutex<HashMap<String, Tick>>,
+    /// The ExternalSecrets' watch cache, for reading ahead (set once the
+    /// controller runs; unset, nothing is read ahead).
+    external_secrets: std::sync::OnceLock<Cache<Held>>,
+    read_ahead: Mutex<ReadAhead>,
 }
+
+/// First syncs read ahead: a first sync also asks AWS for what other
+/// ExternalSecrets of its store, not synced yet, read (up to one batch),
+/// so that ten thousand new ExternalSecrets, taken in fair turns across
+/// namespaces (a store's rarely run together), still go to AWS in full
+/// batches; theirs then come from the shared values.
+#[derive(Default)]
+struct ReadAhead {
+    /// By store (`namespace/name`, or a ClusterSecretStore's name): the
+    /// ExternalSecrets never synced, as of `scanned`.
+    unsynced: HashMap<String, Vec<std::sync::Arc<Held>>>,
+    scanned: Option<Instant>,
+    /// ExternalSecrets (by UID) already read ahead.
+    done: HashMap<String, Instant>,
+}
+
+/// How often the cache is scanned for ExternalSecrets never synced.
+const READ_AHEAD_SCAN: Duration = Duration::from_secs(5);
 
 /// The next periodic read of an ExternalSecret, and the digest of the
 /// stores it read through last.
@@ -238,7 +260,90 @@ impl Syncer {
             namespaces: Mutex::default(),
             written_versions: Mutex::default(),
             ticks: Mutex::default(),
+            external_secrets: std::sync::OnceLock::new(),
+            read_ahead: Mutex::default(),
         }
+    }
+
+    /// First syncs read ahead for the ExternalSecrets of this cache.
+    pub fn read_ahead_from(&self, external_secrets: Cache<Held>) {
+        let _ = self.external_secrets.set(external_secrets);
+    }
+
+    /// The objects other ExternalSecrets of `store_id` (never synced, not
+    /// read ahead yet) read, as one plan: at most `room` objects.
+    fn companions(
+        &self,
+        es: &DynamicObject,
+        store_id: &str,
+        store: &Store,
+        own: &aws_secrets_csi_core::spc::MountPlan,
+        room: usize,
+    ) -> Option<aws_secrets_csi_core::spc::MountPlan> {
+        let cache = self.external_secrets.get()?;
+        if room == 0 {
+            return None;
+        }
+        let mut ahead = self.read_ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if ahead.scanned.is_none_or(|t| t.elapsed() >= READ_AHEAD_SCAN) {
+            let mut unsynced: HashMap<String, Vec<std::sync::Arc<Held>>> = HashMap::new();
+            for held in cache.state() {
+                if held.refusal.is_some() || self.synced_version(&held.object).is_some() {
+                    continue;
+                }
+                let Ok(r) = external::store_ref(&held.object.data["spec"]) else {
+                    continue;
+                };
+                let id = match r.kind {
+                    StoreKind::SecretStore => format!(
+                        "{}/{}",
+                        held.object
+                            .metadata
+                            .namespace
+                            .as_deref()
+                            .unwrap_or_default(),
+                        r.name
+                    ),
+                    StoreKind::ClusterSecretStore => r.name.clone(),
+                };
+                unsynced.entry(id).or_default().push(held);
+            }
+            ahead.unsynced = unsynced;
+            ahead.scanned = Some(Instant::now());
+            let retain = Duration::from_secs(600);
+            ahead.done.retain(|_, at| at.elapsed() < retain);
+        }
+        let me = es.metadata.uid.as_deref().unwrap_or_default();
+        let candidates = ahead.unsynced.get(store_id).cloned().unwrap_or_default();
+        let mut plan = own.clone();
+        plan.objects.clear();
+        for held in candidates {
+            let Some(uid) = held.object.metadata.uid.as_deref() else {
+                continue;
+            };
+            if uid == me || ahead.done.contains_key(uid) {
+                continue;
+            }
+            let name = held.object.metadata.name.clone().unwrap_or_default();
+            // Parts through other stores are theirs to read.
+            let spec = &held.object.data["spec"];
+            if external::source_stores(spec).is_ok_and(|s| !s.is_empty()) {
+                continue;
+            }
+            let Ok(theirs) = external::sync_plan(&name, spec, store) else {
+                continue;
+            };
+            let objects = theirs.reads().values.objects;
+            if objects.is_empty() || plan.objects.len() + objects.len() > room {
+                continue;
+            }
+            ahead.done.insert(uid.to_owned(), Instant::now());
+            plan.objects.extend(objects);
+            if plan.objects.len() == room {
+                break;
+            }
+        }
+        (!plan.objects.is_empty()).then_some(plan)
     }
 
     /// The next sync of this ExternalSecret reads AWS whatever its tick
@@ -272,13 +377,13 @@ impl Syncer {
         &self,
         uid: &str,
         interval: Duration,
-        store_id: &str,
+        clock: &str,
         stores: u64,
     ) -> Result<(), Duration> {
         let now = std::time::SystemTime::now();
         let mut ticks = self.ticks_mut();
         let tick = *ticks.entry(uid.to_owned()).or_insert_with(|| Tick {
-            at: now + until_next_tick(interval, store_id, now),
+            at: now + until_next_tick(interval, clock, now),
             stores,
         });
         if tick.stores != stores {
@@ -575,6 +680,10 @@ impl Syncer {
                 })
         };
         let mut due = external::refresh_due(plan.refresh, synced, &version);
+        // One clock per identity (auth, role chain, region), not per store:
+        // the stores of one identity refresh at the same instants, so a
+        // secret several of them read goes to AWS once an interval.
+        let clock = format!("{:?}|{:?}|{}", store.auth, store.chain, store.region);
         // The stores read through, as they are now.
         let stores = parts.iter().fold(spec_digest, |d, (_, part)| {
             d.rotate_left(7) ^ part.spec_digest
@@ -587,7 +696,7 @@ impl Syncer {
         if let Refresh::Every(d) = plan.refresh
             && !due
         {
-            match self.tick_due(&uid, d.max(self.policies.min_refresh), &store_id, stores) {
+            match self.tick_due(&uid, d.max(self.policies.min_refresh), &clock, stores) {
                 Ok(()) => due = true,
                 Err(wait) => tick_next = Some(wait),
             }
@@ -631,7 +740,7 @@ impl Syncer {
                             .unwrap_or_else(|| {
                                 until_next_tick(
                                     d.max(self.policies.min_refresh),
-                                    &store_id,
+                                    &clock,
                                     std::time::SystemTime::now(),
                                 )
                             })
@@ -663,7 +772,11 @@ impl Syncer {
         // A change of the ExternalSecret (its spec, or a label or annotation
         // such as `force-sync`) reads AWS afresh.
         let changed = synced.is_some_and(|s| s != version);
+        // A first sync takes a value read within the interval (read ahead
+        // for it by another of its store's first syncs): as fresh as a
+        // periodic refresh promises.
         let max_age = match refresh {
+            Refresh::Every(d) if synced.is_none() => d,
             Refresh::Every(d) if !changed => (d / 4).max(Duration::from_secs(1)),
             _ => Duration::ZERO,
         };
@@ -672,7 +785,32 @@ impl Syncer {
             max_age,
             priority: Priority::FirstMount,
         };
-        let values = self.values(es, &plan, &identity, &sharing).await?;
+        let ahead = match refresh {
+            Refresh::Every(_) if synced.is_none() && parts.is_empty() => {
+                let own = plan.reads().values;
+                let batch: usize = match store.service {
+                    aws_secrets_csi_core::spc::ObjectType::SecretsManager => 20,
+                    _ => 10,
+                };
+                self.companions(
+                    es,
+                    &store_id,
+                    &store,
+                    &own,
+                    batch.saturating_sub(own.objects.len()),
+                )
+            }
+            _ => None,
+        };
+        // Both at once: the fetch layer's batch window puts them in one call.
+        let (values, _) = tokio::join!(self.values(es, &plan, &identity, &sharing), async {
+            if let Some(ahead) = &ahead {
+                self.fetcher
+                    .fetch_each(ahead, &identity, &[], &sharing)
+                    .await;
+            }
+        });
+        let values = values?;
         let found = self.find(&plan, &store, &identity, &sharing).await?;
         let mut entries = external::provider_entries(&plan, &values, &found)
             .map_err(spec_error("ExternalSecret", &es_id))?;
@@ -692,7 +830,7 @@ impl Syncer {
         let data = external::merge_entries(entries);
         let next = match refresh {
             Refresh::Every(d) => {
-                let next = until_next_tick(d, &store_id, std::time::SystemTime::now());
+                let next = until_next_tick(d, &clock, std::time::SystemTime::now());
                 self.refreshed(&uid, next, stores);
                 Some(next)
             }
@@ -1928,18 +2066,18 @@ fn holds(current: &Secret, desired: &Secret, manager: &str) -> bool {
         && owners
 }
 
-/// How long until the next refresh of an ExternalSecret whose store is
-/// `store_id`: the next tick of a clock with period `interval` and a phase
-/// drawn from the store. Every ExternalSecret of one store (one identity)
-/// with one interval refreshes at the same instants, so their secrets go to
-/// AWS in one batch per interval, whenever each was created; different
-/// stores tick at different phases, so a thousand created together do not
-/// all refresh together.
-pub fn until_next_tick(interval: Duration, store_id: &str, now: std::time::SystemTime) -> Duration {
+/// How long until the next refresh of an ExternalSecret whose clock (its
+/// store's identity) is `clock`: the next tick of a clock with period
+/// `interval` and a phase drawn from its name. Every ExternalSecret of one
+/// identity with one interval refreshes at the same instants, so their
+/// secrets go to AWS in few batches per interval, whenever each was
+/// created; different identities tick at different phases, so a thousand
+/// created together do not all refresh together.
+pub fn until_next_tick(interval: Duration, clock: &str, now: std::time::SystemTime) -> Duration {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let period = interval.as_millis().max(1);
     let mut h = DefaultHasher::new();
-    store_id.hash(&mut h);
+    clock.hash(&mut h);
     let phase = u128::from(h.finish()) % period;
     let now = now
         .duration_since(std::time::UNIX_EPOCH)
