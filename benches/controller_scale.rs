@@ -164,7 +164,7 @@ fn workload(class: &str, s: Scale) -> Workload {
         });
     }
     let local_service = |n: usize| {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Service::SecretsManager
         } else {
             Service::ParameterStore
@@ -182,7 +182,7 @@ fn workload(class: &str, s: Scale) -> Workload {
         });
     }
     let cluster = |k: usize| {
-        let service = if k % 2 == 0 {
+        let service = if k.is_multiple_of(2) {
             Service::SecretsManager
         } else {
             Service::ParameterStore
@@ -519,6 +519,15 @@ fn ours(dir: &Path, kubeconfig: &Path, aws: &str, class: &str, identity: &str) -
         .env(
             "RUST_LOG",
             std::env::var("CONTROLLER_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        // More of the controller's environment, K=V,K=V (e.g. allocator
+        // settings to compare).
+        .envs(
+            std::env::var("CONTROLLER_ENV")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
