@@ -34,6 +34,7 @@ use ::kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKin
 use common::aws_standin::AwsStandIn;
 use common::control_plane::*;
 use common::controller::*;
+use common::eso_peer::*;
 use common::*;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -537,29 +538,6 @@ fn ours(dir: &Path, kubeconfig: &Path, aws: &str, class: &str, identity: &str) -
     Process { child, port, log }
 }
 
-fn eso_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("ESO_BIN") {
-        return PathBuf::from(path);
-    }
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/eso-peer.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/eso-peer.sh");
-    assert!(out.status.success(), "scripts/eso-peer.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// External Secrets Operator's own CRDs, from its module.
-fn eso_crds() -> PathBuf {
-    let out = Command::new("go")
-        .args(["env", "GOMODCACHE"])
-        .output()
-        .expect("go");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        .join("github.com/external-secrets/external-secrets@v0.16.2/deploy/crds/bundle.yaml")
-}
-
 fn eso(dir: &Path, bin: &Path, kubeconfig: &Path, aws: &str) -> Process {
     let port = free_port();
     let log = dir.join("eso.log");
@@ -722,15 +700,7 @@ async fn run(full: bool, s: Scale, with_eso: bool) {
     } else {
         install_controller(cp, "scale-setup");
     }
-    let client = {
-        let config = ::kube::Config::from_custom_kubeconfig(
-            ::kube::config::Kubeconfig::read_from(&cp.admin).unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        ::kube::Client::try_from(config).unwrap()
-    };
+    let client = cp.admin_client().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = controller_kubeconfig(cp, dir.path());
     let seen = watch_managed_secrets(&client);

@@ -153,15 +153,7 @@ async fn run(full: bool, secret_count: usize, per_secret: usize, rounds: usize, 
             ("RUST_LOG", "info"),
         ],
     );
-    let client = {
-        let config = ::kube::Config::from_custom_kubeconfig(
-            ::kube::config::Kubeconfig::read_from(&cp.admin).unwrap(),
-            &Default::default(),
-        )
-        .await
-        .unwrap();
-        ::kube::Client::try_from(config).unwrap()
-    };
+    let client = cp.admin_client().await;
     let seen = watch_secrets(&client);
     loop {
         let s = secrets(&seen);

@@ -10,39 +10,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::aws_standin::AwsStandIn;
 use common::control_plane::*;
+use common::eso_peer::*;
 use common::*;
 
 const COUNT: usize = 200;
 const INTERVAL: u64 = 20;
-
-fn eso_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("ESO_BIN") {
-        return PathBuf::from(path);
-    }
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/eso-peer.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/eso-peer.sh");
-    assert!(out.status.success(), "scripts/eso-peer.sh failed");
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// The Operator's own CRDs, from its module in the Go module cache.
-fn eso_crds() -> PathBuf {
-    let out = Command::new("go")
-        .args(["env", "GOMODCACHE"])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-        .join("github.com/external-secrets/external-secrets@v0.16.2/deploy/crds/bundle.yaml")
-}
 
 struct Running {
     child: Child,

@@ -696,9 +696,17 @@ impl Syncer {
         if let Refresh::Every(d) = plan.refresh
             && !due
         {
-            match self.tick_due(&uid, d.max(self.policies.min_refresh), &clock, stores) {
-                Ok(()) => due = true,
-                Err(wait) => tick_next = Some(wait),
+            if plan.target.creation == CreationPolicy::Merge {
+                // A Merge target's keys live in a Secret others write (it
+                // may be made after this one, or made again): only writing
+                // them shows they are there, so each of its syncs goes
+                // through the fetch (values shared), as before ticks.
+                due = true;
+            } else {
+                match self.tick_due(&uid, d.max(self.policies.min_refresh), &clock, stores) {
+                    Ok(()) => due = true,
+                    Err(wait) => tick_next = Some(wait),
+                }
             }
         }
         // syncWindows gate the periodic refreshes only: a change, a first

@@ -94,6 +94,17 @@ pub fn helm() -> PathBuf {
 }
 
 impl ControlPlane {
+    /// A client with the admin's kubeconfig.
+    pub async fn admin_client(&self) -> ::kube::Client {
+        let config = ::kube::Config::from_custom_kubeconfig(
+            ::kube::config::Kubeconfig::read_from(&self.admin).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        ::kube::Client::try_from(config).unwrap()
+    }
+
     /// The processes of the control plane (etcd, kube-apiserver, and the
     /// controllers when asked for): the children of its script.
     pub fn processes(&self) -> Vec<u32> {

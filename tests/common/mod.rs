@@ -7,6 +7,7 @@ pub mod agent;
 pub mod aws_standin;
 pub mod control_plane;
 pub mod controller;
+pub mod eso_peer;
 pub mod kube;
 pub mod proxy;
 pub mod relay;
