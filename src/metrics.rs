@@ -145,7 +145,13 @@ impl Metrics {
             });
         let aws_calls = Family::default();
         let object_requests = Family::default();
-        let calls_saved = Family::default();
+        // Both kinds from zero: a rate over a counter that appears at its
+        // first increment misses that increment (and a dashboard finds no
+        // series until something was saved).
+        let calls_saved = Family::<SavedLabels, Counter>::default();
+        for by in ["sharing", "batching"] {
+            calls_saved.get_or_create(&SavedLabels { by });
+        }
         let sync_k8s_secret = Family::default();
         let k8s_secret_duration = Family::<OsLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.1, 2.0, 11))
@@ -623,6 +629,14 @@ mod tests {
     #[test]
     fn calls_saved_by_sharing_and_batching() {
         let m = Metrics::new();
+        // Both series from zero, before anything was saved.
+        let text = m.encode();
+        for by in ["sharing", "batching"] {
+            assert!(
+                text.contains(&format!("aws_calls_saved_total{{by=\"{by}\"}} 0")),
+                "{text}"
+            );
+        }
         m.shared_value(Served::Fetched);
         m.shared_value(Served::Reused);
         m.shared_value(Served::Joined);
