@@ -150,7 +150,7 @@ impl Metrics {
         // series until something was saved).
         let calls_saved = Family::<SavedLabels, Counter>::default();
         for by in ["sharing", "batching"] {
-            calls_saved.get_or_create(&SavedLabels { by });
+            drop(calls_saved.get_or_create(&SavedLabels { by }));
         }
         let sync_k8s_secret = Family::default();
         let k8s_secret_duration = Family::<OsLabels, Histogram>::new_with_constructor(|| {
