@@ -314,10 +314,33 @@ impl Syncer {
             ahead.done.retain(|_, at| at.elapsed() < retain);
         }
         let me = es.metadata.uid.as_deref().unwrap_or_default();
+        let my_ns = es.metadata.namespace.as_deref().unwrap_or_default();
         let candidates = ahead.unsynced.get(store_id).cloned().unwrap_or_default();
         let mut plan = own.clone();
         plan.objects.clear();
-        for held in candidates {
+        // Bounded work under the lock: a few candidates per object of room.
+        for held in candidates.into_iter().take(room * 4) {
+            // Another namespace's ExternalSecret is read ahead only where
+            // the store is the same for it (a ClusterSecretStore's `jwt`
+            // without a namespace takes each ExternalSecret's own) and lets
+            // every namespace in (no conditions): no namespace makes AWS
+            // calls under an identity its own sync would not use.
+            let their_ns = held
+                .object
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or_default();
+            if their_ns != my_ns {
+                let same = store.conditions.is_empty()
+                    && external::store_ref(&held.object.data["spec"])
+                        .ok()
+                        .and_then(|r| self.watched_store(their_ns, &r))
+                        .is_some_and(|theirs| theirs == *store);
+                if !same {
+                    continue;
+                }
+            }
             let Some(uid) = held.object.metadata.uid.as_deref() else {
                 continue;
             };
